@@ -11,8 +11,10 @@ namespace ekv {
 
 namespace {
 // Spin this many rounds before sleeping: decode issues hundreds of short
-// parallel regions per token, and a futex wake costs more than a region.
-constexpr int kSpinRounds = 1 << 14;
+// parallel regions per token and a futex wake costs more than a region.
+constexpr int kSpinRounds = 4096;
+inline uint32_t gen_of(uint64_t t) { return static_cast<uint32_t>(t >> 32); }
+inline uint32_t task_of(uint64_t t) { return static_cast<uint32_t>(t); }
 }  // namespace
 
 int ThreadPool::default_threads() {
@@ -21,18 +23,34 @@ int ThreadPool::default_threads() {
 }
 
 ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads > 0 ? n_threads : default_threads()) {
+    // Workers start with "nothing to claim": task index == n for generation 0.
+    ticket_.store(static_cast<uint64_t>(n_threads_));
     workers_.reserve(static_cast<size_t>(n_threads_ - 1));
-    for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker(i); });
+    for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this] { worker(); });
 }
 
 ThreadPool::~ThreadPool() {
     {
         std::lock_guard<std::mutex> lock(mu_);
         stop_.store(true);
-        generation_.fetch_add(1);
     }
     cv_.notify_all();
     for (auto& t : workers_) t.join();
+}
+
+void ThreadPool::drain(uint32_t gen) {
+    const uint32_t n = static_cast<uint32_t>(n_threads_);
+    uint64_t t = ticket_.load(std::memory_order_acquire);
+    for (;;) {
+        if (gen_of(t) != gen || task_of(t) >= n) return;
+        Fn fn = fn_.load(std::memory_order_relaxed);
+        void* ctx = ctx_.load(std::memory_order_relaxed);
+        if (ticket_.compare_exchange_weak(t, t + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
+            fn(ctx, static_cast<int>(task_of(t)), n_threads_);
+            done_.fetch_add(1, std::memory_order_acq_rel);
+            t = ticket_.load(std::memory_order_acquire);
+        }
+    }
 }
 
 void ThreadPool::run(Fn fn, void* ctx) {
@@ -40,42 +58,35 @@ void ThreadPool::run(Fn fn, void* ctx) {
         fn(ctx, 0, 1);
         return;
     }
+    const uint32_t gen = gen_of(ticket_.load(std::memory_order_relaxed)) + 1;
+    fn_.store(fn, std::memory_order_relaxed);
+    ctx_.store(ctx, std::memory_order_relaxed);
+    done_.store(0, std::memory_order_relaxed);
     {
         std::lock_guard<std::mutex> lock(mu_);
-        fn_ = fn;
-        ctx_ = ctx;
-        pending_.store(n_threads_ - 1);
-        generation_.fetch_add(1, std::memory_order_release);
+        ticket_.store(static_cast<uint64_t>(gen) << 32, std::memory_order_release);
     }
     cv_.notify_all();
-    fn(ctx, 0, n_threads_);
-    while (pending_.load(std::memory_order_acquire) != 0) EKV_CPU_RELAX();
+    drain(gen);
+    while (done_.load(std::memory_order_acquire) != n_threads_) EKV_CPU_RELAX();
 }
 
-void ThreadPool::worker(int index) {
-    unsigned seen = 0;
+void ThreadPool::worker() {
+    uint32_t seen = 0;
     for (;;) {
-        unsigned gen = generation_.load(std::memory_order_acquire);
-        for (int spin = 0; gen == seen && spin < kSpinRounds; ++spin) {
+        uint64_t t = ticket_.load(std::memory_order_acquire);
+        for (int spin = 0; gen_of(t) == seen && spin < kSpinRounds; ++spin) {
             EKV_CPU_RELAX();
-            gen = generation_.load(std::memory_order_acquire);
+            t = ticket_.load(std::memory_order_acquire);
         }
-        if (gen == seen) {
+        if (gen_of(t) == seen) {
             std::unique_lock<std::mutex> lock(mu_);
-            cv_.wait(lock, [&] { return generation_.load() != seen; });
-            gen = generation_.load();
+            cv_.wait(lock, [&] { return stop_.load() || gen_of(ticket_.load()) != seen; });
+            if (stop_.load()) return;
+            t = ticket_.load(std::memory_order_acquire);
         }
-        seen = gen;
-        if (stop_.load()) return;
-        Fn fn;
-        void* ctx;
-        {
-            std::lock_guard<std::mutex> lock(mu_);
-            fn = fn_;
-            ctx = ctx_;
-        }
-        fn(ctx, index, n_threads_);
-        pending_.fetch_sub(1, std::memory_order_acq_rel);
+        seen = gen_of(t);
+        drain(seen);
     }
 }
 

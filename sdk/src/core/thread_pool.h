@@ -1,9 +1,11 @@
-// Persistent worker pool for the CPU kernels. run() hands the same function to
-// every thread (the caller included) with its index, like an OpenMP parallel
-// region; kernels split their own work. No allocation per call, so it can be
-// used on the per-token path.
+// Persistent worker pool for the CPU kernels. run() calls fn(ctx, i, n) for
+// every task i in [0, n) with n = size(), like an OpenMP parallel region, but
+// tasks are claimed dynamically: the caller runs whatever no worker has picked
+// up yet, so a descheduled worker (an oversubscribed phone or laptop) never
+// stalls a decode step. No allocation per call: safe on the per-token path.
 #pragma once
 #include <atomic>
+#include <cstdint>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -24,7 +26,7 @@ public:
     int size() const { return n_threads_; }
 
     // Runs fn(ctx, i, size()) for every i in [0, size()) and waits for all.
-    // Not reentrant: one run() at a time per pool.
+    // Task i may run on any thread. Not reentrant: one run() at a time.
     void run(Fn fn, void* ctx);
 
     // Convenience: f(thread_index, n_threads) on every thread.
@@ -48,17 +50,21 @@ public:
     static int default_threads();
 
 private:
-    void worker(int index);
+    void worker();
+    // Claims and runs tasks of generation `gen` until none is left.
+    void drain(uint32_t gen);
 
     int n_threads_;
     std::vector<std::thread> workers_;
     std::mutex mu_;
     std::condition_variable cv_;
-    std::atomic<unsigned> generation_{0};
-    std::atomic<int> pending_{0};
+    // (generation << 32) | next unclaimed task: claiming is one CAS, and a
+    // late worker can never claim a task of a newer generation by mistake.
+    std::atomic<uint64_t> ticket_{0};
+    std::atomic<int> done_{0};
     std::atomic<bool> stop_{false};
-    Fn fn_ = nullptr;
-    void* ctx_ = nullptr;
+    std::atomic<Fn> fn_{nullptr};
+    std::atomic<void*> ctx_{nullptr};
 };
 
 }  // namespace ekv

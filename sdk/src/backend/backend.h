@@ -1,0 +1,144 @@
+// The backend interface: memory with a placement, weights kept in their GGUF
+// format, and the ops the architectures need. Ops are issued in order and may
+// run asynchronously (CPU: immediately; GPU backends: recorded into a command
+// stream); synchronize() is the only wait. Model code never knows which
+// backend runs it.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/dtype.h"
+#include "core/status.h"
+#include "edgekv.h"
+
+namespace ekv {
+
+struct TensorRef;
+
+enum class Placement { Device, Host, Unified };
+
+// A block of backend memory. host() is non-null when the CPU can address it.
+class Buffer {
+public:
+    virtual ~Buffer() = default;
+    virtual size_t size() const = 0;
+    virtual Placement placement() const = 0;
+    virtual void* host() = 0;
+};
+
+// A 2-D view into backend memory: `rows` rows of `cols` elements of `type`,
+// rows `row_bytes` apart. The view never owns memory.
+struct Tensor {
+    DType type = DType::F32;
+    int64_t cols = 0;
+    int64_t rows = 0;
+    size_t row_bytes = 0;
+    Buffer* buffer = nullptr;  // owning buffer (GPU backends address through it)
+    size_t offset = 0;         // byte offset of row 0 in buffer
+    void* data = nullptr;      // CPU-addressable pointer to row 0, when there is one
+
+    Tensor row_range(int64_t first, int64_t count) const {
+        Tensor t = *this;
+        t.rows = count;
+        t.offset += static_cast<size_t>(first) * row_bytes;
+        if (data) t.data = static_cast<uint8_t*>(data) + static_cast<size_t>(first) * row_bytes;
+        return t;
+    }
+    template <class T>
+    T* ptr(int64_t row = 0) const {
+        return reinterpret_cast<T*>(static_cast<uint8_t*>(data) + static_cast<size_t>(row) * row_bytes);
+    }
+};
+
+// One contiguous run of cached keys/values as attention sees it. Token i of
+// the segment has absolute position first_pos + i and sits at row i of k/v
+// (rows are tokens; a row holds n_kv_heads * head_dim elements).
+struct KvSegment {
+    Tensor k;
+    Tensor v;
+    int32_t n_tokens = 0;
+    int32_t first_pos = 0;
+};
+
+// The cache contents of one layer, possibly in several segments (a ring or
+// pinned sink tokens will add more). Positions are ascending across segments.
+struct KvView {
+    static constexpr int kMaxSegments = 4;
+    KvSegment seg[kMaxSegments];
+    int n_segments = 0;
+};
+
+struct AttentionParams {
+    int32_t n_heads = 0;
+    int32_t n_kv_heads = 0;
+    int32_t head_dim = 0;
+    float scale = 1.0f;
+};
+
+// Rotary embedding on adjacent pairs (GGUF/llama.cpp convention); the angle
+// of pair i at position p is p * theta_scale_i, with per-pair frequency
+// factors from RoPE scaling (1.0 when not scaled).
+struct RopeParams {
+    int32_t n_heads = 0;
+    int32_t head_dim = 0;
+    int32_t rope_dim = 0;                 // rotated dims (<= head_dim)
+    const float* inv_freq = nullptr;      // rope_dim/2 inverse frequencies, scaling applied
+    float attn_factor = 1.0f;             // YaRN magnitude scaling (1 otherwise)
+};
+
+struct DeviceDescription {
+    ekv_backend_kind kind = EKV_BACKEND_CPU;
+    int32_t index = 0;
+    std::string name;
+    uint64_t memory_bytes = 0;
+    bool unified_memory = true;
+    int32_t n_threads = 1;
+};
+
+class Backend {
+public:
+    virtual ~Backend() = default;
+
+    virtual const DeviceDescription& device() const = 0;
+
+    // Memory.
+    virtual Status alloc(size_t bytes, Placement placement, std::unique_ptr<Buffer>* out) = 0;
+    // Makes a weight usable by the ops, keeping its file format. CPU: zero
+    // copy view of the mapping; GPU backends upload into *owner.
+    virtual Status load_weight(const TensorRef& src, Tensor* out, std::unique_ptr<Buffer>* owner) = 0;
+    virtual bool supports_weight(DType type) const = 0;
+    // Scratch the ops need for matmuls with up to n_tokens rows of k_max cols.
+    virtual Status reserve_scratch(int64_t k_max, int32_t n_tokens) = 0;
+
+    // Ops. Activations are F32 [tokens x features] unless stated.
+    virtual void get_rows(const Tensor& table, const int32_t* ids, int32_t n, Tensor& out) = 0;
+    virtual void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) = 0;
+    // out[t][r] = sum_k x[t][k] * w[r][k]
+    virtual void matmul(const Tensor& w, const Tensor& x, Tensor& out) = 0;
+    virtual void rope(Tensor& x, const int32_t* positions, const RopeParams& p) = 0;
+    // Converts and stores rows of src (F32) into dst rows starting at dst_row.
+    virtual void copy_rows(const Tensor& src, Tensor& dst, int64_t dst_row) = 0;
+    // Causal attention of q (positions q_pos) over the cached view.
+    virtual void attention(const Tensor& q, const int32_t* q_pos, const KvView& kv,
+                           const AttentionParams& p, Tensor& out) = 0;
+    virtual void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) = 0;
+    virtual void add(const Tensor& a, const Tensor& b, Tensor& out) = 0;
+    // Copies whole rows between tensors of the same type and width (cache clone).
+    virtual void copy_raw(const Tensor& src, Tensor& dst, int64_t n_rows) = 0;
+
+    // Host transfers and the only wait.
+    virtual void read(const Tensor& src, void* host, size_t bytes) = 0;
+    virtual void synchronize() = 0;
+};
+
+// Creates the backend for `kind` (AUTO resolves to the best available).
+// Backends not built in return EKV_ERR_UNSUPPORTED with the CMake option to
+// enable; a built backend without devices returns EKV_ERR_BACKEND.
+Status create_backend(ekv_backend_kind kind, int32_t device_index, int32_t n_threads,
+                      std::unique_ptr<Backend>* out);
+int32_t backend_device_count(ekv_backend_kind kind);
+Status backend_device_info(ekv_backend_kind kind, int32_t index, DeviceDescription* out);
+
+}  // namespace ekv

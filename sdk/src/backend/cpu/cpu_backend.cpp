@@ -1,0 +1,228 @@
+#include "backend/cpu/cpu_backend.h"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <new>
+
+#include "backend/cpu/cpu_attention.h"
+#include "backend/cpu/matmul.h"
+#include "core/fp16.h"
+#include "core/quant.h"
+#include "model/model_file.h"
+
+namespace ekv {
+namespace {
+
+// Element-wise ops below this many elements run on the calling thread: waking
+// the pool costs more than the work for a single decoded token.
+constexpr int64_t kParallelThreshold = 1 << 15;
+
+class HostBuffer final : public Buffer {
+public:
+    HostBuffer(void* p, size_t n, Placement pl) : p_(p), n_(n), placement_(pl) {}
+    ~HostBuffer() override { std::free(p_); }
+    size_t size() const override { return n_; }
+    Placement placement() const override { return placement_; }
+    void* host() override { return p_; }
+
+private:
+    void* p_;
+    size_t n_;
+    Placement placement_;
+};
+
+std::string cpu_model_name() {
+    std::ifstream in("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.rfind("model name", 0) == 0) {
+            const size_t c = line.find(':');
+            if (c != std::string::npos) return line.substr(c + 2);
+        }
+    }
+    return "CPU";
+}
+
+template <class F>
+void for_rows(ThreadPool& pool, int64_t rows, int64_t cols, F&& f) {
+    if (rows * cols < kParallelThreshold || rows == 1) {
+        f(0L, static_cast<long>(rows));
+    } else {
+        pool.parallel_for(static_cast<long>(rows), f);
+    }
+}
+
+}  // namespace
+
+DeviceDescription cpu_device_description(int32_t n_threads) {
+    DeviceDescription d;
+    d.kind = EKV_BACKEND_CPU;
+    d.index = 0;
+    d.n_threads = n_threads > 0 ? n_threads : ThreadPool::default_threads();
+    d.name = cpu_model_name() + " (" + std::to_string(d.n_threads) + " threads, " + cpu::matmul_isa() + ")";
+    const long pages = sysconf(_SC_PHYS_PAGES);
+    const long page = sysconf(_SC_PAGESIZE);
+    d.memory_bytes = pages > 0 && page > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) : 0;
+    d.unified_memory = true;
+    return d;
+}
+
+CpuBackend::CpuBackend(int32_t n_threads) : device_(cpu_device_description(n_threads)), pool_(device_.n_threads) {}
+
+Status CpuBackend::alloc(size_t bytes, Placement placement, std::unique_ptr<Buffer>* out) {
+    const size_t rounded = (bytes + 63) / 64 * 64;
+    void* p = rounded ? std::aligned_alloc(64, rounded) : nullptr;
+    if (rounded && !p) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate %zu bytes of host memory", bytes);
+    if (p) std::memset(p, 0, rounded);
+    out->reset(new (std::nothrow) HostBuffer(p, bytes, placement));
+    if (!*out) {
+        std::free(p);
+        return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate buffer object");
+    }
+    return Status::Ok();
+}
+
+bool CpuBackend::supports_weight(DType type) const {
+    return type == DType::F32 || cpu::matmul_supported(type);
+}
+
+Status CpuBackend::load_weight(const TensorRef& src, Tensor* out, std::unique_ptr<Buffer>* owner) {
+    if (!supports_weight(src.type))
+        return Error(EKV_ERR_UNSUPPORTED, "tensor %s: type %s is not supported by the CPU backend", src.name.c_str(),
+                     dtype_name(src.type));
+    owner->reset();
+    Tensor t;
+    t.type = src.type;
+    t.cols = src.ne[0];
+    t.rows = src.n_elements() / src.ne[0];
+    t.row_bytes = dtype_row_bytes(src.type, src.ne[0]);
+    t.data = const_cast<uint8_t*>(src.data);  // read-only mapping; the ops never write weights
+    *out = t;
+    return Status::Ok();
+}
+
+Status CpuBackend::reserve_scratch(int64_t k_max, int32_t n_tokens) {
+    if (k_max <= scratch_k_ && n_tokens <= scratch_tokens_) return Status::Ok();
+    static const DType kTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0,
+                                   DType::Q5_1, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K};
+    size_t need = 0;
+    for (DType t : kTypes) {
+        if (!cpu::matmul_supported(t)) continue;
+        const size_t n = cpu::matmul_scratch_bytes(t, k_max, n_tokens);
+        if (n > need) need = n;
+    }
+    try {
+        matmul_scratch_.assign(need + 64, 0);
+    } catch (const std::bad_alloc&) {
+        return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate %zu bytes of matmul scratch", need);
+    }
+    scratch_k_ = k_max;
+    scratch_tokens_ = n_tokens;
+    return Status::Ok();
+}
+
+void CpuBackend::get_rows(const Tensor& table, const int32_t* ids, int32_t n, Tensor& out) {
+    for (int32_t i = 0; i < n; ++i) {
+        const uint8_t* row = static_cast<const uint8_t*>(table.data) + static_cast<size_t>(ids[i]) * table.row_bytes;
+        dequantize_row(table.type, row, out.ptr<float>(i), table.cols);
+    }
+}
+
+void CpuBackend::rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) {
+    const int64_t n = x.cols;
+    const float* w = weight.ptr<float>();
+    for_rows(pool_, x.rows, n, [&](long b, long e) {
+        for (long r = b; r < e; ++r) {
+            const float* xr = x.ptr<float>(r);
+            float* o = out.ptr<float>(r);
+            double ss = 0.0;
+            for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(xr[i]) * xr[i];
+            const float scale = 1.0f / std::sqrt(static_cast<float>(ss / n) + eps);
+            for (int64_t i = 0; i < n; ++i) o[i] = xr[i] * scale * w[i];
+        }
+    });
+}
+
+void CpuBackend::matmul(const Tensor& w, const Tensor& x, Tensor& out) {
+    // Rows of x and out are contiguous in the workspace (row_bytes == cols * 4).
+    cpu::matmul(w.type, w.data, w.rows, w.cols, x.ptr<float>(), static_cast<int>(x.rows), out.ptr<float>(),
+                matmul_scratch_.data(), pool_);
+}
+
+void CpuBackend::rope(Tensor& x, const int32_t* positions, const RopeParams& p) {
+    const int half = p.rope_dim / 2;
+    for_rows(pool_, x.rows, x.cols, [&](long b, long e) {
+        for (long t = b; t < e; ++t) {
+            const float pos = static_cast<float>(positions[t]);
+            for (int h = 0; h < p.n_heads; ++h) {
+                float* v = x.ptr<float>(t) + static_cast<size_t>(h) * p.head_dim;
+                for (int i = 0; i < half; ++i) {
+                    const float theta = pos * p.inv_freq[i];
+                    const float c = std::cos(theta) * p.attn_factor;
+                    const float s = std::sin(theta) * p.attn_factor;
+                    const float a = v[2 * i];
+                    const float bb = v[2 * i + 1];
+                    v[2 * i] = a * c - bb * s;
+                    v[2 * i + 1] = a * s + bb * c;
+                }
+            }
+        }
+    });
+}
+
+void CpuBackend::copy_rows(const Tensor& src, Tensor& dst, int64_t dst_row) {
+    const int64_t n = src.cols;
+    for (int64_t r = 0; r < src.rows; ++r) {
+        const float* s = src.ptr<float>(r);
+        if (dst.type == DType::F16) {
+            uint16_t* d = dst.ptr<uint16_t>(dst_row + r);
+            for (int64_t i = 0; i < n; ++i) d[i] = f32_to_f16(s[i]);
+        } else {
+            std::memcpy(dst.ptr<float>(dst_row + r), s, static_cast<size_t>(n) * sizeof(float));
+        }
+    }
+}
+
+void CpuBackend::attention(const Tensor& q, const int32_t* q_pos, const KvView& kv, const AttentionParams& p,
+                           Tensor& out) {
+    cpu::attention(q, q_pos, kv, p, out, pool_);
+}
+
+void CpuBackend::silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) {
+    const int64_t n = gate.cols;
+    for_rows(pool_, gate.rows, n, [&](long b, long e) {
+        for (long r = b; r < e; ++r) {
+            const float* g = gate.ptr<float>(r);
+            const float* u = up.ptr<float>(r);
+            float* o = out.ptr<float>(r);
+            for (int64_t i = 0; i < n; ++i) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+        }
+    });
+}
+
+void CpuBackend::add(const Tensor& a, const Tensor& b, Tensor& out) {
+    const int64_t n = a.cols;
+    for_rows(pool_, a.rows, n, [&](long rb, long re) {
+        for (long r = rb; r < re; ++r) {
+            const float* x = a.ptr<float>(r);
+            const float* y = b.ptr<float>(r);
+            float* o = out.ptr<float>(r);
+            for (int64_t i = 0; i < n; ++i) o[i] = x[i] + y[i];
+        }
+    });
+}
+
+void CpuBackend::copy_raw(const Tensor& src, Tensor& dst, int64_t n_rows) {
+    if (n_rows <= 0) return;
+    std::memcpy(dst.data, src.data, static_cast<size_t>(n_rows) * src.row_bytes);
+}
+
+void CpuBackend::read(const Tensor& src, void* host, size_t bytes) {
+    std::memcpy(host, src.data, bytes);
+}
+
+}  // namespace ekv

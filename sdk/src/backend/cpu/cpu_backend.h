@@ -1,0 +1,48 @@
+// The CPU backend: ops run immediately on a persistent thread pool; weights are
+// used in place from the memory-mapped model file.
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "backend/backend.h"
+#include "core/thread_pool.h"
+
+namespace ekv {
+
+class CpuBackend final : public Backend {
+public:
+    explicit CpuBackend(int32_t n_threads);
+
+    const DeviceDescription& device() const override { return device_; }
+    Status alloc(size_t bytes, Placement placement, std::unique_ptr<Buffer>* out) override;
+    Status load_weight(const TensorRef& src, Tensor* out, std::unique_ptr<Buffer>* owner) override;
+    bool supports_weight(DType type) const override;
+    Status reserve_scratch(int64_t k_max, int32_t n_tokens) override;
+
+    void get_rows(const Tensor& table, const int32_t* ids, int32_t n, Tensor& out) override;
+    void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) override;
+    void matmul(const Tensor& w, const Tensor& x, Tensor& out) override;
+    void rope(Tensor& x, const int32_t* positions, const RopeParams& p) override;
+    void copy_rows(const Tensor& src, Tensor& dst, int64_t dst_row) override;
+    void attention(const Tensor& q, const int32_t* q_pos, const KvView& kv, const AttentionParams& p,
+                   Tensor& out) override;
+    void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) override;
+    void add(const Tensor& a, const Tensor& b, Tensor& out) override;
+    void copy_raw(const Tensor& src, Tensor& dst, int64_t n_rows) override;
+    void read(const Tensor& src, void* host, size_t bytes) override;
+    void synchronize() override {}
+
+    ThreadPool& pool() { return pool_; }
+
+private:
+    DeviceDescription device_;
+    ThreadPool pool_;
+    std::vector<uint8_t> matmul_scratch_;
+    int64_t scratch_k_ = 0;
+    int32_t scratch_tokens_ = 0;
+};
+
+// Host memory description used by the CPU device entry.
+DeviceDescription cpu_device_description(int32_t n_threads);
+
+}  // namespace ekv
