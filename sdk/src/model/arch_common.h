@@ -1,0 +1,71 @@
+// Pieces shared by the architectures: hyper-parameters from GGUF metadata,
+// RoPE frequency tables (with the GGUF rope scaling schemes), validated weight
+// loading, and the single-allocation activation arena.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "model/model.h"
+#include "model/model_file.h"
+
+namespace ekv {
+
+struct HParams {
+    int32_t n_layers = 0;
+    int32_t n_embd = 0;
+    int32_t n_heads = 0;
+    int32_t n_kv_heads = 0;
+    int32_t head_dim = 0;
+    int32_t rope_dim = 0;
+    int32_t n_ff = 0;
+    int32_t n_vocab = 0;
+    int32_t context_length = 0;
+    float rms_eps = 1e-5f;
+    float rope_base = 10000.0f;
+};
+
+// Reads "<arch>.block_count" etc., validating ranges and consistency.
+Status read_llama_hparams(const ModelFile& file, const std::string& arch, HParams* hp);
+
+// Inverse frequencies of the rotary pairs with "<arch>.rope.scaling.*"
+// applied (none, linear, llama3) and a rope_freqs.weight tensor if present.
+Status compute_rope_frequencies(const ModelFile& file, const HParams& hp, std::vector<float>* inv_freq,
+                                float* attn_factor);
+
+void fill_info(const ModelFile& file, const HParams& hp, uint64_t weight_bytes, uint64_t n_params,
+               ModelInfo* info);
+
+// Loads tensors by name with the expected shape (cols = ne[0], rows = ne[1]).
+class WeightLoader {
+public:
+    WeightLoader(const ModelFile& file, Backend& backend, std::vector<std::unique_ptr<Buffer>>* owners)
+        : file_(file), backend_(backend), owners_(owners) {}
+    Status load(const std::string& name, int64_t cols, int64_t rows, Tensor* out);
+    uint64_t total_bytes() const { return bytes_; }
+    uint64_t total_params() const { return params_; }
+
+private:
+    const ModelFile& file_;
+    Backend& backend_;
+    std::vector<std::unique_ptr<Buffer>>* owners_;
+    uint64_t bytes_ = 0;
+    uint64_t params_ = 0;
+};
+
+// Collects F32 activation tensors and backs them with one buffer.
+class ActivationArena {
+public:
+    void add(Tensor* t, int64_t rows, int64_t cols);
+    Status allocate(Backend& backend, std::unique_ptr<Buffer>* out);
+
+private:
+    struct Entry {
+        Tensor* t;
+        int64_t rows, cols;
+    };
+    std::vector<Entry> entries_;
+};
+
+}  // namespace ekv

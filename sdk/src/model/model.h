@@ -1,0 +1,77 @@
+// A loaded model: the file, its tokenizer, the backend holding its weights,
+// and the architecture's forward pass. Immutable after loading, so one model
+// can serve many caches on many threads (each cache brings its workspace).
+#pragma once
+#include <memory>
+#include <string>
+
+#include "backend/backend.h"
+#include "cache/cache.h"
+#include "model/model_file.h"
+#include "text/tokenizer.h"
+
+namespace ekv {
+
+struct ModelInfo {
+    std::string architecture;
+    std::string name;
+    int32_t n_layers = 0;
+    int32_t n_heads = 0;
+    int32_t n_kv_heads = 0;
+    int32_t head_dim = 0;
+    int32_t n_embd = 0;
+    int32_t n_ff = 0;
+    int32_t context_length = 0;
+    int32_t n_vocab = 0;
+    uint64_t n_params = 0;
+    uint64_t weight_bytes = 0;
+};
+
+// Per-sequence scratch of an architecture's forward pass, sized once.
+class Workspace {
+public:
+    virtual ~Workspace() = default;
+};
+
+// One forward call: tokens at consecutive positions starting at `first_pos`
+// (== cache->seq_len() when a cache is given).
+struct ForwardRequest {
+    const int32_t* tokens = nullptr;
+    int32_t n_tokens = 0;
+    int32_t first_pos = 0;
+    bool all_logits = false;   // else only the last token's
+    float* logits = nullptr;   // host memory: n_vocab or n_tokens * n_vocab floats
+};
+
+class Architecture {
+public:
+    virtual ~Architecture() = default;
+    virtual const ModelInfo& info() const = 0;
+    virtual CacheShape cache_shape() const = 0;
+    virtual ekv_cache_type natural_cache() const = 0;
+    // Whether this model can use a cache type; a refusal says why.
+    virtual Status check_cache(ekv_cache_type type) const = 0;
+    virtual Status create_workspace(std::unique_ptr<Workspace>* out) const = 0;
+    // Runs the tokens through the model, extending the cache. The cache must
+    // already be prepare()d for n_tokens; forward stores and commits.
+    virtual Status forward(Cache& cache, Workspace& ws, const ForwardRequest& req) const = 0;
+};
+
+class Model {
+public:
+    ModelFile file;
+    std::unique_ptr<Backend> backend;
+    std::unique_ptr<Tokenizer> tokenizer;  // null if the file has no tokenizer
+    std::unique_ptr<Architecture> arch;
+
+    const ModelInfo& info() const { return arch->info(); }
+};
+
+// Loads a GGUF file or HF directory onto a backend.
+Status load_model(const std::string& path, ekv_backend_kind backend, int32_t device, int32_t n_threads,
+                  std::unique_ptr<Model>* out);
+
+// Architecture factory: picks the implementation from general.architecture.
+Status create_architecture(const ModelFile& file, Backend& backend, std::unique_ptr<Architecture>* out);
+
+}  // namespace ekv

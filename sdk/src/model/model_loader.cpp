@@ -1,0 +1,43 @@
+#include <sys/stat.h>
+
+#include <new>
+
+#include "model/model.h"
+
+namespace ekv {
+
+Status create_llama(const ModelFile& file, Backend& backend, std::unique_ptr<Architecture>* out);
+
+Status create_architecture(const ModelFile& file, Backend& backend, std::unique_ptr<Architecture>* out) {
+    std::string arch;
+    if (!file.meta.get_string("general.architecture", &arch))
+        return Error(EKV_ERR_INVALID_FILE, "missing metadata general.architecture");
+    if (arch == "llama" || arch == "mistral") return create_llama(file, backend, out);
+    return Error(EKV_ERR_UNSUPPORTED_ARCH, "model architecture '%s' is not supported (supported: llama, mistral)",
+                 arch.c_str());
+}
+
+Status load_model(const std::string& path, ekv_backend_kind backend, int32_t device, int32_t n_threads,
+                  std::unique_ptr<Model>* out) {
+    std::unique_ptr<Model> m(new (std::nothrow) Model());
+    if (!m) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate model");
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0) return Error(EKV_ERR_IO, "cannot open %s: no such file or directory", path.c_str());
+    if (S_ISDIR(st.st_mode)) {
+        EKV_TRY(load_hf_directory(path, &m->file));
+    } else {
+        EKV_TRY(load_gguf_file(path, &m->file));
+    }
+    EKV_TRY(create_backend(backend, device, n_threads, &m->backend));
+    EKV_TRY(create_architecture(m->file, *m->backend, &m->arch));
+    if (m->file.meta.has("tokenizer.ggml.model")) {
+        EKV_TRY(Tokenizer::from_metadata(m->file.meta, &m->tokenizer));
+        if (m->tokenizer->n_vocab() > m->info().n_vocab)
+            return Error(EKV_ERR_INVALID_FILE, "tokenizer has %d tokens but the model only %d embeddings",
+                         m->tokenizer->n_vocab(), m->info().n_vocab);
+    }
+    *out = std::move(m);
+    return Status::Ok();
+}
+
+}  // namespace ekv
