@@ -1,0 +1,90 @@
+// Model loading and information.
+#include <cstdio>
+#include <cstring>
+
+#include "api/api_internal.h"
+
+using namespace ekv;
+
+extern "C" {
+
+ekv_model_params ekv_model_default_params(void) {
+    ekv_model_params p;
+    std::memset(&p, 0, sizeof p);
+    p.struct_size = sizeof p;
+    p.backend = EKV_BACKEND_AUTO;
+    p.device_index = 0;
+    p.n_threads = 0;
+    return p;
+}
+
+ekv_status ekv_model_load(const char* path, const ekv_model_params* params, ekv_model** out) {
+    return api::guarded([&]() -> Status {
+        EKV_CHECK_HANDLE(path, "path");
+        EKV_CHECK_HANDLE(out, "out");
+        *out = nullptr;
+        ekv_model_params p = ekv_model_default_params();
+        if (params) {
+            EKV_TRY(api::check_params(params, offsetof(ekv_model_params, n_threads) + sizeof(int32_t), "params"));
+            std::memcpy(&p, params, params->struct_size < sizeof p ? params->struct_size : sizeof p);
+        }
+        const int backend = api::enum_int(p.backend);
+        if (backend < EKV_BACKEND_AUTO || backend > EKV_BACKEND_CUDA)
+            return Error(EKV_ERR_INVALID_ARGUMENT, "unknown backend kind %d", backend);
+        if (p.n_threads < 0 || p.n_threads > 1024)
+            return Error(EKV_ERR_INVALID_ARGUMENT, "n_threads %d is out of range [0, 1024]", p.n_threads);
+        std::unique_ptr<ekv_model> m(new ekv_model());
+        EKV_TRY(load_model(path, p.backend, p.device_index, p.n_threads, &m->model));
+        *out = m.release();
+        return Status::Ok();
+    });
+}
+
+void ekv_model_free(ekv_model* model) { delete model; }
+
+ekv_model_info ekv_model_info_default(void) {
+    ekv_model_info i;
+    std::memset(&i, 0, sizeof i);
+    i.struct_size = sizeof i;
+    return i;
+}
+
+ekv_status ekv_model_get_info(const ekv_model* model, ekv_model_info* out) {
+    return api::guarded([&]() -> Status {
+        EKV_CHECK_HANDLE(model, "model");
+        EKV_TRY(api::check_params(out, offsetof(ekv_model_info, natural_cache) + sizeof(ekv_cache_type), "out"));
+        const Model& m = *model->model;
+        const ModelInfo& mi = m.info();
+        ekv_model_info i = ekv_model_info_default();
+        std::snprintf(i.architecture, sizeof i.architecture, "%s", mi.architecture.c_str());
+        std::snprintf(i.name, sizeof i.name, "%s", mi.name.c_str());
+        i.n_layers = mi.n_layers;
+        i.n_heads = mi.n_heads;
+        i.n_kv_heads = mi.n_kv_heads;
+        i.head_dim = mi.head_dim;
+        i.n_embd = mi.n_embd;
+        i.n_ff = mi.n_ff;
+        i.context_length = mi.context_length;
+        i.n_vocab = mi.n_vocab;
+        i.n_params = mi.n_params;
+        i.weight_bytes = mi.weight_bytes;
+        i.backend = m.backend->device().kind;
+        std::snprintf(i.device, sizeof i.device, "%s", m.backend->device().name.c_str());
+        i.natural_cache = m.arch->natural_cache();
+        api::write_struct(out, i);
+        return Status::Ok();
+    });
+}
+
+ekv_status ekv_model_meta_string(const ekv_model* model, const char* key, char* buf, size_t cap, size_t* out_len) {
+    return api::guarded([&]() -> Status {
+        EKV_CHECK_HANDLE(model, "model");
+        EKV_CHECK_HANDLE(key, "key");
+        std::string v;
+        if (!model->model->file.meta.get_string(key, &v))
+            return Error(EKV_ERR_INVALID_ARGUMENT, "the model has no string metadata '%s'", key);
+        return api::copy_out(v, buf, cap, out_len);
+    });
+}
+
+}  // extern "C"

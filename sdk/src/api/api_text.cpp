@@ -1,0 +1,149 @@
+// Tokenization, detokenization and chat templates.
+#include <cstring>
+
+#include "api/api_internal.h"
+#include "text/chat_template.h"
+
+using namespace ekv;
+
+namespace {
+
+Status need_tokenizer(const ekv_model* model, const Tokenizer** out) {
+    EKV_CHECK_HANDLE(model, "model");
+    if (!model->model->tokenizer) return Error(EKV_ERR_UNSUPPORTED, "the model file has no tokenizer");
+    *out = model->model->tokenizer.get();
+    return Status::Ok();
+}
+
+}  // namespace
+
+extern "C" {
+
+ekv_status ekv_tokenize(const ekv_model* model, const char* text, size_t text_len, int add_special, int parse_special,
+                        int32_t* tokens, int32_t capacity, int32_t* n_tokens) {
+    return api::guarded([&]() -> Status {
+        const Tokenizer* tok = nullptr;
+        EKV_TRY(need_tokenizer(model, &tok));
+        if (!text && text_len > 0) return Error(EKV_ERR_INVALID_ARGUMENT, "text is NULL");
+        EKV_CHECK_HANDLE(n_tokens, "n_tokens");
+        if (capacity < 0) return Error(EKV_ERR_INVALID_ARGUMENT, "capacity is negative");
+        std::vector<int32_t> ids;
+        EKV_TRY(tok->encode(std::string_view(text ? text : "", text_len), add_special != 0, parse_special != 0, &ids));
+        *n_tokens = static_cast<int32_t>(ids.size());
+        if (ids.size() > static_cast<size_t>(capacity))
+            return Error(EKV_ERR_BUFFER_TOO_SMALL, "text has %zu tokens, buffer holds %d", ids.size(), capacity);
+        if (!ids.empty()) {
+            EKV_CHECK_HANDLE(tokens, "tokens");
+            std::memcpy(tokens, ids.data(), ids.size() * sizeof(int32_t));
+        }
+        return Status::Ok();
+    });
+}
+
+ekv_status ekv_token_to_piece(const ekv_model* model, int32_t token, int special, char* buf, size_t cap, size_t* len) {
+    return api::guarded([&]() -> Status {
+        const Tokenizer* tok = nullptr;
+        EKV_TRY(need_tokenizer(model, &tok));
+        std::string piece;
+        EKV_TRY(tok->token_to_piece(token, special != 0, &piece));
+        return api::copy_out(piece, buf, cap, len);
+    });
+}
+
+ekv_status ekv_detokenize(const ekv_model* model, const int32_t* tokens, int32_t n_tokens, int skip_special, char* buf,
+                          size_t cap, size_t* len) {
+    return api::guarded([&]() -> Status {
+        const Tokenizer* tok = nullptr;
+        EKV_TRY(need_tokenizer(model, &tok));
+        if (n_tokens < 0 || (n_tokens > 0 && !tokens))
+            return Error(EKV_ERR_INVALID_ARGUMENT, "tokens is NULL or n_tokens negative");
+        std::string text;
+        EKV_TRY(tok->decode(tokens, static_cast<size_t>(n_tokens), skip_special != 0, &text));
+        return api::copy_out(text, buf, cap, len);
+    });
+}
+
+ekv_status ekv_token_special(const ekv_model* model, ekv_special_token which, int32_t* out) {
+    return api::guarded([&]() -> Status {
+        const Tokenizer* tok = nullptr;
+        EKV_TRY(need_tokenizer(model, &tok));
+        EKV_CHECK_HANDLE(out, "out");
+        switch (api::enum_int(which)) {
+            case EKV_TOKEN_BOS: *out = tok->bos(); break;
+            case EKV_TOKEN_EOS: *out = tok->eos(); break;
+            case EKV_TOKEN_EOT: *out = tok->eot(); break;
+            case EKV_TOKEN_PAD: *out = tok->pad(); break;
+            default:
+                return Error(EKV_ERR_INVALID_ARGUMENT, "unknown special token kind %d", api::enum_int(which));
+        }
+        return Status::Ok();
+    });
+}
+
+int ekv_token_is_eog(const ekv_model* model, int32_t token) {
+    if (!model || !model->model->tokenizer) return 0;
+    return model->model->tokenizer->is_eog(token) ? 1 : 0;
+}
+
+ekv_status ekv_detokenizer_create(const ekv_model* model, ekv_detokenizer** out) {
+    return api::guarded([&]() -> Status {
+        const Tokenizer* tok = nullptr;
+        EKV_TRY(need_tokenizer(model, &tok));
+        EKV_CHECK_HANDLE(out, "out");
+        std::unique_ptr<ekv_detokenizer> d(new ekv_detokenizer());
+        d->owner = model;
+        *out = d.release();
+        return Status::Ok();
+    });
+}
+
+void ekv_detokenizer_free(ekv_detokenizer* detok) { delete detok; }
+
+ekv_status ekv_detokenizer_push(ekv_detokenizer* detok, int32_t token, char* buf, size_t cap, size_t* len) {
+    return api::guarded([&]() -> Status {
+        EKV_CHECK_HANDLE(detok, "detok");
+        const Tokenizer& tok = *detok->owner->model->tokenizer;
+        detok->piece.clear();
+        EKV_TRY(tok.token_to_piece(token, false, &detok->piece));
+        // Check the buffer before consuming the bytes, so a retry loses nothing.
+        if (!buf || cap < detok->piece.size() + 8) {
+            if (len) *len = detok->piece.size() + 8;
+            return Error(EKV_ERR_BUFFER_TOO_SMALL, "buffer must hold at least %zu bytes", detok->piece.size() + 8);
+        }
+        std::string text;
+        detok->utf8.push(detok->piece, &text);
+        return api::copy_out(text, buf, cap, len);
+    });
+}
+
+ekv_status ekv_chat_apply_template(const ekv_model* model, const char* template_name, const ekv_chat_message* messages,
+                                   size_t n_messages, int add_generation_prompt, char* buf, size_t cap, size_t* len) {
+    return api::guarded([&]() -> Status {
+        const Tokenizer* tok = nullptr;
+        EKV_TRY(need_tokenizer(model, &tok));
+        if (n_messages > 0 && !messages) return Error(EKV_ERR_INVALID_ARGUMENT, "messages is NULL");
+        ChatFormat fmt = ChatFormat::Unknown;
+        if (template_name) {
+            if (!chat_format_from_name(template_name, &fmt))
+                return Error(EKV_ERR_INVALID_ARGUMENT, "unknown chat template '%s' (expected chatml, llama3 or gemma)",
+                             template_name);
+        } else {
+            fmt = detect_chat_format(tok->chat_template());
+            if (fmt == ChatFormat::Unknown)
+                return Error(EKV_ERR_UNSUPPORTED,
+                             "the model's chat template is not one edgekv recognises (ChatML, Llama 3, Gemma); pass "
+                             "template_name");
+        }
+        std::vector<ChatMessage> msgs;
+        for (size_t i = 0; i < n_messages; ++i) {
+            if (!messages[i].role || !messages[i].content)
+                return Error(EKV_ERR_INVALID_ARGUMENT, "message %zu has a NULL role or content", i);
+            msgs.push_back(ChatMessage{messages[i].role, messages[i].content});
+        }
+        std::string out;
+        EKV_TRY(render_chat(fmt, tok->chat_template(), msgs, add_generation_prompt != 0, &out));
+        return api::copy_out(out, buf, cap, len);
+    });
+}
+
+}  // extern "C"
