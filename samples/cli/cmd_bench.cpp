@@ -1,0 +1,177 @@
+// edgekv bench: prefill and decode throughput on synthetic tokens, plus the
+// memory figures (KV bytes, peak RSS) that go with them.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "cli_common.h"
+#include "commands.h"
+
+namespace edgekv_cli {
+
+namespace {
+
+const CommandSpec& bench_spec() {
+    static const CommandSpec spec{
+        "bench",
+        "prefill --ctx tokens in one forward, then --n-decode single-token forwards",
+        {
+            opt_model(),
+            {"--ctx", "N", "prompt tokens prefilled in one forward (default 512)"},
+            {"--n-decode", "M", "decode steps after the prefill (default 128)"},
+            {"--reps", "R", "repetitions; rates are averaged (default 1)"},
+            {"--no-warmup", nullptr, "skip the short warm-up forward"},
+            opt_cache(),
+            opt_max_cache_len(),
+            opt_backend(),
+            opt_threads(),
+            opt_json(),
+        }};
+    return spec;
+}
+
+// Deterministic prompt: valid ids spread over the vocabulary, away from the
+// low ids where special tokens usually live.
+std::vector<int32_t> synthetic_tokens(int32_t n, int32_t n_vocab) {
+    std::vector<int32_t> t(static_cast<size_t>(n));
+    const int32_t base = n_vocab > 512 ? 256 : 0;
+    const int32_t span = n_vocab - base;
+    for (int32_t i = 0; i < n; ++i)
+        t[static_cast<size_t>(i)] = base + static_cast<int32_t>((static_cast<int64_t>(i) * 7919 + 13) % span);
+    return t;
+}
+
+int32_t argmax(const std::vector<float>& v) {
+    return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
+}
+
+struct MeanStd {
+    double mean = 0, std = 0;
+};
+
+MeanStd mean_std(const std::vector<double>& xs) {
+    MeanStd r;
+    if (xs.empty()) return r;
+    for (double x : xs) r.mean += x;
+    r.mean /= static_cast<double>(xs.size());
+    for (double x : xs) r.std += (x - r.mean) * (x - r.mean);
+    r.std = xs.size() > 1 ? std::sqrt(r.std / static_cast<double>(xs.size() - 1)) : 0.0;
+    return r;
+}
+
+}  // namespace
+
+int cmd_bench(int argc, char** argv, int first) {
+    const CommandSpec& spec = bench_spec();
+    ParsedArgs args;
+    std::string error;
+    if (!parse_args(argc, argv, first, spec, &args, &error)) return usage_error(spec, error);
+    if (args.has("--help")) {
+        print_command_usage(stdout, spec);
+        return kExitOk;
+    }
+    const Output out{args.has("--json")};
+    long long ctx = 0, n_decode = 0, reps = 0;
+    if (!args.get_int("--ctx", 512, 1, 1 << 20, &ctx, &error) ||
+        !args.get_int("--n-decode", 128, 0, 1 << 20, &n_decode, &error) ||
+        !args.get_int("--reps", 1, 1, 1000, &reps, &error))
+        return usage_error(spec, error);
+
+    ModelPtr model;
+    if (int rc = load_model_from_args(args, spec, out, &model)) return rc;
+    ekv_model_info info;
+    ekv_status st = model_info(model.get(), &info);
+    if (st != EKV_OK) return library_error(out, st, "reading model info");
+    CachePtr cache;
+    if (int rc = create_cache_from_args(args, spec, out, model.get(), static_cast<int32_t>(ctx + n_decode), &cache))
+        return rc;
+
+    const int32_t n_vocab = info.n_vocab;
+    const std::vector<int32_t> prompt = synthetic_tokens(static_cast<int32_t>(ctx), n_vocab);
+    std::vector<float> logits(static_cast<size_t>(n_vocab));
+
+    if (!args.has("--no-warmup")) {
+        // Touches the memory-mapped weights once so that page faults do not
+        // land in the first measurement.
+        const int32_t n_warm = static_cast<int32_t>(std::min<long long>(ctx, 8));
+        st = ekv_forward(model.get(), cache.get(), prompt.data(), n_warm, nullptr, EKV_LOGITS_LAST, logits.data(),
+                         logits.size());
+        if (st != EKV_OK) return library_error(out, st, "warm-up forward");
+    }
+
+    std::vector<double> prefill_rates, decode_rates;
+    for (long long rep = 0; rep < reps; ++rep) {
+        st = ekv_cache_reset(cache.get());
+        if (st != EKV_OK) return library_error(out, st, "resetting the cache");
+        const double t0 = now_seconds();
+        st = ekv_forward(model.get(), cache.get(), prompt.data(), static_cast<int32_t>(ctx), nullptr, EKV_LOGITS_LAST,
+                         logits.data(), logits.size());
+        if (st != EKV_OK) return library_error(out, st, "prefill forward");
+        const double t1 = now_seconds();
+        for (long long i = 0; i < n_decode; ++i) {
+            const int32_t next = argmax(logits);
+            st = ekv_forward(model.get(), cache.get(), &next, 1, nullptr, EKV_LOGITS_LAST, logits.data(),
+                             logits.size());
+            if (st != EKV_OK) return library_error(out, st, "decode forward " + std::to_string(i));
+        }
+        const double t2 = now_seconds();
+        prefill_rates.push_back(safe_rate(static_cast<double>(ctx), t1 - t0));
+        decode_rates.push_back(safe_rate(static_cast<double>(n_decode), t2 - t1));
+        if (!out.json)
+            std::fprintf(stderr, "rep %lld: prefill %.1f tok/s, decode %.2f tok/s\n", rep + 1, prefill_rates.back(),
+                         decode_rates.back());
+    }
+
+    ekv_cache_stats stats = ekv_cache_stats_default();
+    st = ekv_cache_get_stats(cache.get(), &stats);
+    if (st != EKV_OK) return library_error(out, st, "reading cache stats");
+    long long threads = 0;
+    if (!args.get_int("--threads", 0, 0, 4096, &threads, &error)) return usage_error(spec, error);
+    if (threads == 0) {
+        ekv_device_info cpu = ekv_device_info_default();
+        if (ekv_device_get_info(EKV_BACKEND_CPU, 0, &cpu) == EKV_OK) threads = cpu.n_threads;
+    }
+    const MeanStd prefill = mean_std(prefill_rates), decode = mean_std(decode_rates);
+    const uint64_t peak_rss = ekv_peak_rss_bytes();
+    const std::string cache_name = cache_type_name(cache.get());
+
+    if (!out.json) {
+        std::printf("%s | %s | %s cache | ctx %lld\n", info.name[0] ? info.name : info.architecture, info.device,
+                    cache_name.c_str(), ctx);
+        std::printf("prefill: %.1f +- %.1f tok/s\n", prefill.mean, prefill.std);
+        std::printf("decode:  %.2f +- %.2f tok/s (%lld steps)\n", decode.mean, decode.std, n_decode);
+        std::printf("kv: %.2f MiB (%llu B/token), peak RSS %.1f MiB, %lld threads\n",
+                    stats.used_bytes / (1024.0 * 1024.0), static_cast<unsigned long long>(stats.bytes_per_token),
+                    peak_rss / (1024.0 * 1024.0), threads);
+        return kExitOk;
+    }
+    JsonWriter w;
+    w.begin_object();
+    w.field("prefill_tokens_per_s", prefill.mean);
+    w.field("prefill_tokens_per_s_std", prefill.std);
+    w.field("decode_tokens_per_s", decode.mean);
+    w.field("decode_tokens_per_s_std", decode.std);
+    w.field("ctx", ctx);
+    w.field("n_decode", n_decode);
+    w.field("reps", reps);
+    w.field("kv_bytes", static_cast<unsigned long long>(stats.used_bytes));
+    w.field("kv_bytes_per_token", static_cast<unsigned long long>(stats.bytes_per_token));
+    w.field("kv_device_bytes", static_cast<unsigned long long>(stats.device_bytes));
+    w.field("kv_host_bytes", static_cast<unsigned long long>(stats.host_bytes));
+    w.field("cache_seq_len", stats.seq_len);
+    w.field("peak_rss_bytes", static_cast<unsigned long long>(peak_rss));
+    w.field("threads", threads);
+    w.field("n_params", static_cast<unsigned long long>(info.n_params));
+    w.field("weight_bytes", static_cast<unsigned long long>(info.weight_bytes));
+    w.field("cache", cache_name);
+    w.field("device", info.device);
+    w.field("backend", ekv_backend_name(info.backend));
+    w.field("model", info.name);
+    w.end_object();
+    print_json(w);
+    return kExitOk;
+}
+
+}  // namespace edgekv_cli
