@@ -40,6 +40,7 @@ void print_json(const JsonWriter& w);
 OptionSpec opt_model();
 OptionSpec opt_backend();
 OptionSpec opt_threads();
+OptionSpec opt_int8();
 OptionSpec opt_cache();
 OptionSpec opt_max_cache_len();
 OptionSpec opt_json();

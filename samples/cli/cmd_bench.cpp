@@ -26,7 +26,7 @@ const CommandSpec& bench_spec() {
             opt_cache(),
             opt_max_cache_len(),
             opt_backend(),
-            opt_threads(),
+            opt_threads(), opt_int8(),
             opt_json(),
         }};
     return spec;
@@ -163,6 +163,7 @@ int cmd_bench(int argc, char** argv, int first) {
     w.field("cache_seq_len", stats.seq_len);
     w.field("peak_rss_bytes", static_cast<unsigned long long>(peak_rss));
     w.field("threads", threads);
+    w.field("int8_activations", args.has("--int8-activations"));
     w.field("n_params", static_cast<unsigned long long>(info.n_params));
     w.field("weight_bytes", static_cast<unsigned long long>(info.weight_bytes));
     w.field("cache", cache_name);

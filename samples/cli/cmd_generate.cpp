@@ -35,7 +35,7 @@ const CommandSpec& generate_spec() {
             opt_cache(),
             opt_max_cache_len(),
             opt_backend(),
-            opt_threads(),
+            opt_threads(), opt_int8(),
             {"--no-cache", nullptr, "recompute the whole sequence every step (use_cache=0)"},
             {"--stop", "STR", "stop when STR appears in the output", true},
             {"--ignore-eos", nullptr, "keep going past end-of-generation tokens"},

@@ -27,7 +27,7 @@ const CommandSpec& perplexity_spec() {
             opt_cache(),
             opt_max_cache_len(),
             opt_backend(),
-            opt_threads(),
+            opt_threads(), opt_int8(),
             opt_json(),
         }};
     return spec;

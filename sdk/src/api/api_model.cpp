@@ -34,7 +34,11 @@ ekv_status ekv_model_load(const char* path, const ekv_model_params* params, ekv_
         if (p.n_threads < 0 || p.n_threads > 1024)
             return Error(EKV_ERR_INVALID_ARGUMENT, "n_threads %d is out of range [0, 1024]", p.n_threads);
         std::unique_ptr<ekv_model> m(new ekv_model());
-        EKV_TRY(load_model(path, p.backend, p.device_index, p.n_threads, &m->model));
+        BackendOptions bo;
+        bo.device_index = p.device_index;
+        bo.n_threads = p.n_threads;
+        bo.int8_activations = p.int8_activations != 0;
+        EKV_TRY(load_model(path, p.backend, bo, &m->model));
         *out = m.release();
         return Status::Ok();
     });

@@ -133,11 +133,16 @@ public:
     virtual void synchronize() = 0;
 };
 
+struct BackendOptions {
+    int32_t device_index = 0;
+    int32_t n_threads = 0;          // CPU: 0 = all cores
+    bool int8_activations = false;  // CPU: llama.cpp-style 8-bit activations in quantized matmuls
+};
+
 // Creates the backend for `kind` (AUTO resolves to the best available).
 // Backends not built in return EKV_ERR_UNSUPPORTED with the CMake option to
 // enable; a built backend without devices returns EKV_ERR_BACKEND.
-Status create_backend(ekv_backend_kind kind, int32_t device_index, int32_t n_threads,
-                      std::unique_ptr<Backend>* out);
+Status create_backend(ekv_backend_kind kind, const BackendOptions& options, std::unique_ptr<Backend>* out);
 int32_t backend_device_count(ekv_backend_kind kind);
 Status backend_device_info(ekv_backend_kind kind, int32_t index, DeviceDescription* out);
 

@@ -21,15 +21,14 @@ Status backend_device_info(ekv_backend_kind kind, int32_t index, DeviceDescripti
     return Status::Ok();
 }
 
-Status create_backend(ekv_backend_kind kind, int32_t device_index, int32_t n_threads,
-                      std::unique_ptr<Backend>* out) {
+Status create_backend(ekv_backend_kind kind, const BackendOptions& options, std::unique_ptr<Backend>* out) {
     switch (kind) {
         case EKV_BACKEND_AUTO:
         case EKV_BACKEND_CPU:
-            if (device_index != 0)
+            if (options.device_index != 0)
                 return Error(EKV_ERR_INVALID_ARGUMENT, "the CPU backend has one device (index 0), not %d",
-                             device_index);
-            out->reset(new (std::nothrow) CpuBackend(n_threads));
+                             options.device_index);
+            out->reset(new (std::nothrow) CpuBackend(options.n_threads, options.int8_activations));
             if (!*out) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot create the CPU backend");
             return Status::Ok();
         case EKV_BACKEND_VULKAN:

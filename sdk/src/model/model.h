@@ -68,7 +68,7 @@ public:
 };
 
 // Loads a GGUF file or HF directory onto a backend.
-Status load_model(const std::string& path, ekv_backend_kind backend, int32_t device, int32_t n_threads,
+Status load_model(const std::string& path, ekv_backend_kind backend, const BackendOptions& options,
                   std::unique_ptr<Model>* out);
 
 // Architecture factory: picks the implementation from general.architecture.

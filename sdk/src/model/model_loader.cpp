@@ -17,7 +17,7 @@ Status create_architecture(const ModelFile& file, Backend& backend, std::unique_
                  arch.c_str());
 }
 
-Status load_model(const std::string& path, ekv_backend_kind backend, int32_t device, int32_t n_threads,
+Status load_model(const std::string& path, ekv_backend_kind backend, const BackendOptions& options,
                   std::unique_ptr<Model>* out) {
     std::unique_ptr<Model> m(new (std::nothrow) Model());
     if (!m) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate model");
@@ -28,7 +28,7 @@ Status load_model(const std::string& path, ekv_backend_kind backend, int32_t dev
     } else {
         EKV_TRY(load_gguf_file(path, &m->file));
     }
-    EKV_TRY(create_backend(backend, device, n_threads, &m->backend));
+    EKV_TRY(create_backend(backend, options, &m->backend));
     EKV_TRY(create_architecture(m->file, *m->backend, &m->arch));
     if (m->file.meta.has("tokenizer.ggml.model")) {
         EKV_TRY(Tokenizer::from_metadata(m->file.meta, &m->tokenizer));

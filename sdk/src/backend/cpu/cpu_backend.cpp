@@ -71,7 +71,10 @@ DeviceDescription cpu_device_description(int32_t n_threads) {
     return d;
 }
 
-CpuBackend::CpuBackend(int32_t n_threads) : device_(cpu_device_description(n_threads)), pool_(device_.n_threads) {}
+CpuBackend::CpuBackend(int32_t n_threads, bool int8_activations)
+    : device_(cpu_device_description(n_threads)),
+      pool_(device_.n_threads),
+      precision_(int8_activations ? cpu::ActivationPrecision::Int8 : cpu::ActivationPrecision::F32) {}
 
 Status CpuBackend::alloc(size_t bytes, Placement placement, std::unique_ptr<Buffer>* out) {
     const size_t rounded = (bytes + 63) / 64 * 64;
@@ -112,7 +115,7 @@ Status CpuBackend::reserve_scratch(int64_t k_max, int32_t n_tokens) {
     size_t need = 0;
     for (DType t : kTypes) {
         if (!cpu::matmul_supported(t)) continue;
-        const size_t n = cpu::matmul_scratch_bytes(t, k_max, n_tokens);
+        const size_t n = cpu::matmul_scratch_bytes(t, k_max, n_tokens, precision_);
         if (n > need) need = n;
     }
     try {
@@ -150,7 +153,7 @@ void CpuBackend::rms_norm(const Tensor& x, const Tensor& weight, float eps, Tens
 void CpuBackend::matmul(const Tensor& w, const Tensor& x, Tensor& out) {
     // Rows of x and out are contiguous in the workspace (row_bytes == cols * 4).
     cpu::matmul(w.type, w.data, w.rows, w.cols, x.ptr<float>(), static_cast<int>(x.rows), out.ptr<float>(),
-                matmul_scratch_.data(), pool_);
+                matmul_scratch_.data(), pool_, precision_);
 }
 
 void CpuBackend::rope(Tensor& x, const int32_t* positions, const RopeParams& p) {

@@ -5,13 +5,14 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cpu/matmul.h"
 #include "core/thread_pool.h"
 
 namespace ekv {
 
 class CpuBackend final : public Backend {
 public:
-    explicit CpuBackend(int32_t n_threads);
+    CpuBackend(int32_t n_threads, bool int8_activations);
 
     const DeviceDescription& device() const override { return device_; }
     Status alloc(size_t bytes, Placement placement, std::unique_ptr<Buffer>* out) override;
@@ -37,6 +38,7 @@ public:
 private:
     DeviceDescription device_;
     ThreadPool pool_;
+    cpu::ActivationPrecision precision_;
     std::vector<uint8_t> matmul_scratch_;
     int64_t scratch_k_ = 0;
     int32_t scratch_tokens_ = 0;
