@@ -18,11 +18,11 @@ namespace detail {
 ActFormat act_format(DType wtype, ActivationPrecision precision) {
     const bool int8 = precision == ActivationPrecision::Int8;
     switch (wtype) {
-        case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1:
+        case DType::Q4_1: case DType::Q5_1:  // stored block offsets: need sum(x) per block
             return int8 ? ActFormat::Q8_1F : ActFormat::F32BlockSums;
-        case DType::Q8_0:
+        case DType::Q4_0: case DType::Q5_0: case DType::Q8_0:
             return int8 ? ActFormat::Q8_1F : ActFormat::F32;
-        case DType::Q4_K: case DType::Q5_K:
+        case DType::Q4_K: case DType::Q5_K:  // sub-block mins: need sum(x) per 32
             return int8 ? ActFormat::Q8_K : ActFormat::F32BlockSums;
         case DType::Q6_K:
             return int8 ? ActFormat::Q8_K : ActFormat::F32;

@@ -27,6 +27,7 @@ using namespace avx2;
 // ---- float weights: widen 8 at a time, FMA against f32 x -----------------
 
 struct F32Weights {
+    static constexpr int kBytes = 4;
     static __m256 load8(const uint8_t* w, int64_t k) {
         return _mm256_loadu_ps(reinterpret_cast<const float*>(w) + k);
     }
@@ -36,6 +37,7 @@ struct F32Weights {
 };
 
 struct F16Weights {
+    static constexpr int kBytes = 2;
     static __m256 load8(const uint8_t* w, int64_t k) {
         return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 2 * k)));
     }
@@ -45,6 +47,7 @@ struct F16Weights {
 };
 
 struct BF16Weights {
+    static constexpr int kBytes = 2;
     static __m256 load8(const uint8_t* w, int64_t k) {
         const __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 2 * k)));
         return _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
@@ -74,6 +77,7 @@ struct FloatRows {
             const int64_t K = job.k_dim;
             int64_t k = 0;
             for (; k + 16 <= K; k += 16) {
+                prefetch_weights(job, w + L::kBytes * k, 1);  // 16 elements are at most 64 bytes
                 const __m256 w0 = L::load8(w, k);
                 const __m256 w1 = L::load8(w, k + 8);
                 EKV_UNROLL
@@ -101,70 +105,74 @@ struct FloatRows {
 };
 
 // ---- 32-element block formats --------------------------------------------
-// Each format decodes a block as w_j = d * q_j + m: quants() gives q (exact
-// small integers as floats, element order) in four vectors; d is the half at
-// the block's start, m either the half after it (kStoredOffset) or
-// kOffsetPerScale * d (exact: a power of two), or 0 (!kOffset).
+// Each format decodes a block as w_j = d * c_j + m: quants() gives the quants
+// centred on zero, c = q - kCenter (exact small integers as floats, element
+// order), in four vectors; d is the half at the block's start; m is 0, or for
+// Q4_1/Q5_1 (kOffset) the stored offset plus kCenter * d (exact: both are
+// halves within a few binades of each other). Centring keeps the offset term
+// m * sum(x) small: with uncentred quants it nearly cancels part of
+// d * (q . x), and activations with large outlier channels lose digits there.
 //
 // Scales and offsets are decoded for 8 blocks at a time: widening and
 // broadcasting one block's half-precision scale costs about as much vector
 // work as its dot product with one token. The offsets then enter as one
 // 8-lane FMA per 8 blocks and token.
 
-// Q4_0/Q4_1 nibbles: element j < 16 is the low nibble of qs[j], j >= 16 the
-// high nibble of qs[j - 16].
+// Q4_0/Q4_1 nibbles, centred: element j < 16 is the low nibble of qs[j],
+// j >= 16 the high nibble of qs[j - 16].
 static inline void nibbles_to_ps(const uint8_t* qs, __m256 q[4]) {
     const __m256i b0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(qs)));
     const __m256i b1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(qs + 8)));
     const __m256i low4 = _mm256_set1_epi32(0x0F);
-    q[0] = _mm256_cvtepi32_ps(_mm256_and_si256(b0, low4));
-    q[1] = _mm256_cvtepi32_ps(_mm256_and_si256(b1, low4));
-    q[2] = _mm256_cvtepi32_ps(_mm256_srli_epi32(b0, 4));
-    q[3] = _mm256_cvtepi32_ps(_mm256_srli_epi32(b1, 4));
+    const __m256i center = _mm256_set1_epi32(8);
+    q[0] = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(b0, low4), center));
+    q[1] = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(b1, low4), center));
+    q[2] = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(b0, 4), center));
+    q[3] = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(b1, 4), center));
 }
 
-// Q5_0/Q5_1: the nibbles plus the fifth bits, as 32 bytes in element order
-// (through a stack buffer: cheaper than extracting the four quarters).
+// Q5_0/Q5_1: the nibbles plus the fifth bits, centred, as 32 signed bytes in
+// element order (through a stack buffer: cheaper than extracting quarters).
 static inline void five_bit_to_ps(const uint8_t* qs, const uint8_t* qh, __m256 q[4]) {
-    alignas(32) uint8_t bytes[kQK];
-    _mm256_store_si256(reinterpret_cast<__m256i*>(bytes),
-                       _mm256_or_si256(unpack_nibbles16(qs), bits_to_fifth_bit(load_u32(qh))));
+    alignas(32) int8_t bytes[kQK];
+    const __m256i q5 = _mm256_or_si256(unpack_nibbles16(qs), bits_to_fifth_bit(load_u32(qh)));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(bytes), _mm256_sub_epi8(q5, _mm256_set1_epi8(16)));
     EKV_UNROLL
-    for (int c = 0; c < 4; ++c) q[c] = u8x8_to_ps(bytes + 8 * c);
+    for (int c = 0; c < 4; ++c) q[c] = s8x8_to_ps(bytes + 8 * c);
 }
 
 struct Q4_0Format {
     using Block = BlockQ4_0;
-    static constexpr bool kOffset = true, kStoredOffset = false;
-    static constexpr float kOffsetPerScale = -8.0f;
+    static constexpr bool kOffset = false;
+    static constexpr float kCenter = 8.0f;
     static void quants(const Block& b, __m256 q[4]) { nibbles_to_ps(b.qs, q); }
 };
 
 struct Q4_1Format {
     using Block = BlockQ4_1;
-    static constexpr bool kOffset = true, kStoredOffset = true;
-    static constexpr float kOffsetPerScale = 0.0f;
+    static constexpr bool kOffset = true;
+    static constexpr float kCenter = 8.0f;
     static void quants(const Block& b, __m256 q[4]) { nibbles_to_ps(b.qs, q); }
 };
 
 struct Q5_0Format {
     using Block = BlockQ5_0;
-    static constexpr bool kOffset = true, kStoredOffset = false;
-    static constexpr float kOffsetPerScale = -16.0f;
+    static constexpr bool kOffset = false;
+    static constexpr float kCenter = 16.0f;
     static void quants(const Block& b, __m256 q[4]) { five_bit_to_ps(b.qs, b.qh, q); }
 };
 
 struct Q5_1Format {
     using Block = BlockQ5_1;
-    static constexpr bool kOffset = true, kStoredOffset = true;
-    static constexpr float kOffsetPerScale = 0.0f;
+    static constexpr bool kOffset = true;
+    static constexpr float kCenter = 16.0f;
     static void quants(const Block& b, __m256 q[4]) { five_bit_to_ps(b.qs, b.qh, q); }
 };
 
 struct Q8_0Format {
     using Block = BlockQ8_0;
-    static constexpr bool kOffset = false, kStoredOffset = false;
-    static constexpr float kOffsetPerScale = 0.0f;
+    static constexpr bool kOffset = false;
+    static constexpr float kCenter = 0.0f;
     static void quants(const Block& b, __m256 q[4]) {
         EKV_UNROLL
         for (int c = 0; c < 4; ++c) q[c] = s8x8_to_ps(b.qs + 8 * c);
@@ -178,7 +186,7 @@ static inline __m128i scale_word(const Block& b) {
     return _mm_cvtsi32_si128(static_cast<int>(load_u32(reinterpret_cast<const uint8_t*>(&b))));
 }
 
-// d of blocks w[0..8) into d_out; returns their offsets m (zero if none).
+// d of blocks w[0..8) into d_out; returns their offsets m (0 without kOffset).
 template <class F>
 static inline __m256 group_scales(const typename F::Block* w, float* d_out) {
     // Lanes [p0 p1 p4 p5] and [p2 p3 p6 p7] of 32-bit (d, next) words widen to
@@ -192,8 +200,8 @@ static inline __m256 group_scales(const typename F::Block* w, float* d_out) {
     const __m256 d = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
     _mm256_store_ps(d_out, d);
     if (!F::kOffset) return _mm256_setzero_ps();
-    if (F::kStoredOffset) return _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
-    return _mm256_mul_ps(d, _mm256_set1_ps(F::kOffsetPerScale));
+    const __m256 stored = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+    return _mm256_fmadd_ps(d, _mm256_set1_ps(F::kCenter), stored);
 }
 
 // The same for one block: d in lane 0 of *d_out, m in lane 0 of the result.
@@ -202,8 +210,7 @@ static inline __m128 block_scale(const typename F::Block& w, __m128* d_out) {
     const __m128 dm = _mm_cvtph_ps(scale_word(w));
     *d_out = dm;
     if (!F::kOffset) return _mm_setzero_ps();
-    if (F::kStoredOffset) return _mm_movehdup_ps(dm);
-    return _mm_mul_ss(dm, _mm_set_ss(F::kOffsetPerScale));
+    return _mm_fmadd_ss(dm, _mm_set_ss(F::kCenter), _mm_movehdup_ps(dm));
 }
 
 template <class F>
@@ -227,6 +234,7 @@ struct Blocks32 {
             }
             // d * (q . x) of block b into acc, for every token.
             auto block_dot = [&](int64_t b, __m256 d) {
+                prefetch_weights(job, w + b, 1);  // blocks are < 64 bytes: one line each
                 __m256 q[4];
                 F::quants(w[b], q);
                 EKV_UNROLL

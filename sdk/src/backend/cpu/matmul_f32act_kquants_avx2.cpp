@@ -83,6 +83,7 @@ struct Q45K {
             alignas(32) float scale[8];
             for (int64_t i = 0; i < nb; ++i) {
                 const Block& blk = w[i];
+                prefetch_weights(job, &blk, static_cast<int>(sizeof(Block)));
                 const ScalesMins sm = unpack_scales_mins(blk.scales);
                 _mm256_store_ps(scale, _mm256_mul_ps(broadcast_half(blk.d), u8x8_to_ps(sm.sc)));
                 const __m256 min = _mm256_mul_ps(broadcast_half(blk.dmin), u8x8_to_ps(sm.mn));
@@ -159,6 +160,7 @@ struct Q6KTile {
         alignas(32) float scale[16];
         for (int64_t i = 0; i < nb; ++i) {
             const BlockQ6_K& blk = w[i];
+            prefetch_weights(job, &blk, static_cast<int>(sizeof(BlockQ6_K)));
             const __m256 d = broadcast_half(blk.d);
             _mm256_store_ps(scale, _mm256_mul_ps(d, s8x8_to_ps(blk.scales)));
             _mm256_store_ps(scale + 8, _mm256_mul_ps(d, s8x8_to_ps(blk.scales + 8)));

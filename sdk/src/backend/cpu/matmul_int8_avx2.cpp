@@ -97,6 +97,7 @@ struct Blocks32 {
             }
             const int64_t nb = job.k_dim / kQK;
             auto block = [&](int64_t b, __m256* a) {
+                prefetch_weights(job, w + b, 1);  // blocks are < 64 bytes: one line each
                 const __m256i q = F::quants(w[b]);
                 const __m128 ws = F::scales(w[b]);
                 // maddubs wants unsigned x signed: for signed weights move the sign onto x.

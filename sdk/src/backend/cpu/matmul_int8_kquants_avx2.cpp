@@ -55,6 +55,7 @@ struct Q45K {
             const int64_t nb = job.k_dim / kQK_K;
             for (int64_t i = 0; i < nb; ++i) {
                 const Block& blk = w[i];
+                prefetch_weights(job, &blk, static_cast<int>(sizeof(Block)));
                 const ScalesMins sm = unpack_scales_mins(blk.scales);
                 const __m256i mins16 = widen_mins_pairs(sm.mn);
                 __m256i high = _mm256_setzero_si256();
@@ -121,6 +122,7 @@ struct Q6KTile {
         const int64_t nb = job.k_dim / kQK_K;
         for (int64_t i = 0; i < nb; ++i) {
             const BlockQ6_K& blk = w[i];
+            prefetch_weights(job, &blk, static_cast<int>(sizeof(BlockQ6_K)));
             const __m256i scales16 =
                 _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.scales)));
             __m256i isum[NT];

@@ -4,8 +4,9 @@
 //
 // Two families of kernels:
 //  - f32-activation kernels (matmul_f32act_*): every weight type. Quantized
-//    weights are decoded per block as w_i = d * q_i + m (m = 0 for Q8_0 and
-//    Q6_K; per sub-block d, m for the K-quants); the SIMD kernels compute
+//    weights are decoded per block as w_i = d * q_i + m (q centred on zero
+//    for the 32-element formats; m = 0 but for Q4_1, Q5_1 and the sub-block
+//    mins of Q4_K/Q5_K); the SIMD kernels compute
 //      acc += d * sum_i(q_i * x_i)      corr += m * sum_i(x_i)
 //    in f32, with sum_i(x_i) precomputed once per call and block of 32
 //    (ActFormat::F32BlockSums); the scalar kernels accumulate the
@@ -42,7 +43,7 @@ namespace detail {
 // How the activations are fed to a weight type's kernel.
 enum class ActFormat {
     F32,           // x as is
-    F32BlockSums,  // x as is plus the sum of each 32-element block (weights with offsets)
+    F32BlockSums,  // x as is plus the sum of each 32-element block (Q4_1, Q5_1, Q4_K, Q5_K)
     Q8_1F,         // 8-bit blocks of 32 (int8 path, 32-element weight formats)
     Q8_K,          // 8-bit blocks of 256 (int8 path, K-quants)
 };
