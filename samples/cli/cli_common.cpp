@@ -41,10 +41,22 @@ OptionSpec opt_threads() { return {"--threads", "N", "CPU threads (default: all 
 OptionSpec opt_int8() {
     return {"--int8-activations", nullptr, "8-bit activations in quantized matmuls (faster, ~1% off HF)"};
 }
-OptionSpec opt_cache() {
-    return {"--cache", "TYPE", "cache type: auto, dynamic, static, quantized, ... (default auto)"};
+CommandSpec with_cache_options(CommandSpec spec) {
+    const std::vector<OptionSpec> cache = {
+        {"--cache", "TYPE",
+         "dynamic, static, offloaded, offloaded_static, quantized, sliding_window, sink or auto (default auto)"},
+        {"--max-cache-len", "N", "capacity of static caches (default: model context)"},
+        {"--window-length", "N", "sliding_window / sink: tokens held, sinks included"},
+        {"--num-sink-tokens", "N", "sink: first tokens kept for good (default 4)"},
+        {"--nbits", "B", "KIVI bits 2, 4 or 8; with a type other than quantized, quantizes that type's storage"},
+        {"--q-group-size", "G", "KIVI group: tokens per key group, channels per value group (default 64)"},
+        {"--residual-length", "R", "KIVI: newest tokens kept in full precision (default 128)"},
+        {"--kv-dtype", "T", "storage of full-precision KV: f16 or f32 (default f16)"},
+        {"--offload", "WHERE", "device, host (prefetched per layer) or unified (zero copy)"},
+    };
+    spec.options.insert(spec.options.end(), cache.begin(), cache.end());
+    return spec;
 }
-OptionSpec opt_max_cache_len() { return {"--max-cache-len", "N", "capacity of fixed-size caches"}; }
 OptionSpec opt_json() { return {"--json", nullptr, "print one JSON object on stdout"}; }
 
 int load_model_from_args(const ParsedArgs& args, const CommandSpec& spec, const Output& out,
@@ -73,22 +85,67 @@ int load_model_from_args(const ParsedArgs& args, const CommandSpec& spec, const 
 int create_cache_from_args(const ParsedArgs& args, const CommandSpec& spec, const Output& out,
                            ekv_model* model, int32_t default_max_len, CachePtr* cache) {
     ekv_cache_params cp = ekv_cache_default_params();
+    cp.num_sink_tokens = 4;
     if (args.has("--cache")) {
         const std::string name = args.get("--cache");
         if (ekv_cache_type_from_name(name.c_str(), &cp.type) != EKV_OK)
             return usage_error(spec, "unknown cache type '" + name + "'");
     }
-    long long max_len = 0;
+    long long max_len = 0, window = 0, sinks = 0, nbits = 0, group = 0, residual = 0;
     std::string err;
-    if (!args.get_int("--max-cache-len", default_max_len, 0, INT32_MAX, &max_len, &err))
+    if (!args.get_int("--max-cache-len", default_max_len, 0, INT32_MAX, &max_len, &err) ||
+        !args.get_int("--window-length", 0, 0, INT32_MAX, &window, &err) ||
+        !args.get_int("--num-sink-tokens", cp.num_sink_tokens, 0, INT32_MAX, &sinks, &err) ||
+        !args.get_int("--nbits", cp.nbits, 0, 64, &nbits, &err) ||
+        !args.get_int("--q-group-size", cp.q_group_size, 1, INT32_MAX, &group, &err) ||
+        !args.get_int("--residual-length", cp.residual_length, 0, INT32_MAX, &residual, &err))
         return usage_error(spec, err);
     cp.max_cache_len = static_cast<int32_t>(max_len);
+    cp.window_length = static_cast<int32_t>(window);
+    cp.num_sink_tokens = static_cast<int32_t>(sinks);
+    cp.nbits = static_cast<int32_t>(nbits);
+    cp.q_group_size = static_cast<int32_t>(group);
+    cp.residual_length = static_cast<int32_t>(residual);
+    const std::string dtype = args.get("--kv-dtype", "f16");
+    if (dtype == "f32")
+        cp.dtype = EKV_KV_F32;
+    else if (dtype != "f16")
+        return usage_error(spec, "--kv-dtype must be f16 or f32");
+    // HF's QuantizedCache parameters on another type quantize its storage.
+    const bool kivi_args = args.has("--nbits") || args.has("--q-group-size") || args.has("--residual-length");
+    if (kivi_args && cp.type != EKV_CACHE_QUANTIZED) {
+        if (dtype == "f32") return usage_error(spec, "--kv-dtype f32 cannot be combined with KIVI options");
+        cp.dtype = EKV_KV_KIVI;
+    }
+    const std::string where = args.get("--offload", "device");
+    if (where == "host")
+        cp.offload = EKV_PLACEMENT_HOST;
+    else if (where == "unified")
+        cp.offload = EKV_PLACEMENT_UNIFIED;
+    else if (where != "device")
+        return usage_error(spec, "--offload must be device, host or unified");
 
     ekv_cache* raw = nullptr;
     const ekv_status st = ekv_cache_create(model, &cp, &raw);
     if (st != EKV_OK) return library_error(out, st, "creating the cache");
     cache->reset(raw);
     return kExitOk;
+}
+
+void cache_json(JsonWriter& w, const ekv_cache* cache) {
+    ekv_cache_stats st = ekv_cache_stats_default();
+    if (!cache || ekv_cache_get_stats(cache, &st) != EKV_OK) {
+        w.field("cache", cache_type_name(cache));
+        return;
+    }
+    w.field("cache", cache_type_name(cache));
+    w.field("kv_bytes_per_token", static_cast<unsigned long long>(st.bytes_per_token));
+    w.field("kv_used_bytes", static_cast<unsigned long long>(st.used_bytes));
+    w.field("kv_device_bytes", static_cast<unsigned long long>(st.device_bytes));
+    w.field("kv_host_bytes", static_cast<unsigned long long>(st.host_bytes));
+    w.field("cache_seq_len", st.seq_len);
+    w.field("cache_tokens_held", st.tokens_held);
+    w.field("cache_capacity", st.capacity);
 }
 
 ekv_status model_info(const ekv_model* model, ekv_model_info* info) {

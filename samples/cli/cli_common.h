@@ -41,15 +41,15 @@ OptionSpec opt_model();
 OptionSpec opt_backend();
 OptionSpec opt_threads();
 OptionSpec opt_int8();
-OptionSpec opt_cache();
-OptionSpec opt_max_cache_len();
+// Appends the cache options (named after HF's parameters) to a command.
+CommandSpec with_cache_options(CommandSpec spec);
 OptionSpec opt_json();
 
 // Loads --model with --backend / --threads. On failure returns the exit code
 // (usage or library error, already reported) and leaves *model empty.
 int load_model_from_args(const ParsedArgs& args, const CommandSpec& spec, const Output& out,
                          ModelPtr* model);
-// Creates a cache from --cache / --max-cache-len; default_max_len is used for
+// Creates a cache from the cache options; default_max_len is used for
 // fixed-capacity caches when --max-cache-len is absent (0 = model context).
 int create_cache_from_args(const ParsedArgs& args, const CommandSpec& spec, const Output& out,
                            ekv_model* model, int32_t default_max_len, CachePtr* cache);
@@ -64,6 +64,8 @@ ekv_status token_piece(const ekv_model* model, int32_t token, std::string* piece
 // the generation prompt appended.
 ekv_status chat_prompt(const ekv_model* model, const std::string& system, const std::string& user,
                        std::string* text);
+// Cache type and memory figures as JSON fields.
+void cache_json(JsonWriter& w, const ekv_cache* cache);
 // Name of the resolved cache type, or "none" for a NULL cache.
 std::string cache_type_name(const ekv_cache* cache);
 const char* stop_reason_name(ekv_stop_reason r);

@@ -14,7 +14,7 @@ namespace edgekv_cli {
 namespace {
 
 const CommandSpec& bench_spec() {
-    static const CommandSpec spec{
+    static const CommandSpec spec = with_cache_options({
         "bench",
         "prefill --ctx tokens in one forward, then --n-decode single-token forwards",
         {
@@ -23,12 +23,10 @@ const CommandSpec& bench_spec() {
             {"--n-decode", "M", "decode steps after the prefill (default 128)"},
             {"--reps", "R", "repetitions; rates are averaged (default 1)"},
             {"--no-warmup", nullptr, "skip the short warm-up forward"},
-            opt_cache(),
-            opt_max_cache_len(),
             opt_backend(),
             opt_threads(), opt_int8(),
             opt_json(),
-        }};
+        }});
     return spec;
 }
 
@@ -157,16 +155,12 @@ int cmd_bench(int argc, char** argv, int first) {
     w.field("n_decode", n_decode);
     w.field("reps", reps);
     w.field("kv_bytes", static_cast<unsigned long long>(stats.used_bytes));
-    w.field("kv_bytes_per_token", static_cast<unsigned long long>(stats.bytes_per_token));
-    w.field("kv_device_bytes", static_cast<unsigned long long>(stats.device_bytes));
-    w.field("kv_host_bytes", static_cast<unsigned long long>(stats.host_bytes));
-    w.field("cache_seq_len", stats.seq_len);
+    cache_json(w, cache.get());
     w.field("peak_rss_bytes", static_cast<unsigned long long>(peak_rss));
     w.field("threads", threads);
     w.field("int8_activations", args.has("--int8-activations"));
     w.field("n_params", static_cast<unsigned long long>(info.n_params));
     w.field("weight_bytes", static_cast<unsigned long long>(info.weight_bytes));
-    w.field("cache", cache_name);
     w.field("device", info.device);
     w.field("backend", ekv_backend_name(info.backend));
     w.field("model", info.name);

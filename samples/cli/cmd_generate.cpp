@@ -16,7 +16,7 @@ volatile std::sig_atomic_t g_interrupted = 0;
 void on_sigint(int) { g_interrupted = 1; }
 
 const CommandSpec& generate_spec() {
-    static const CommandSpec spec{
+    static const CommandSpec spec = with_cache_options({
         "generate",
         "generate text after a prompt (streamed to stdout, stats on stderr)",
         {
@@ -32,15 +32,15 @@ const CommandSpec& generate_spec() {
             {"--seed", "S", "sampling seed (default 0)"},
             {"--chat", nullptr, "wrap the prompt as a user message with the chat template"},
             {"--system", "TEXT", "system message (with --chat)"},
-            opt_cache(),
-            opt_max_cache_len(),
             opt_backend(),
             opt_threads(), opt_int8(),
             {"--no-cache", nullptr, "recompute the whole sequence every step (use_cache=0)"},
+            {"--load-cache", "FILE", "start from a cache saved by --save-cache (the prompt continues it)"},
+            {"--save-cache", "FILE", "save the cache after generating"},
             {"--stop", "STR", "stop when STR appears in the output", true},
             {"--ignore-eos", nullptr, "keep going past end-of-generation tokens"},
             opt_json(),
-        }};
+        }});
     return spec;
 }
 
@@ -68,8 +68,13 @@ bool read_options(const ParsedArgs& args, Options* o, std::string* error) {
         *error = "--system needs --chat";
         return false;
     }
-    if (o->no_cache && (args.has("--cache") || args.has("--max-cache-len"))) {
-        *error = "--no-cache cannot be combined with --cache / --max-cache-len";
+    if (o->no_cache && (args.has("--cache") || args.has("--max-cache-len") || args.has("--load-cache") ||
+                        args.has("--save-cache"))) {
+        *error = "--no-cache cannot be combined with cache options";
+        return false;
+    }
+    if (args.has("--load-cache") && args.has("--cache")) {
+        *error = "--load-cache takes the cache type from the file; drop --cache";
         return false;
     }
     long long max_new = 0, top_k = 0, last_n = 0;
@@ -133,8 +138,14 @@ int cmd_generate(int argc, char** argv, int first) {
     if (st != EKV_OK) return library_error(out, st, "reading model info");
 
     CachePtr cache;
-    if (!opt.no_cache)
+    if (args.has("--load-cache")) {
+        ekv_cache* raw = nullptr;
+        st = ekv_cache_load(model.get(), args.get("--load-cache").c_str(), &raw);
+        if (st != EKV_OK) return library_error(out, st, "loading the cache");
+        cache.reset(raw);
+    } else if (!opt.no_cache) {
         if (int rc = create_cache_from_args(args, spec, out, model.get(), 0, &cache)) return rc;
+    }
 
     std::string prompt_text = opt.prompt;
     if (opt.chat) {
@@ -167,6 +178,10 @@ int cmd_generate(int argc, char** argv, int first) {
     if (st != EKV_OK) return library_error(out, st, "generating");
     generated.resize(static_cast<size_t>(res.n_generated));
 
+    if (args.has("--save-cache")) {
+        st = ekv_cache_save(cache.get(), args.get("--save-cache").c_str());
+        if (st != EKV_OK) return library_error(out, st, "saving the cache");
+    }
     ekv_cache_stats stats = ekv_cache_stats_default();
     if (cache) {
         st = ekv_cache_get_stats(cache.get(), &stats);
@@ -208,11 +223,7 @@ int cmd_generate(int argc, char** argv, int first) {
     w.field("prefill_tokens_per_s", prefill_tps);
     w.field("decode_tokens_per_s", decode_tps);
     w.field("kv_bytes", static_cast<unsigned long long>(kv_bytes));
-    w.field("kv_bytes_per_token", static_cast<unsigned long long>(kv_per_token));
-    w.field("kv_device_bytes", static_cast<unsigned long long>(cache ? stats.device_bytes : 0));
-    w.field("kv_host_bytes", static_cast<unsigned long long>(cache ? stats.host_bytes : 0));
-    w.field("cache_seq_len", cache ? stats.seq_len : 0);
-    w.field("cache", cache_name);
+    cache_json(w, cache.get());
     w.field("device", info.device);
     w.field("backend", ekv_backend_name(info.backend));
     w.field("stop_reason", stop_reason_name(res.stop_reason));

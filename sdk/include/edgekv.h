@@ -217,30 +217,41 @@ EKV_API const char *ekv_cache_type_name(ekv_cache_type type);
 /* Parses a cache type name; also accepts "auto". */
 EKV_API ekv_status ekv_cache_type_from_name(const char *name, ekv_cache_type *out);
 
+/* The storage-format axis of every cache type. */
 typedef enum ekv_kv_dtype {
     EKV_KV_F16 = 0,  /* default, as HF's caches in half precision */
-    EKV_KV_F32 = 1
+    EKV_KV_F32 = 1,
+    /* KIVI quantization (nbits, q_group_size, residual_length) on any type:
+     * a quantized sliding_window, sink, static or offloaded cache. The
+     * residual of the newest tokens is F16. EKV_CACHE_QUANTIZED is a dynamic
+     * cache with this storage. */
+    EKV_KV_KIVI = 2
 } ekv_kv_dtype;
 
+/* The placement axis: where the KV lives. */
 typedef enum ekv_placement {
-    EKV_PLACEMENT_DEVICE = 0,
-    EKV_PLACEMENT_HOST = 1,
-    EKV_PLACEMENT_UNIFIED = 2
+    EKV_PLACEMENT_DEVICE = 0,  /* device memory (the offloaded types default to HOST) */
+    EKV_PLACEMENT_HOST = 1,    /* host memory; each layer is prefetched into a device
+                                * double buffer while the previous layer computes */
+    EKV_PLACEMENT_UNIFIED = 2  /* host memory the device reads in place (zero copy);
+                                * refused on a device without unified memory */
 } ekv_placement;
 
 typedef struct ekv_cache_params {
     size_t struct_size;
-    ekv_cache_type type;     /* default EKV_CACHE_AUTO */
+    ekv_cache_type type;     /* retention: default EKV_CACHE_AUTO */
     int32_t max_cache_len;   /* fixed-capacity caches; 0 = model context length */
-    ekv_kv_dtype dtype;      /* storage of full-precision KV; default F16 */
-    /* Parameters of later cache types, named after Hugging Face's; ignored by
-     * types that do not use them. */
-    int32_t window_length;   /* sliding_window / sink */
-    int32_t num_sink_tokens; /* sink */
-    int32_t nbits;           /* quantized: 2, 4 or 8 */
-    int32_t q_group_size;    /* quantized */
-    int32_t residual_length; /* quantized: newest tokens kept in full precision */
-    ekv_placement offload;   /* offloaded caches: host or unified */
+    ekv_kv_dtype dtype;      /* storage format; default F16 */
+    /* Parameters named after Hugging Face's; ignored by types that do not
+     * use them. */
+    int32_t window_length;   /* sliding_window / sink: tokens held, sinks included;
+                              * must exceed num_sink_tokens */
+    int32_t num_sink_tokens; /* sink: first tokens pinned (StreamingLLM) */
+    int32_t nbits;           /* KIVI: 2, 4 or 8 (default 4) */
+    int32_t q_group_size;    /* KIVI: tokens per key group and channels per value
+                              * group; divides head_dim and residual_length (default 64) */
+    int32_t residual_length; /* KIVI: newest tokens kept in full precision (default 128) */
+    ekv_placement offload;   /* placement (see ekv_placement) */
 } ekv_cache_params;
 
 EKV_API ekv_cache_params ekv_cache_default_params(void);
@@ -254,31 +265,47 @@ EKV_API void ekv_cache_free(ekv_cache *cache);
 
 /* The resolved type (never EKV_CACHE_AUTO). */
 EKV_API ekv_status ekv_cache_get_type(const ekv_cache *cache, ekv_cache_type *out);
-/* Number of tokens whose keys/values the cache holds (HF get_seq_length). */
+/* Tokens consumed so far, i.e. the position of the next token (HF
+ * get_seq_length). Rings (sliding_window, sink) keep counting past their
+ * window; see ekv_cache_stats.tokens_held for what they still hold. */
 EKV_API ekv_status ekv_cache_seq_len(const ekv_cache *cache, int32_t *out);
-/* Maximum tokens it can hold; -1 when unbounded (HF get_max_cache_shape). */
+/* Maximum tokens it holds at once: max_cache_len for static types, the window
+ * for rings, -1 when unbounded (HF get_max_cache_shape). */
 EKV_API ekv_status ekv_cache_capacity(const ekv_cache *cache, int32_t *out);
 
 typedef struct ekv_cache_stats {
     size_t struct_size;
-    int32_t seq_len;            /* tokens held */
-    int32_t capacity;           /* -1 when unbounded */
-    uint64_t device_bytes;      /* KV bytes in device memory (allocated) */
-    uint64_t host_bytes;        /* KV bytes in host memory (offloaded) */
+    int32_t seq_len;            /* tokens consumed (see ekv_cache_seq_len) */
+    int32_t capacity;           /* see ekv_cache_capacity */
+    uint64_t device_bytes;      /* bytes allocated in device memory (KV, staging) */
+    uint64_t host_bytes;        /* bytes allocated in host or unified memory */
     uint64_t used_bytes;        /* bytes holding live tokens */
-    uint64_t bytes_per_token;   /* KV bytes one token costs across all layers */
+    uint64_t bytes_per_token;   /* what one more token costs across all layers
+                                 * (KIVI: codes plus scales, residual excluded) */
     uint64_t tokens_forwarded;  /* total tokens computed through this cache */
+    int32_t tokens_held;        /* tokens whose keys/values are still held */
 } ekv_cache_stats;
 
 EKV_API ekv_cache_stats ekv_cache_stats_default(void);
 EKV_API ekv_status ekv_cache_get_stats(const ekv_cache *cache, ekv_cache_stats *out);
 /* Drops every token; keeps the allocation. */
 EKV_API ekv_status ekv_cache_reset(ekv_cache *cache);
-/* Keeps the first `new_len` tokens (HF crop). new_len > seq_len is an error. */
+/* Keeps the first `new_len` tokens (HF crop). new_len > seq_len is an error;
+ * a ring (sliding_window, sink) or KIVI cache that no longer holds what the
+ * shorter sequence needs refuses with EKV_ERR_INVALID_STATE. */
 EKV_API ekv_status ekv_cache_crop(ekv_cache *cache, int32_t new_len);
 /* Deep copy for prefix reuse: prefill a shared prompt once, clone per request.
  * *out owns the new cache. */
 EKV_API ekv_status ekv_cache_clone(const ekv_cache *cache, ekv_cache **out);
+/* Writes the cache to `path`: a versioned, checksummed file that records its
+ * configuration and the model it belongs to. */
+EKV_API ekv_status ekv_cache_save(const ekv_cache *cache, const char *path);
+/* Reads a file written by ekv_cache_save into a new cache (same type and
+ * parameters) owned by *out. A file that is truncated, corrupted, of another
+ * format version or written for another model is refused
+ * (EKV_ERR_INVALID_FILE, EKV_ERR_UNSUPPORTED for another version,
+ * EKV_ERR_MODEL_MISMATCH for another model) and *out stays NULL. */
+EKV_API ekv_status ekv_cache_load(ekv_model *model, const char *path, ekv_cache **out);
 
 /* ---- Forward --------------------------------------------------------------- */
 

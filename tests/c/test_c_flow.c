@@ -11,33 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "c_check.h"
 #include "edgekv.h"
-
-/* ---- check helpers -------------------------------------------------------- */
-
-static void die(int line, const char *what, const char *detail) {
-    fprintf(stderr, "test_c_flow.c:%d: FAILED: %s%s%s\n  last error: '%s'\n", line, what, detail ? " - " : "",
-            detail ? detail : "", ekv_last_error());
-    exit(1);
-}
-
-#define CHECK(cond) \
-    do { if (!(cond)) die(__LINE__, #cond, NULL); } while (0)
-
-#define EXPECT_STATUS(call, expected)                                                   \
-    do {                                                                                \
-        ekv_status st_ = (call);                                                        \
-        if (st_ != (expected)) {                                                        \
-            char msg_[256];                                                             \
-            sprintf(msg_, "got %d (%s), expected %d (%s)", (int)st_, ekv_status_string(st_), \
-                    (int)(expected), ekv_status_string(expected));                      \
-            die(__LINE__, #call, msg_);                                                 \
-        }                                                                               \
-    } while (0)
-
-#define OK(call) EXPECT_STATUS(call, EKV_OK)
-
-static void section(const char *name) { printf("-- %s\n", name); fflush(stdout); }
 
 /* ---- shared state ------------------------------------------------------------ */
 

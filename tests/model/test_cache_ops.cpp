@@ -209,9 +209,14 @@ TEST_F(CacheOps, CacheTypesTheModelCannotUseOrNotBuiltAreRefusedWithAReason) {
     EXPECT_EQ(ekv_cache_create(model_.get(), &p, &c), EKV_ERR_UNSUPPORTED);
     EXPECT_NE(std::string(ekv_last_error()).find("Mamba"), std::string::npos) << ekv_last_error();
     EXPECT_EQ(c, nullptr);
-    p.type = EKV_CACHE_QUANTIZED;
+    p.type = EKV_CACHE_HYBRID;
     EXPECT_EQ(ekv_cache_create(model_.get(), &p, &c), EKV_ERR_UNSUPPORTED);
-    EXPECT_NE(std::string(ekv_last_error()).find("quantized"), std::string::npos) << ekv_last_error();
+    EXPECT_NE(std::string(ekv_last_error()).find("local/global"), std::string::npos) << ekv_last_error();
+    // HF's default q_group_size (64) does not divide this model's head_dim (16).
+    p.type = EKV_CACHE_QUANTIZED;
+    EXPECT_EQ(ekv_cache_create(model_.get(), &p, &c), EKV_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(ekv_last_error()).find("q_group_size"), std::string::npos) << ekv_last_error();
+    EXPECT_EQ(c, nullptr);
     p.type = EKV_CACHE_AUTO;
     ASSERT_EQ(ekv_cache_create(model_.get(), &p, &c), EKV_OK);
     CachePtr owned(c);

@@ -66,18 +66,16 @@ ekv_status ekv_cache_create(ekv_model* model, const ekv_cache_params* params, ek
         if (type < EKV_CACHE_AUTO || type > EKV_CACHE_ENCODER_DECODER)
             return Error(EKV_ERR_INVALID_ARGUMENT, "unknown cache type %d", type);
         if (p.max_cache_len < 0) return Error(EKV_ERR_INVALID_ARGUMENT, "max_cache_len %d is negative", p.max_cache_len);
-        if (dtype != EKV_KV_F16 && dtype != EKV_KV_F32)
-            return Error(EKV_ERR_INVALID_ARGUMENT, "unknown kv dtype %d", dtype);
+        if (dtype < EKV_KV_F16 || dtype > EKV_KV_KIVI) return Error(EKV_ERR_INVALID_ARGUMENT, "unknown kv dtype %d", dtype);
         if (offload < EKV_PLACEMENT_DEVICE || offload > EKV_PLACEMENT_UNIFIED)
             return Error(EKV_ERR_INVALID_ARGUMENT, "unknown placement %d", offload);
+        const ekv_cache_type resolved = p.type == EKV_CACHE_AUTO ? m.arch->natural_cache() : p.type;
+        EKV_TRY(m.arch->check_cache(resolved));
         CacheConfig cc;
-        cc.type = p.type == EKV_CACHE_AUTO ? m.arch->natural_cache() : p.type;
-        EKV_TRY(m.arch->check_cache(cc.type));
-        cc.max_cache_len = p.max_cache_len;
-        cc.kv_dtype = p.dtype == EKV_KV_F32 ? DType::F32 : DType::F16;
+        EKV_TRY(resolve_cache_config(p, resolved, m.cache_shape(), m.backend->device(), &cc));
         std::unique_ptr<ekv_cache> c(new ekv_cache());
         c->owner = model;
-        EKV_TRY(create_cache(cc, m.arch->cache_shape(), *m.backend, &c->cache));
+        EKV_TRY(create_cache(cc, m.cache_shape(), *m.backend, &c->cache));
         EKV_TRY(m.arch->create_workspace(&c->ws));
         *out = c.release();
         return Status::Ok();
@@ -133,6 +131,7 @@ ekv_status ekv_cache_get_stats(const ekv_cache* cache, ekv_cache_stats* out) {
         s.used_bytes = cs.used_bytes;
         s.bytes_per_token = cs.bytes_per_token;
         s.tokens_forwarded = cache->cache->tokens_forwarded();
+        s.tokens_held = cs.tokens_held;
         api::write_struct(out, s);
         return Status::Ok();
     });
@@ -162,6 +161,31 @@ ekv_status ekv_cache_clone(const ekv_cache* cache, ekv_cache** out) {
         std::unique_ptr<ekv_cache> c(new ekv_cache());
         c->owner = cache->owner;
         EKV_TRY(cache->cache->clone(*m.backend, &c->cache));
+        EKV_TRY(m.arch->create_workspace(&c->ws));
+        *out = c.release();
+        return Status::Ok();
+    });
+}
+
+ekv_status ekv_cache_save(const ekv_cache* cache, const char* path) {
+    return api::guarded([&]() -> Status {
+        EKV_CHECK_HANDLE(cache, "cache");
+        EKV_CHECK_HANDLE(path, "path");
+        return cache->cache->save(path);
+    });
+}
+
+ekv_status ekv_cache_load(ekv_model* model, const char* path, ekv_cache** out) {
+    return api::guarded([&]() -> Status {
+        EKV_CHECK_HANDLE(model, "model");
+        EKV_CHECK_HANDLE(path, "path");
+        EKV_CHECK_HANDLE(out, "out");
+        *out = nullptr;
+        const Model& m = *model->model;
+        std::unique_ptr<ekv_cache> c(new ekv_cache());
+        c->owner = model;
+        EKV_TRY(load_cache(path, m.cache_shape(), *m.backend, &c->cache));
+        EKV_TRY(m.arch->check_cache(c->cache->type()));
         EKV_TRY(m.arch->create_workspace(&c->ws));
         *out = c.release();
         return Status::Ok();

@@ -52,30 +52,55 @@ struct Tensor {
     }
 };
 
+// Parameters of a KIVI-quantized segment (arXiv 2402.02750): keys quantized
+// per channel over groups of `group` tokens, values per token over groups of
+// `group` channels, asymmetric (scale and minimum). Byte layouts: core/kivi.h.
+struct KiviParams {
+    int32_t nbits = 0;     // 2, 4 or 8
+    int32_t group = 0;     // q_group_size
+    int32_t head_dim = 0;  // fixes the code order inside a head (core/kivi.h)
+};
+
+enum class KvFormat {
+    Plain,  // k, v: one F16/F32 row per token (n_kv_heads * head_dim elements)
+    Kivi,   // k: one row per key group of kivi.group tokens; v: one row per token
+};
+
 // One contiguous run of cached keys/values as attention sees it. Token i of
-// the segment has absolute position first_pos + i and sits at row i of k/v
-// (rows are tokens; a row holds n_kv_heads * head_dim elements).
+// the segment has absolute position first_pos + i. Plain: it sits at row
+// skip + i of k and v. Kivi: its key is token (skip + i) % group of key group
+// (skip + i) / group, its value row skip + i of v. (skip lets a ring drop the
+// oldest tokens of a key group one at a time.)
 struct KvSegment {
+    KvFormat format = KvFormat::Plain;
     Tensor k;
     Tensor v;
     int32_t n_tokens = 0;
     int32_t first_pos = 0;
+    int32_t skip = 0;
+    KiviParams kivi;
+    // Pinned segments (attention sinks) ignore the view's window, and their
+    // keys are scored as if the query sat at min(q_pos, view.pinned_query_pos).
+    bool pinned = false;
 };
 
-// The cache contents of one layer, possibly in several segments (a ring or
-// pinned sink tokens will add more). Positions are ascending across segments.
+// The cache contents of one layer as segments (sinks, quantized groups,
+// full-precision rows, each ring possibly in two runs). Positions are
+// ascending across segments.
 struct KvView {
-    static constexpr int kMaxSegments = 4;
+    static constexpr int kMaxSegments = 6;
     KvSegment seg[kMaxSegments];
     int n_segments = 0;
+    // > 0: a query at position p sees the keys of unpinned segments with
+    // p - pos < window (sliding-window attention, the ring of a sink cache).
+    int32_t window = 0;
+    // StreamingLLM: the query position pinned (sink) keys are scored from, so
+    // the query-to-sink distance is the one inside the cache, not the
+    // absolute one. Unpinned keys keep absolute positions (a ring's
+    // distances are already the in-cache ones). See cache/sink notes.
+    int32_t pinned_query_pos = 0;
 };
 
-struct AttentionParams {
-    int32_t n_heads = 0;
-    int32_t n_kv_heads = 0;
-    int32_t head_dim = 0;
-    float scale = 1.0f;
-};
 
 // Rotary embedding on adjacent pairs (GGUF/llama.cpp convention); the angle
 // of pair i at position p is p * theta_scale_i, with per-pair frequency
@@ -86,6 +111,16 @@ struct RopeParams {
     int32_t rope_dim = 0;                 // rotated dims (<= head_dim)
     const float* inv_freq = nullptr;      // rope_dim/2 inverse frequencies, scaling applied
     float attn_factor = 1.0f;             // YaRN magnitude scaling (1 otherwise)
+};
+
+struct AttentionParams {
+    int32_t n_heads = 0;
+    int32_t n_kv_heads = 0;
+    int32_t head_dim = 0;
+    float scale = 1.0f;
+    // The keys' rotary embedding: attention re-rotates the query for pinned
+    // segments (by min(p, pinned_query_pos) - p). Null when no segment is pinned.
+    const RopeParams* rope = nullptr;
 };
 
 struct DeviceDescription {
@@ -127,6 +162,17 @@ public:
     virtual void add(const Tensor& a, const Tensor& b, Tensor& out) = 0;
     // Copies whole rows between tensors of the same type and width (cache clone).
     virtual void copy_raw(const Tensor& src, Tensor& dst, int64_t n_rows) = 0;
+    // Copies `bytes` between buffers (cache offloading: host <-> device staging).
+    virtual void copy_bytes(Buffer& src, size_t src_offset, Buffer& dst, size_t dst_offset, size_t bytes) = 0;
+
+    // KIVI quantization (layouts in core/kivi.h). Keys: rows src_row ..
+    // src_row + p.group - 1 of src (F16/F32 rows of n_kv_heads * head_dim)
+    // become key group row dst_group of dst. Values: n rows of src from
+    // src_row become rows dst_row.. of dst.
+    virtual void kivi_quantize_keys(const Tensor& src, int64_t src_row, Tensor& dst, int64_t dst_group,
+                                    const KiviParams& p) = 0;
+    virtual void kivi_quantize_values(const Tensor& src, int64_t src_row, int64_t n, Tensor& dst, int64_t dst_row,
+                                      const KiviParams& p) = 0;
 
     // Host transfers and the only wait.
     virtual void read(const Tensor& src, void* host, size_t bytes) = 0;

@@ -1,13 +1,16 @@
 // The cache interface every cache type implements. A cache is the state of one
 // sequence: what each layer's attention can see (through a KvView), the
-// token ids it holds (for prefix reuse), and its memory accounting.
+// token ids it has consumed (for prefix reuse), and its memory accounting.
 //
 // Writing follows a two-phase protocol so a failure never leaves a cache half
 // updated: prepare(n) checks and makes room (the only step that can fail),
-// store() writes each layer's new rows, commit() makes them visible.
+// store() writes each layer's new rows, commit() makes them visible. A
+// forward may be split into chunks of at most CacheShape::max_chunk tokens:
+// prepare once, then store/view/commit per chunk.
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "backend/backend.h"
@@ -22,19 +25,47 @@ struct CacheShape {
     int32_t n_kv_heads = 0;
     int32_t head_dim = 0;
     int32_t context_length = 0;  // trained context, default capacity of fixed caches
+    int32_t max_chunk = 1;       // most tokens the model stores per chunk
+    uint64_t model_fingerprint = 0;  // identifies the model in saved cache files
     int64_t kv_width() const { return static_cast<int64_t>(n_kv_heads) * head_dim; }
 };
 
-struct CacheConfig {
-    ekv_cache_type type = EKV_CACHE_DYNAMIC;  // resolved, never AUTO
-    int32_t max_cache_len = 0;
-    DType kv_dtype = DType::F16;
-    Placement placement = Placement::Device;
+// The three axes of DESIGN.md; every HF cache type is a point here.
+enum class Retention {
+    Unbounded,  // grows in chunks (dynamic)
+    Fixed,      // preallocated capacity, CACHE_FULL beyond (static)
+    Window,     // ring of the last window_length tokens (sliding_window)
+    Sink,       // first num_sink_tokens pinned + a ring (sink, StreamingLLM)
 };
+
+enum class KvStorage {
+    Plain,  // F16 or F32 rows
+    Kivi,   // KIVI groups plus a full-precision residual of the newest tokens
+};
+
+struct CacheConfig {
+    ekv_cache_type type = EKV_CACHE_DYNAMIC;  // resolved, never AUTO: the name it reports
+    Retention retention = Retention::Unbounded;
+    KvStorage storage = KvStorage::Plain;
+    Placement placement = Placement::Device;
+    DType kv_dtype = DType::F16;   // plain rows and the KIVI residual
+    int32_t max_cache_len = 0;     // Fixed: capacity (0 = model context)
+    int32_t window_length = 0;     // Window/Sink: tokens held, sinks included (as HF)
+    int32_t num_sink_tokens = 0;   // Sink
+    int32_t nbits = 4;             // Kivi
+    int32_t q_group_size = 64;     // Kivi
+    int32_t residual_length = 128; // Kivi
+};
+
+// Maps the public parameters to a point on the axes and checks it against the
+// model's shape; refuses contradictions and impossible combinations.
+Status resolve_cache_config(const ekv_cache_params& p, ekv_cache_type resolved_type, const CacheShape& shape,
+                            const DeviceDescription& device, CacheConfig* out);
 
 struct CacheStats {
     int32_t seq_len = 0;
     int32_t capacity = -1;
+    int32_t tokens_held = 0;
     uint64_t device_bytes = 0;
     uint64_t host_bytes = 0;
     uint64_t used_bytes = 0;
@@ -45,26 +76,38 @@ class Cache {
 public:
     virtual ~Cache() = default;
 
-    virtual ekv_cache_type type() const = 0;
+    virtual const CacheConfig& config() const = 0;
+    ekv_cache_type type() const { return config().type; }
+    // Tokens consumed so far: the position of the next token (HF get_seq_length).
     virtual int32_t seq_len() const = 0;
-    virtual int32_t capacity() const = 0;  // -1 when unbounded
+    // Most tokens held at once: the window for rings, -1 when unbounded.
+    virtual int32_t capacity() const = 0;
+    // Longest sequence it can take (positions); -1 when a ring or unbounded.
+    virtual int32_t max_seq_len() const = 0;
 
     // Makes room for n_new tokens after seq_len(); fails (changing nothing)
     // when a fixed capacity would be exceeded or memory runs out.
     virtual Status prepare(int32_t n_new) = 0;
-    // Writes the K and V rows (F32, one row per new token) of one layer.
+    // Writes the K and V rows (F32, one row per new token, keys already
+    // rotated at their absolute positions) of one layer.
     virtual void store(Backend& backend, int32_t layer, const Tensor& k, const Tensor& v) = 0;
     // The layer's contents including n_pending stored-but-uncommitted tokens.
-    virtual KvView view(int32_t layer, int32_t n_pending) const = 0;
+    virtual KvView view(int32_t layer, int32_t n_pending) = 0;
     // Makes n tokens visible (after every layer stored them).
     virtual void commit(const int32_t* ids, int32_t n) = 0;
 
+    // Keeps the first new_len tokens; refused where a ring already dropped
+    // tokens the shorter sequence would need.
     virtual Status crop(int32_t new_len) = 0;
     virtual void reset() = 0;
     virtual Status clone(Backend& backend, std::unique_ptr<Cache>* out) const = 0;
     virtual CacheStats stats() const = 0;
 
-    // Token ids held, oldest first (those still reachable for prefix reuse).
+    // Versioned, checksummed file tied to the model (cache_file.cpp).
+    virtual Status save(const std::string& path) const = 0;
+
+    // Token ids consumed, oldest first (kept for prefix reuse even where a ring
+    // dropped their keys: 4 bytes a token against the KV's kilobytes).
     const std::vector<int32_t>& tokens() const { return tokens_; }
     uint64_t tokens_forwarded() const { return forwarded_; }
 
@@ -73,9 +116,10 @@ protected:
     uint64_t forwarded_ = 0;
 };
 
-// Creates a cache of config.type for a model with `shape`. Types not built
-// yet are refused with EKV_ERR_UNSUPPORTED and the reason.
 Status create_cache(const CacheConfig& config, const CacheShape& shape, Backend& backend,
                     std::unique_ptr<Cache>* out);
+// Loads a file written by Cache::save into a new cache; refuses files of
+// another version, another model, or that fail their checksum.
+Status load_cache(const std::string& path, const CacheShape& shape, Backend& backend, std::unique_ptr<Cache>* out);
 
 }  // namespace ekv

@@ -1,96 +1,246 @@
 #include "cache/kv_cache.h"
 
+#include <algorithm>
 #include <new>
 
 namespace ekv {
 namespace {
-// Unbounded caches grow by at least this many tokens (and by half their size)
+// Unbounded stores grow by at least this many tokens (and by half their size)
 // so reallocation is rare and amortised, never per token.
-constexpr int32_t kGrowChunk = 256;
+constexpr int64_t kGrowChunk = 256;
+
+int64_t grown_size(int64_t current, int64_t need, int64_t unit) {
+    int64_t target = std::max(need, current + current / 2);
+    return (target + unit - 1) / unit * unit;
+}
 }  // namespace
 
-KvCache::KvCache(const CacheConfig& config, const CacheShape& shape, Backend& backend, bool fixed)
-    : config_(config), shape_(shape), backend_(&backend), fixed_(fixed) {}
-
-size_t KvCache::row_bytes() const { return dtype_row_bytes(config_.kv_dtype, shape_.kv_width()); }
+KvCache::KvCache(const KvLayout& layout, Backend& backend) : layout_(layout), backend_(&backend) {}
 
 Status KvCache::create(const CacheConfig& config, const CacheShape& shape, Backend& backend,
                        std::unique_ptr<Cache>* out) {
-    const bool fixed = config.type == EKV_CACHE_STATIC;
-    std::unique_ptr<KvCache> c(new (std::nothrow) KvCache(config, shape, backend, fixed));
+    const KvLayout l = KvLayout::make(config, shape);
+    std::unique_ptr<KvCache> c(new (std::nothrow) KvCache(l, backend));
     if (!c) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate cache");
-    if (fixed) {
-        const int32_t cap = config.max_cache_len > 0 ? config.max_cache_len : shape.context_length;
-        if (cap <= 0) return Error(EKV_ERR_INVALID_ARGUMENT, "static cache needs max_cache_len > 0");
-        EKV_TRY(c->allocate(cap, &c->layers_));
-        c->allocated_ = cap;
+    int64_t plain = l.plain_ring ? l.plain_ring_rows : 0;
+    int64_t groups = l.group_ring ? l.group_ring_rows : 0;
+    if (l.fixed_body >= 0) {
+        if (!l.plain_ring) plain = l.fixed_body;
+        if (l.kivi) groups = (static_cast<int64_t>(l.fixed_body) + l.group - 1) / l.group;
     }
+    EKV_TRY(c->allocate(plain, groups));
     *out = std::move(c);
     return Status::Ok();
 }
 
-Status KvCache::allocate(int32_t tokens, std::vector<Layer>* layers) const {
-    std::vector<Layer> fresh(static_cast<size_t>(shape_.n_layers));
-    const size_t rb = row_bytes();
-    const size_t bytes = rb * static_cast<size_t>(tokens);
-    for (Layer& l : fresh) {
-        EKV_TRY(backend_->alloc(bytes, config_.placement, &l.k_buf));
-        EKV_TRY(backend_->alloc(bytes, config_.placement, &l.v_buf));
-        for (int which = 0; which < 2; ++which) {
-            Tensor& t = which ? l.v : l.k;
-            Buffer* b = which ? l.v_buf.get() : l.k_buf.get();
-            t.type = config_.kv_dtype;
-            t.cols = shape_.kv_width();
-            t.rows = tokens;
-            t.row_bytes = rb;
-            t.buffer = b;
-            t.data = b->host();
-        }
+int32_t KvCache::capacity() const {
+    if (layout_.fixed_body >= 0) return layout_.fixed_body;
+    if (layout_.windowed()) return layout_.cfg.window_length;
+    return -1;
+}
+
+Status KvCache::allocate_set(int64_t plain_rows, int64_t groups, Placement placement, LayerBuffers* out) const {
+    for (int s = 0; s < kNumSlots; ++s) {
+        const int64_t rows = layout_.slot_rows(s, plain_rows, groups);
+        Tensor& t = out->t[s];
+        t = Tensor();
+        out->buf[s].reset();
+        if (rows <= 0) continue;
+        const size_t rb = layout_.slot_row_bytes(s);
+        EKV_TRY(backend_->alloc(rb * static_cast<size_t>(rows), placement, &out->buf[s]));
+        t.type = layout_.slot_type(s);
+        t.cols = layout_.slot_cols(s);
+        t.rows = rows;
+        t.row_bytes = rb;
+        t.buffer = out->buf[s].get();
+        t.data = out->buf[s]->host();
     }
-    *layers = std::move(fresh);
     return Status::Ok();
+}
+
+// Allocates every layer (and the staging pair) at the new sizes, keeping the
+// contents. All or nothing: on failure the cache is unchanged.
+Status KvCache::allocate(int64_t plain_rows, int64_t groups) {
+    const Placement master = layout_.cfg.placement;
+    std::vector<LayerBuffers> fresh(static_cast<size_t>(layout_.shape.n_layers));
+    for (LayerBuffers& lb : fresh) EKV_TRY(allocate_set(plain_rows, groups, master, &lb));
+    std::array<LayerBuffers, 2> fresh_staging;
+    if (staged())
+        for (LayerBuffers& lb : fresh_staging) EKV_TRY(allocate_set(plain_rows, groups, Placement::Device, &lb));
+    for (size_t i = 0; i < layers_.size(); ++i) copy_used(layers_[i], fresh[i], *backend_);
+    backend_->synchronize();
+    layers_ = std::move(fresh);
+    staging_ = std::move(fresh_staging);
+    staged_layer_ = {{-1, -1}};
+    plain_rows_ = plain_rows;
+    groups_ = groups;
+    return Status::Ok();
+}
+
+size_t KvCache::slot_used_bytes(int slot) const {
+    const KvLayout& l = layout_;
+    const int32_t body = l.body_of(len_);
+    int64_t rows = 0;
+    switch (slot) {
+        case kSinkK: case kSinkV: rows = std::min(len_, l.sinks); break;
+        case kPlainK: case kPlainV: rows = l.plain_ring ? plain_rows_ : body; break;
+        case kGroupK: rows = l.group_ring ? groups_ : q_end_ / l.group; break;
+        default: rows = l.group_ring ? groups_ * l.group : q_end_; break;
+    }
+    return static_cast<size_t>(rows) * l.slot_row_bytes(slot);
+}
+
+void KvCache::copy_used(LayerBuffers& from, LayerBuffers& to, Backend& backend) const {
+    for (int s = 0; s < kNumSlots; ++s) {
+        if (!from.buf[s] || !to.buf[s]) continue;
+        const size_t bytes = std::min({slot_used_bytes(s), from.buf[s]->size(), to.buf[s]->size()});
+        if (bytes) backend.copy_bytes(*from.buf[s], 0, *to.buf[s], 0, bytes);
+    }
+}
+
+// Host placement: brings a layer's committed contents into its device buffer
+// (layers alternate between two, so layer l + 1 is fetched while layer l
+// computes; GPU backends order the copy on their stream).
+LayerBuffers& KvCache::stage(int32_t layer) {
+    const size_t idx = static_cast<size_t>(layer) % 2;
+    if (staged_layer_[idx] != layer) {
+        copy_used(layers_[static_cast<size_t>(layer)], staging_[idx], *backend_);
+        staged_layer_[idx] = layer;
+    }
+    return staging_[idx];
 }
 
 Status KvCache::prepare(int32_t n_new) {
     if (n_new < 0) return Error(EKV_ERR_INVALID_ARGUMENT, "negative token count %d", n_new);
     const int64_t need = static_cast<int64_t>(len_) + n_new;
-    if (need <= allocated_) return Status::Ok();
-    if (fixed_)
+    if (layout_.fixed_body >= 0 && need > layout_.fixed_body)
         return Error(EKV_ERR_CACHE_FULL,
-                     "static cache is full: it holds %d of %d tokens and cannot take %d more (raise max_cache_len)",
-                     len_, allocated_, n_new);
-    if (need > INT32_MAX / 2) return Error(EKV_ERR_CONTEXT_OVERFLOW, "sequence of %lld tokens is too long",
-                                           static_cast<long long>(need));
-    int64_t target = allocated_ + allocated_ / 2;
-    if (target < need) target = need;
-    target = (target + kGrowChunk - 1) / kGrowChunk * kGrowChunk;
-    std::vector<Layer> grown;
-    EKV_TRY(allocate(static_cast<int32_t>(target), &grown));
-    for (size_t i = 0; i < layers_.size(); ++i) {
-        backend_->copy_raw(layers_[i].k, grown[i].k, len_);
-        backend_->copy_raw(layers_[i].v, grown[i].v, len_);
+                     "%s cache is full: it holds %d of %d tokens and cannot take %d more (raise max_cache_len)",
+                     ekv_cache_type_name(type()), len_, layout_.fixed_body, n_new);
+    if (need > INT32_MAX / 2)
+        return Error(EKV_ERR_CONTEXT_OVERFLOW, "sequence of %lld tokens is too long", static_cast<long long>(need));
+    if (!layout_.growable()) return Status::Ok();
+    const int64_t body = need;  // no sinks when unbounded
+    int64_t plain = plain_rows_, groups = groups_;
+    if (!layout_.kivi && body > plain_rows_) plain = grown_size(plain_rows_, body, kGrowChunk);
+    if (layout_.kivi) {
+        const int64_t g_need = (body + layout_.group - 1) / layout_.group;
+        if (g_need > groups_) groups = grown_size(groups_, g_need, std::max<int64_t>(1, kGrowChunk / layout_.group));
     }
-    backend_->synchronize();
-    layers_ = std::move(grown);
-    allocated_ = static_cast<int32_t>(target);
+    if (plain != plain_rows_ || groups != groups_) EKV_TRY(allocate(plain, groups));
     return Status::Ok();
 }
 
-void KvCache::store(Backend& backend, int32_t layer, const Tensor& k, const Tensor& v) {
-    Layer& l = layers_[static_cast<size_t>(layer)];
-    backend.copy_rows(k, l.k, len_);
-    backend.copy_rows(v, l.v, len_);
+void KvCache::write_rows(Backend& backend, LayerBuffers& lb, const Tensor& k, const Tensor& v) const {
+    const int32_t n = static_cast<int32_t>(k.rows);
+    const int32_t sinks = layout_.sinks;
+    const int32_t to_sink = std::max(0, std::min(len_ + n, sinks) - len_);
+    if (to_sink > 0) {
+        backend.copy_rows(k.row_range(0, to_sink), lb.t[kSinkK], len_);
+        backend.copy_rows(v.row_range(0, to_sink), lb.t[kSinkV], len_);
+    }
+    int32_t i = to_sink;
+    int64_t b = layout_.body_of(len_ + to_sink);
+    while (i < n) {
+        const int64_t row = layout_.plain_row(b);
+        int64_t run = n - i;
+        if (layout_.plain_ring) run = std::min<int64_t>(run, layout_.plain_ring_rows - row);
+        backend.copy_rows(k.row_range(i, run), lb.t[kPlainK], row);
+        backend.copy_rows(v.row_range(i, run), lb.t[kPlainV], row);
+        i += static_cast<int32_t>(run);
+        b += run;
+    }
 }
 
-KvView KvCache::view(int32_t layer, int32_t n_pending) const {
+// KIVI: groups that aged out of the residual are quantized from their
+// full-precision rows (a group never wraps: ring rows are whole groups).
+void KvCache::quantize_aged(Backend& backend, LayerBuffers& lb, int32_t q_target) const {
+    const int32_t g = layout_.group;
+    KiviParams p;
+    p.nbits = layout_.cfg.nbits;
+    p.group = g;
+    p.head_dim = layout_.shape.head_dim;
+    for (int64_t grp = q_end_ / g; grp < q_target / g; ++grp) {
+        const int64_t src = layout_.plain_row(grp * g);
+        const int64_t dst = layout_.group_row(grp);
+        backend.kivi_quantize_keys(lb.t[kPlainK], src, lb.t[kGroupK], dst, p);
+        backend.kivi_quantize_values(lb.t[kPlainV], src, g, lb.t[kGroupV], dst * g, p);
+    }
+}
+
+void KvCache::store(Backend& backend, int32_t layer, const Tensor& k, const Tensor& v) {
+    if (layout_.kivi) q_target_ = std::max(q_end_, layout_.quantized_end(layout_.body_of(len_)));
+    LayerBuffers* targets[2] = {&layers_[static_cast<size_t>(layer)], nullptr};
+    if (staged()) targets[1] = &stage(layer);  // fetched before either copy changes
+    for (LayerBuffers* lb : targets) {
+        if (!lb) continue;
+        if (layout_.kivi) quantize_aged(backend, *lb, q_target_);
+        write_rows(backend, *lb, k, v);
+    }
+}
+
+void KvCache::add_plain_runs(KvView& view, const LayerBuffers& lb, int slot_k, int32_t b0, int32_t b1) const {
+    int64_t b = b0;
+    while (b < b1) {
+        const int64_t row = layout_.plain_row(b);
+        int64_t run = b1 - b;
+        if (layout_.plain_ring) run = std::min<int64_t>(run, layout_.plain_ring_rows - row);
+        KvSegment& s = view.seg[view.n_segments++];
+        s.format = KvFormat::Plain;
+        s.k = lb.t[slot_k].row_range(row, run);
+        s.v = lb.t[slot_k + 1].row_range(row, run);
+        s.n_tokens = static_cast<int32_t>(run);
+        s.first_pos = layout_.sinks + static_cast<int32_t>(b);
+        b += run;
+    }
+}
+
+void KvCache::add_kivi_runs(KvView& view, const LayerBuffers& lb, int32_t b0, int32_t b1) const {
+    const int32_t g = layout_.group;
+    int64_t b = b0;
+    while (b < b1) {
+        const int64_t grp = b / g;
+        const int64_t row = layout_.group_row(grp);
+        const int64_t skip = b - grp * g;
+        const int64_t groups_here = layout_.group_ring ? layout_.group_ring_rows - row : groups_ - row;
+        const int64_t run = std::min<int64_t>(b1 - b, groups_here * g - skip);
+        const int64_t n_groups = (skip + run + g - 1) / g;
+        KvSegment& s = view.seg[view.n_segments++];
+        s.format = KvFormat::Kivi;
+        s.k = lb.t[kGroupK].row_range(row, n_groups);
+        s.v = lb.t[kGroupV].row_range(row * g, n_groups * g);
+        s.skip = static_cast<int32_t>(skip);
+        s.n_tokens = static_cast<int32_t>(run);
+        s.first_pos = layout_.sinks + static_cast<int32_t>(b);
+        s.kivi.nbits = layout_.cfg.nbits;
+        s.kivi.group = g;
+        s.kivi.head_dim = layout_.shape.head_dim;
+        b += run;
+    }
+}
+
+KvView KvCache::view(int32_t layer, int32_t n_pending) {
+    const LayerBuffers& lb = staged() ? stage(layer) : layers_[static_cast<size_t>(layer)];
     KvView view;
-    const Layer& l = layers_[static_cast<size_t>(layer)];
-    KvSegment& s = view.seg[0];
-    s.k = l.k;
-    s.v = l.v;
-    s.n_tokens = len_ + n_pending;
-    s.first_pos = 0;
-    view.n_segments = 1;
+    view.window = layout_.ring_len;
+    const int32_t total = len_ + n_pending;
+    const int32_t in_sink = std::min(total, layout_.sinks);
+    if (in_sink > 0) {
+        KvSegment& s = view.seg[view.n_segments++];
+        s.k = lb.t[kSinkK].row_range(0, in_sink);
+        s.v = lb.t[kSinkV].row_range(0, in_sink);
+        s.n_tokens = in_sink;
+        s.pinned = true;
+        view.pinned_query_pos = layout_.cfg.window_length - 1;
+    }
+    const int32_t body_end = layout_.body_of(total);
+    int32_t b = layout_.first_visible_body(len_);
+    if (layout_.kivi && b < q_target_) {
+        add_kivi_runs(view, lb, b, q_target_);
+        b = q_target_;
+    }
+    if (b < body_end) add_plain_runs(view, lb, kPlainK, b, body_end);
+    if (staged() && layer + 1 < layout_.shape.n_layers) stage(layer + 1);  // prefetch
     return view;
 }
 
@@ -98,68 +248,112 @@ void KvCache::commit(const int32_t* ids, int32_t n) {
     tokens_.insert(tokens_.end(), ids, ids + n);
     len_ += n;
     forwarded_ += static_cast<uint64_t>(n);
+    q_end_ = q_target_;
+}
+
+int32_t KvCache::oldest_plain_held() const {
+    const int32_t body = layout_.body_of(len_);
+    if (!layout_.plain_ring) return layout_.kivi ? q_end_ : 0;
+    return std::max(0, body - layout_.plain_ring_rows);
 }
 
 Status KvCache::crop(int32_t new_len) {
     if (new_len < 0 || new_len > len_)
         return Error(EKV_ERR_INVALID_ARGUMENT, "cannot crop a cache of %d tokens to %d", len_, new_len);
+    if (new_len == len_) return Status::Ok();
+    const KvLayout& l = layout_;
+    const int32_t new_body = l.body_of(new_len);
+    const int32_t need_from = l.first_visible_body(new_len);
+    const int32_t new_q = l.kivi ? std::min(q_end_, new_body / l.group * l.group) : 0;
+    const int32_t plain_from = std::max(need_from, new_q);
+    if (plain_from < new_body && plain_from < oldest_plain_held())
+        return Error(EKV_ERR_INVALID_STATE,
+                     "cannot crop the %s cache to %d tokens: it no longer holds the full-precision keys of token %d "
+                     "(held from %d); reset and recompute instead",
+                     ekv_cache_type_name(type()), new_len, l.sinks + plain_from, l.sinks + oldest_plain_held());
+    if (l.group_ring && need_from < new_q) {
+        const int32_t oldest_group = std::max<int32_t>(0, q_end_ / l.group - l.group_ring_rows + 1);
+        if (need_from < oldest_group * l.group)
+            return Error(EKV_ERR_INVALID_STATE, "cannot crop the %s cache to %d tokens: its ring dropped token %d",
+                         ekv_cache_type_name(type()), new_len, l.sinks + need_from);
+    }
     len_ = new_len;
+    q_end_ = q_target_ = new_q;
     tokens_.resize(static_cast<size_t>(new_len));
+    staged_layer_ = {{-1, -1}};
     return Status::Ok();
 }
 
 void KvCache::reset() {
     len_ = 0;
+    q_end_ = q_target_ = 0;
     tokens_.clear();
+    staged_layer_ = {{-1, -1}};
 }
 
 Status KvCache::clone(Backend& backend, std::unique_ptr<Cache>* out) const {
-    std::unique_ptr<KvCache> c(new (std::nothrow) KvCache(config_, shape_, backend, fixed_));
+    std::unique_ptr<KvCache> c(new (std::nothrow) KvCache(layout_, backend));
     if (!c) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate cache");
-    const int32_t rows = fixed_ ? allocated_ : len_;
-    if (rows > 0) {
-        EKV_TRY(c->allocate(rows, &c->layers_));
-        for (size_t i = 0; i < layers_.size(); ++i) {
-            backend.copy_raw(layers_[i].k, c->layers_[i].k, len_);
-            backend.copy_raw(layers_[i].v, c->layers_[i].v, len_);
-        }
-        backend.synchronize();
-    }
-    c->allocated_ = rows;
-    c->len_ = len_;
+    c->len_ = len_;  // before allocate: copy_used sizes by the state
+    c->q_end_ = c->q_target_ = q_end_;
+    EKV_TRY(c->allocate(plain_rows_, groups_));
+    for (size_t i = 0; i < layers_.size(); ++i)
+        copy_used(const_cast<LayerBuffers&>(layers_[i]), c->layers_[i], backend);
+    backend.synchronize();
     c->tokens_ = tokens_;
     *out = std::move(c);
     return Status::Ok();
 }
 
+int32_t KvCache::tokens_held() const {
+    return layout_.windowed() ? std::min(len_, layout_.cfg.window_length) : len_;
+}
+
 CacheStats KvCache::stats() const {
+    const KvLayout& l = layout_;
     CacheStats s;
     s.seq_len = len_;
     s.capacity = capacity();
-    s.bytes_per_token = 2ull * row_bytes() * static_cast<uint64_t>(shape_.n_layers);
-    const uint64_t allocated = s.bytes_per_token * static_cast<uint64_t>(allocated_);
-    if (config_.placement == Placement::Device)
-        s.device_bytes = allocated;
-    else
-        s.host_bytes = allocated;
-    s.used_bytes = s.bytes_per_token * static_cast<uint64_t>(len_);
+    s.tokens_held = tokens_held();
+    const uint64_t n_layers = static_cast<uint64_t>(l.shape.n_layers);
+    if (l.kivi) {
+        const uint64_t per_group = l.key_group_bytes + static_cast<uint64_t>(l.group) * l.value_row_bytes;
+        s.bytes_per_token = n_layers * ((per_group + l.group - 1) / l.group);
+    } else {
+        s.bytes_per_token = n_layers * 2 * l.plain_row_bytes;
+    }
+    auto add_set = [&](const LayerBuffers& lb, bool staging) {
+        for (const auto& b : lb.buf) {
+            if (!b) continue;
+            if (staging || b->placement() == Placement::Device)
+                s.device_bytes += b->size();
+            else
+                s.host_bytes += b->size();
+        }
+    };
+    for (const LayerBuffers& lb : layers_) add_set(lb, false);
+    if (staged())
+        for (const LayerBuffers& lb : staging_) add_set(lb, true);
+    // Live tokens: sinks, the quantized groups and the full-precision rows.
+    const int32_t body = l.body_of(len_);
+    const int32_t live_body = l.windowed() ? std::min(body, l.ring_len) : body;
+    const int32_t live_fp = l.kivi ? std::min(live_body, body - q_end_) : live_body;
+    const int32_t live_q = live_body - live_fp;
+    const uint64_t per_layer = 2ull * l.plain_row_bytes * static_cast<uint64_t>(std::min(len_, l.sinks) + live_fp) +
+                               (l.kivi ? static_cast<uint64_t>((live_q + l.group - 1) / l.group) * l.key_group_bytes +
+                                             static_cast<uint64_t>(live_q) * l.value_row_bytes
+                                       : 0);
+    s.used_bytes = n_layers * per_layer;
     return s;
 }
 
 Status create_cache(const CacheConfig& config, const CacheShape& shape, Backend& backend,
                     std::unique_ptr<Cache>* out) {
-    switch (config.type) {
-        case EKV_CACHE_DYNAMIC:
-        case EKV_CACHE_STATIC:
-            if (config.placement != Placement::Device)
-                return Error(EKV_ERR_UNSUPPORTED, "offloading (host/unified placement) is not implemented yet");
-            return KvCache::create(config, shape, backend, out);
-        case EKV_CACHE_AUTO:
-            return Error(EKV_ERR_INTERNAL, "cache type auto must be resolved by the model");
-        default:
-            return Error(EKV_ERR_UNSUPPORTED, "cache type '%s' is not implemented yet in this version of edgekv",
-                         ekv_cache_type_name(config.type));
-    }
+    return KvCache::create(config, shape, backend, out);
+}
+
+Status load_cache(const std::string& path, const CacheShape& shape, Backend& backend, std::unique_ptr<Cache>* out) {
+    return KvCache::load(path, shape, backend, out);
 }
 
 }  // namespace ekv

@@ -1,45 +1,76 @@
-// Full-precision attention KV cache along the retention axis: unbounded
-// (dynamic: grows in chunks) or fixed capacity (static: preallocated, a clear
-// error when full). Storage is F16 or F32 rows, one row per token per layer.
+// The attention KV cache for every point of the three axes: storage (F16/F32
+// rows or KIVI), retention (unbounded, fixed, window ring, sinks + ring) and
+// placement (device, host with a prefetched device double buffer, unified).
+// Token addressing lives in kv_layout.h; files in cache_file.cpp.
+//
+// Sinks and positions (StreamingLLM): keys are stored rotated at their
+// absolute positions. Inside the ring, query-key distances are then already
+// the in-cache ones (the ring is contiguous and ends at the query); only the
+// pinned sink keys are further away than in the cache, so attention scores
+// them from the query position min(p, window - 1) (KvView::pinned_query_pos).
+// That is exact re-assignment with no key ever re-rotated.
 #pragma once
+#include <array>
+
 #include "cache/cache.h"
+#include "cache/kv_layout.h"
 
 namespace ekv {
 
+// One layer's memory: a buffer and a tensor over it per slot.
+struct LayerBuffers {
+    std::array<std::unique_ptr<Buffer>, kNumSlots> buf;
+    std::array<Tensor, kNumSlots> t;
+};
+
 class KvCache final : public Cache {
 public:
-    // fixed_capacity < 0 means unbounded.
     static Status create(const CacheConfig& config, const CacheShape& shape, Backend& backend,
                          std::unique_ptr<Cache>* out);
 
-    ekv_cache_type type() const override { return config_.type; }
+    const CacheConfig& config() const override { return layout_.cfg; }
     int32_t seq_len() const override { return len_; }
-    int32_t capacity() const override { return fixed_ ? allocated_ : -1; }
+    int32_t capacity() const override;
+    int32_t max_seq_len() const override { return layout_.fixed_body >= 0 ? layout_.fixed_body : -1; }
     Status prepare(int32_t n_new) override;
     void store(Backend& backend, int32_t layer, const Tensor& k, const Tensor& v) override;
-    KvView view(int32_t layer, int32_t n_pending) const override;
+    KvView view(int32_t layer, int32_t n_pending) override;
     void commit(const int32_t* ids, int32_t n) override;
     Status crop(int32_t new_len) override;
     void reset() override;
     Status clone(Backend& backend, std::unique_ptr<Cache>* out) const override;
     CacheStats stats() const override;
+    Status save(const std::string& path) const override;
+
+    // cache_file.cpp
+    static Status load(const std::string& path, const CacheShape& shape, Backend& backend,
+                       std::unique_ptr<Cache>* out);
 
 private:
-    struct Layer {
-        std::unique_ptr<Buffer> k_buf, v_buf;
-        Tensor k, v;
-    };
-    KvCache(const CacheConfig& config, const CacheShape& shape, Backend& backend, bool fixed);
-    Status allocate(int32_t tokens, std::vector<Layer>* layers) const;
-    size_t row_bytes() const;
+    KvCache(const KvLayout& layout, Backend& backend);
+    bool staged() const { return layout_.cfg.placement == Placement::Host; }
+    Status allocate(int64_t plain_rows, int64_t groups);
+    Status allocate_set(int64_t plain_rows, int64_t groups, Placement placement, LayerBuffers* out) const;
+    size_t slot_used_bytes(int slot) const;
+    void copy_used(LayerBuffers& from, LayerBuffers& to, Backend& backend) const;
+    LayerBuffers& stage(int32_t layer);
+    void write_rows(Backend& backend, LayerBuffers& lb, const Tensor& k, const Tensor& v) const;
+    void quantize_aged(Backend& backend, LayerBuffers& lb, int32_t q_target) const;
+    void add_plain_runs(KvView& view, const LayerBuffers& lb, int slot_k, int32_t b0, int32_t b1) const;
+    void add_kivi_runs(KvView& view, const LayerBuffers& lb, int32_t b0, int32_t b1) const;
+    int32_t oldest_plain_held() const;
+    int32_t tokens_held() const;
 
-    CacheConfig config_;
-    CacheShape shape_;
+    KvLayout layout_;
     Backend* backend_;
-    bool fixed_;
-    int32_t len_ = 0;
-    int32_t allocated_ = 0;  // token rows allocated per layer
-    std::vector<Layer> layers_;
+    int32_t len_ = 0;       // tokens consumed (the next position)
+    int32_t q_end_ = 0;     // body tokens quantized in every layer
+    int32_t q_target_ = 0;  // body tokens quantized once the current chunk is stored
+    int64_t plain_rows_ = 0, groups_ = 0;  // allocated store sizes
+    std::vector<LayerBuffers> layers_;
+    // Host placement: two device buffers that layers alternate through.
+    std::array<LayerBuffers, 2> staging_;
+    std::array<int32_t, 2> staged_layer_{{-1, -1}};
 };
 
 }  // namespace ekv

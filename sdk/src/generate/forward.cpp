@@ -34,7 +34,7 @@ Status checked_forward(const Model& model, Cache& cache, Workspace& ws, const in
                              cache_position[i], start + i);
         }
     }
-    const int32_t cap = cache.capacity();
+    const int32_t cap = cache.max_seq_len();
     if (cap >= 0 && static_cast<int64_t>(start) + n > cap)
         return Error(EKV_ERR_CACHE_FULL, "the cache holds at most %d tokens; positions %d..%d do not fit", cap, start,
                      start + n - 1);

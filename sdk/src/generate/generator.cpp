@@ -80,7 +80,7 @@ Status generate(const Model& model, Cache* cache, Workspace* ws, const int32_t* 
     // Prefill (with prefix reuse when a cache is kept across calls).
     const auto t_prefill = Clock::now();
     if (opts.use_cache) {
-        const int32_t cap = cache->capacity();
+        const int32_t cap = cache->max_seq_len();
         if (cap >= 0 && n_prompt > cap)
             return Error(EKV_ERR_CONTEXT_OVERFLOW, "prompt of %d tokens does not fit the cache's %d tokens", n_prompt,
                          cap);
@@ -89,6 +89,16 @@ Status generate(const Model& model, Cache* cache, Workspace* ws, const int32_t* 
         const int32_t limit = std::min<int32_t>(static_cast<int32_t>(held.size()), n_prompt - 1);
         while (reuse < limit && held[static_cast<size_t>(reuse)] == prompt[reuse]) ++reuse;
         if (static_cast<int32_t>(held.size()) != cache->seq_len()) reuse = 0;  // history not reusable
+        if (reuse < cache->seq_len()) {
+            // A ring or KIVI cache may no longer hold what the shorter prefix
+            // needs: then recompute from scratch.
+            const Status cropped = cache->crop(reuse);
+            if (!cropped.ok()) {
+                if (cropped.code() != EKV_ERR_INVALID_STATE) return cropped;
+                cache->reset();
+                reuse = 0;
+            }
+        }
         std::vector<int32_t> pos(static_cast<size_t>(n_prompt - reuse));
         for (size_t i = 0; i < pos.size(); ++i) pos[i] = reuse + static_cast<int32_t>(i);
         EKV_TRY(checked_forward(model, *cache, *ws, prompt + reuse, n_prompt - reuse, pos.data(), false,

@@ -39,6 +39,7 @@ public:
         s.n_kv_heads = info_.n_kv_heads;
         s.head_dim = info_.head_dim;
         s.context_length = info_.context_length;
+        s.max_chunk = kBatch;
         return s;
     }
     ekv_cache_type natural_cache() const override { return EKV_CACHE_DYNAMIC; }
@@ -161,6 +162,7 @@ void Llama::forward_chunk(Cache& cache, LlamaWorkspace& ws, const int32_t* token
     ap.n_kv_heads = hp_.n_kv_heads;
     ap.head_dim = hp_.head_dim;
     ap.scale = 1.0f / std::sqrt(static_cast<float>(hp_.head_dim));
+    ap.rope = &rope_k;  // sink caches re-rotate queries for pinned keys
 
     be.get_rows(tok_embd_, tokens, n, x);
     for (int32_t il = 0; il < hp_.n_layers; ++il) {

@@ -63,13 +63,22 @@ public:
     std::unique_ptr<Backend> backend;
     std::unique_ptr<Tokenizer> tokenizer;  // null if the file has no tokenizer
     std::unique_ptr<Architecture> arch;
+    uint64_t fingerprint = 0;  // identifies these weights (saved caches record it)
 
     const ModelInfo& info() const { return arch->info(); }
+    CacheShape cache_shape() const {
+        CacheShape s = arch->cache_shape();
+        s.model_fingerprint = fingerprint;
+        return s;
+    }
 };
 
 // Loads a GGUF file or HF directory onto a backend.
 Status load_model(const std::string& path, ekv_backend_kind backend, const BackendOptions& options,
                   std::unique_ptr<Model>* out);
+
+// Hash of the tensors' names, types, shapes and sampled bytes.
+uint64_t model_fingerprint(const ModelFile& file);
 
 // Architecture factory: picks the implementation from general.architecture.
 Status create_architecture(const ModelFile& file, Backend& backend, std::unique_ptr<Architecture>* out);

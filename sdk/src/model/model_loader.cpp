@@ -2,6 +2,7 @@
 
 #include <new>
 
+#include "core/hash.h"
 #include "model/model.h"
 
 namespace ekv {
@@ -17,6 +18,25 @@ Status create_architecture(const ModelFile& file, Backend& backend, std::unique_
                  arch.c_str());
 }
 
+uint64_t model_fingerprint(const ModelFile& file) {
+    Fnv1a64 h;
+    std::string arch;
+    file.meta.get_string("general.architecture", &arch);
+    h.add_string(arch);
+    // Names, shapes and a sample of every tensor's bytes: cheap, and two
+    // models (or two quantizations of one) never share all of them.
+    constexpr size_t kSample = 64;
+    for (const TensorRef& t : file.tensors()) {
+        h.add_string(t.name);
+        h.add_value(static_cast<uint32_t>(t.type));
+        for (int64_t ne : t.ne) h.add_value(ne);
+        const size_t head = t.nbytes < kSample ? t.nbytes : kSample;
+        h.add(t.data, head);
+        if (t.nbytes > kSample) h.add(t.data + t.nbytes - kSample, kSample);
+    }
+    return h.value();
+}
+
 Status load_model(const std::string& path, ekv_backend_kind backend, const BackendOptions& options,
                   std::unique_ptr<Model>* out) {
     std::unique_ptr<Model> m(new (std::nothrow) Model());
@@ -30,6 +50,7 @@ Status load_model(const std::string& path, ekv_backend_kind backend, const Backe
     }
     EKV_TRY(create_backend(backend, options, &m->backend));
     EKV_TRY(create_architecture(m->file, *m->backend, &m->arch));
+    m->fingerprint = model_fingerprint(m->file);
     if (m->file.meta.has("tokenizer.ggml.model")) {
         EKV_TRY(Tokenizer::from_metadata(m->file.meta, &m->tokenizer));
         if (m->tokenizer->n_vocab() > m->info().n_vocab)

@@ -1,182 +1,460 @@
+// Attention driver: validation, the split into work units, query
+// preparation (scale, pinned-segment re-rotation), softmax-state merging and
+// threading. The kernels (cpu_attention_kernels.h) do the per-key work.
+//
+// Determinism: a query's visible keys (in segment order) are cut into chunks
+// whose length depends only on how many keys it sees. Each chunk starts from
+// an empty softmax state and the chunk states are merged left to right, both
+// when one thread walks all chunks (prefill) and when chunks are spread over
+// threads and merged afterwards (decode).
 #include "backend/cpu/cpu_attention.h"
 
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <new>
+#include <vector>
 
-#include "core/fp16.h"
-
-#if defined(__x86_64__) || defined(_M_X64)
-#include <immintrin.h>
-#define EKV_X86 1
-#endif
+#include "backend/cpu/cpu_attention_kernels.h"
+#include "core/kivi.h"
 
 namespace ekv::cpu {
 namespace {
 
-constexpr int kBlock = 32;      // keys scored per softmax rescale
-constexpr int kMaxHeadDim = 512;
+using detail::AttnPiece;
+using detail::AttnState;
+using detail::PieceKernel;
+using detail::kAttnBlock;
+using detail::kAttnMaxPack;
+using detail::kAttnMaxPackFloats;
 
-// --- portable row primitives -------------------------------------------------
+constexpr int64_t kMinChunk = 256;        // keys; shorter splits cost more in merging than they gain
+constexpr int64_t kMaxChunks = 32;        // per query
+constexpr int kMaxSplitTokens = 64;       // decode-style splitting only for this many queries or fewer
+constexpr int64_t kInlineWork = 1 << 16;  // key-channel products below which threads are not woken
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-inline float dot_row(const float* q, const float* k, int n) {
-    float s = 0.f;
-    for (int i = 0; i < n; ++i) s += q[i] * k[i];
-    return s;
-}
-inline float dot_row(const float* q, const uint16_t* k, int n) {
-    float s = 0.f;
-    for (int i = 0; i < n; ++i) s += q[i] * f16_to_f32(k[i]);
-    return s;
-}
-inline void axpy_row(float w, const float* v, float* acc, int n) {
-    for (int i = 0; i < n; ++i) acc[i] += w * v[i];
-}
-inline void axpy_row(float w, const uint16_t* v, float* acc, int n) {
-    for (int i = 0; i < n; ++i) acc[i] += w * f16_to_f32(v[i]);
-}
+std::atomic<bool> g_force_scalar{false};
 
-#ifdef EKV_X86
-__attribute__((target("avx2,fma,f16c"))) inline float hsum(__m256 v) {
-    __m128 lo = _mm256_castps256_ps128(v);
-    __m128 hi = _mm256_extractf128_ps(v, 1);
-    lo = _mm_add_ps(lo, hi);
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
-}
-__attribute__((target("avx2,fma,f16c"))) float dot_row_avx2(const float* q, const uint16_t* k, int n) {
-    __m256 acc = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 kv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(k + i)));
-        acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), kv, acc);
-    }
-    float s = hsum(acc);
-    for (; i < n; ++i) s += q[i] * f16_to_f32(k[i]);
-    return s;
-}
-__attribute__((target("avx2,fma,f16c"))) float dot_row_avx2(const float* q, const float* k, int n) {
-    __m256 acc = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(k + i), acc);
-    float s = hsum(acc);
-    for (; i < n; ++i) s += q[i] * k[i];
-    return s;
-}
-__attribute__((target("avx2,fma,f16c"))) void axpy_row_avx2(float w, const uint16_t* v, float* acc, int n) {
-    const __m256 wv = _mm256_set1_ps(w);
-    int i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 x = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v + i)));
-        _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(wv, x, _mm256_loadu_ps(acc + i)));
-    }
-    for (; i < n; ++i) acc[i] += w * f16_to_f32(v[i]);
-}
-__attribute__((target("avx2,fma,f16c"))) void axpy_row_avx2(float w, const float* v, float* acc, int n) {
-    const __m256 wv = _mm256_set1_ps(w);
-    int i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(wv, _mm256_loadu_ps(v + i), _mm256_loadu_ps(acc + i)));
-    for (; i < n; ++i) acc[i] += w * v[i];
-}
-// Every CPU with AVX2 also has F16C (and clang cannot query "f16c").
-bool has_avx2() {
-    static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    return ok;
-}
+const detail::AttnKernels* fast_kernels() {
+    static const detail::AttnKernels* best = [] {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return detail::avx2_attention_kernels();
 #endif
+        return static_cast<const detail::AttnKernels*>(nullptr);
+    }();
+    return g_force_scalar.load(std::memory_order_relaxed) ? nullptr : best;
+}
 
-struct Scalar {
-    template <class T> static float dot(const float* q, const T* k, int n) { return dot_row(q, k, n); }
-    template <class T> static void axpy(float w, const T* v, float* acc, int n) { axpy_row(w, v, acc, n); }
-};
-#ifdef EKV_X86
-struct Avx2 {
-    template <class T> static float dot(const float* q, const T* k, int n) { return dot_row_avx2(q, k, n); }
-    template <class T> static void axpy(float w, const T* v, float* acc, int n) { axpy_row_avx2(w, v, acc, n); }
-};
-#endif
-
-// Online-softmax state of one (query, head) pair.
-struct SoftmaxAcc {
-    float max = -std::numeric_limits<float>::infinity();
-    float sum = 0.f;
-    float acc[kMaxHeadDim];
+// Visible token range [i0, i1) of every segment for one query position,
+// and the chunking of their concatenation.
+struct TokenRanges {
+    int32_t i0[KvView::kMaxSegments];
+    int32_t i1[KvView::kMaxSegments];
+    int64_t total = 0;
+    int64_t chunk = kMinChunk;
+    int64_t n_chunks = 0;
+    bool any_pinned = false;
 };
 
-template <class Isa, class T>
-void attend_segment(const float* q, const KvSegment& seg, int32_t q_pos, int kv_head, int head_dim, float scale,
-                    SoftmaxAcc& st) {
-    // Causal: keys with position <= q_pos. Positions are first_pos + i.
-    int32_t n = seg.n_tokens;
-    const int32_t last_visible = q_pos - seg.first_pos;  // index of the last visible key
-    if (last_visible < 0) return;
-    if (last_visible + 1 < n) n = last_visible + 1;
-    const size_t head_off = static_cast<size_t>(kv_head) * head_dim;
-    float scores[kBlock];
-    for (int32_t b = 0; b < n; b += kBlock) {
-        const int cnt = n - b < kBlock ? n - b : kBlock;
-        float block_max = -std::numeric_limits<float>::infinity();
-        for (int j = 0; j < cnt; ++j) {
-            const T* krow = seg.k.template ptr<T>(b + j) + head_off;
-            scores[j] = Isa::dot(q, krow, head_dim) * scale;
-            if (scores[j] > block_max) block_max = scores[j];
+TokenRanges visible_ranges(const KvView& kv, int32_t q_pos) {
+    TokenRanges r;
+    for (int s = 0; s < kv.n_segments; ++s) {
+        const KvSegment& seg = kv.seg[s];
+        int64_t hi = static_cast<int64_t>(q_pos) - seg.first_pos + 1;  // keys at positions <= q_pos
+        if (hi > seg.n_tokens) hi = seg.n_tokens;
+        int64_t lo = 0;
+        if (!seg.pinned && kv.window > 0) {  // and q_pos - pos < window
+            lo = static_cast<int64_t>(q_pos) - kv.window + 1 - seg.first_pos;
+            if (lo < 0) lo = 0;
         }
-        if (block_max > st.max) {
-            const float r = std::exp(st.max - block_max);  // exp(-inf) = 0 on the first block
-            st.sum *= r;
-            for (int i = 0; i < head_dim; ++i) st.acc[i] *= r;
-            st.max = block_max;
-        }
-        for (int j = 0; j < cnt; ++j) {
-            const float w = std::exp(scores[j] - st.max);
-            st.sum += w;
-            const T* vrow = seg.v.template ptr<T>(b + j) + head_off;
-            Isa::axpy(w, vrow, st.acc, head_dim);
+        if (hi < lo) hi = lo;
+        r.i0[s] = static_cast<int32_t>(lo);
+        r.i1[s] = static_cast<int32_t>(hi);
+        r.total += hi - lo;
+        if (seg.pinned && hi > lo) r.any_pinned = true;
+    }
+    const int64_t per = (r.total + kMaxChunks - 1) / kMaxChunks;
+    r.chunk = per <= kMinChunk ? kMinChunk : (per + kAttnBlock - 1) / kAttnBlock * kAttnBlock;
+    r.n_chunks = (r.total + r.chunk - 1) / r.chunk;
+    return r;
+}
+
+// Everything a unit of work needs, fixed for the call.
+struct Plan {
+    const Tensor* q;
+    const int32_t* q_pos;
+    const KvView* kv;
+    const AttentionParams* p;
+    Tensor* out;
+    int hd;
+    int gq;          // query heads per KV head
+    int n_packs;     // packs per KV head
+    int pack_base;   // heads in a pack: pack_base, +1 for the first pack_extra packs
+    int pack_extra;
+    int64_t kv_width;
+    // [segment][0: pack_base heads, 1: pack_base + 1 heads]
+    PieceKernel kernel[KvView::kMaxSegments][2];
+
+    int pack_size(int pack) const { return pack_base + (pack < pack_extra ? 1 : 0); }
+    int pack_first(int pack) const { return pack * pack_base + (pack < pack_extra ? pack : pack_extra); }
+    int states_per_token() const { return p->n_kv_heads * n_packs; }
+};
+
+// The pack's queries scaled by p.scale, and (lazily) re-rotated from q_pos to
+// min(q_pos, pinned_query_pos) for pinned segments.
+struct PackQueries {
+    alignas(32) float plain[kAttnMaxPackFloats];
+    alignas(32) float pinned[kAttnMaxPackFloats];
+    bool has_pinned = false;  // pinned[] differs from plain[]
+};
+
+// cos/sin of the pinned re-rotation of one query position (pairs 2i, 2i+1).
+struct PinnedRotation {
+    bool needed = false;
+    int half = 0;
+    float cos_[detail::kAttnMaxHeadDim / 2];
+    float sin_[detail::kAttnMaxHeadDim / 2];
+};
+
+PinnedRotation pinned_rotation(const Plan& pl, int32_t q_pos, const TokenRanges& tr) {
+    PinnedRotation rot;
+    const int32_t pinned_pos = q_pos < pl.kv->pinned_query_pos ? q_pos : pl.kv->pinned_query_pos;
+    if (!tr.any_pinned || pinned_pos == q_pos) return rot;
+    const RopeParams& rope = *pl.p->rope;
+    rot.needed = true;
+    rot.half = rope.rope_dim / 2;
+    // Double precision: the distance reaches 1e5+ in long streams.
+    const double delta = static_cast<double>(pinned_pos) - static_cast<double>(q_pos);
+    for (int i = 0; i < rot.half; ++i) {
+        const double angle = delta * static_cast<double>(rope.inv_freq[i]);
+        rot.cos_[i] = static_cast<float>(std::cos(angle));
+        rot.sin_[i] = static_cast<float>(std::sin(angle));
+    }
+    return rot;
+}
+
+void prepare_queries(const Plan& pl, int64_t t, int kv_head, int pack, const PinnedRotation& rot, PackQueries& pq) {
+    const int hd = pl.hd;
+    const int nq = pl.pack_size(pack);
+    const int head0 = kv_head * pl.gq + pl.pack_first(pack);
+    const float scale = pl.p->scale;
+    for (int j = 0; j < nq; ++j) {
+        const float* src = pl.q->ptr<float>(t) + static_cast<size_t>(head0 + j) * hd;
+        float* dst = pq.plain + static_cast<size_t>(j) * hd;
+        for (int c = 0; c < hd; ++c) dst[c] = src[c] * scale;
+    }
+    pq.has_pinned = rot.needed;
+    if (!rot.needed) return;
+    std::memcpy(pq.pinned, pq.plain, sizeof(float) * static_cast<size_t>(nq) * hd);
+    for (int j = 0; j < nq; ++j) {
+        float* v = pq.pinned + static_cast<size_t>(j) * hd;
+        for (int i = 0; i < rot.half; ++i) {
+            const float a = v[2 * i], b = v[2 * i + 1];
+            v[2 * i] = a * rot.cos_[i] - b * rot.sin_[i];
+            v[2 * i + 1] = a * rot.sin_[i] + b * rot.cos_[i];
         }
     }
 }
 
-template <class Isa>
-void attention_rows(const Tensor& q, const int32_t* q_pos, const KvView& kv, const AttentionParams& p,
-                    Tensor& out, long begin, long end) {
-    const int group = p.n_heads / p.n_kv_heads;
-    SoftmaxAcc st;
-    for (long item = begin; item < end; ++item) {
-        const long t = item / p.n_heads;
-        const int h = static_cast<int>(item % p.n_heads);
-        const float* qh = q.ptr<float>(t) + static_cast<size_t>(h) * p.head_dim;
-        st.max = -std::numeric_limits<float>::infinity();
-        st.sum = 0.f;
-        std::memset(st.acc, 0, sizeof(float) * p.head_dim);
-        for (int s = 0; s < kv.n_segments; ++s) {
-            const KvSegment& seg = kv.seg[s];
-            if (seg.k.type == DType::F16)
-                attend_segment<Isa, uint16_t>(qh, seg, q_pos[t], h / group, p.head_dim, p.scale, st);
-            else
-                attend_segment<Isa, float>(qh, seg, q_pos[t], h / group, p.head_dim, p.scale, st);
-        }
-        float* o = out.ptr<float>(t) + static_cast<size_t>(h) * p.head_dim;
-        const float inv = st.sum > 0.f ? 1.f / st.sum : 0.f;
-        for (int i = 0; i < p.head_dim; ++i) o[i] = st.acc[i] * inv;
+void reset_state(AttnState& st, int nq, int hd) {
+    for (int j = 0; j < nq; ++j) {
+        st.max[j] = kNegInf;
+        st.sum[j] = 0.f;
     }
+    std::memset(st.acc, 0, sizeof(float) * static_cast<size_t>(nq) * hd);
+}
+
+// Folds chunk state b (max, sum, acc arrays) into a, the keys of b following a's.
+void merge_state(AttnState& a, const float* bmax, const float* bsum, const float* bacc, int nq, int hd) {
+    for (int j = 0; j < nq; ++j) {
+        if (!(bsum[j] > 0.f)) continue;  // b saw no keys
+        float* acc = a.acc + static_cast<size_t>(j) * hd;
+        const float* bj = bacc + static_cast<size_t>(j) * hd;
+        const float m = a.max[j] > bmax[j] ? a.max[j] : bmax[j];
+        const float ea = std::exp(a.max[j] - m);  // 0 when a is empty (max = -inf)
+        const float eb = std::exp(bmax[j] - m);
+        for (int c = 0; c < hd; ++c) acc[c] = acc[c] * ea + bj[c] * eb;
+        a.sum[j] = a.sum[j] * ea + bsum[j] * eb;
+        a.max[j] = m;
+    }
+}
+
+// Chunk `chunk` of a query's visible keys for one pack, from an empty state.
+void run_chunk(const Plan& pl, const TokenRanges& tr, int64_t chunk, int kv_head, int pack, const PackQueries& pq,
+               AttnState& st) {
+    const int nq = pl.pack_size(pack);
+    reset_state(st, nq, pl.hd);
+    const int64_t lo = chunk * tr.chunk;
+    const int64_t hi = lo + tr.chunk < tr.total ? lo + tr.chunk : tr.total;
+    const int kernel_variant = nq == pl.pack_base ? 0 : 1;
+    int64_t off = 0;  // offset of segment s's first visible token in the concatenation
+    for (int s = 0; s < pl.kv->n_segments && off < hi; ++s) {
+        const int64_t len = tr.i1[s] - tr.i0[s];
+        const int64_t a = lo > off ? lo - off : 0;
+        const int64_t b = hi - off < len ? hi - off : len;
+        if (a < b) {
+            const KvSegment& seg = pl.kv->seg[s];
+            AttnPiece piece;
+            piece.seg = &seg;
+            piece.kv_head = kv_head;
+            piece.head_dim = pl.hd;
+            piece.kv_width = pl.kv_width;
+            piece.nq = nq;
+            piece.q = seg.pinned && pq.has_pinned ? pq.pinned : pq.plain;
+            piece.i0 = static_cast<int32_t>(tr.i0[s] + a);
+            piece.i1 = static_cast<int32_t>(tr.i0[s] + b);
+            pl.kernel[s][kernel_variant](piece, st);
+        }
+        off += len;
+    }
+}
+
+void write_output(const Plan& pl, int64_t t, int kv_head, int pack, const AttnState& st) {
+    const int nq = pl.pack_size(pack);
+    const int head0 = kv_head * pl.gq + pl.pack_first(pack);
+    for (int j = 0; j < nq; ++j) {
+        float* o = pl.out->ptr<float>(t) + static_cast<size_t>(head0 + j) * pl.hd;
+        const float* acc = st.acc + static_cast<size_t>(j) * pl.hd;
+        const float inv = st.sum[j] > 0.f ? 1.f / st.sum[j] : 0.f;
+        for (int c = 0; c < pl.hd; ++c) o[c] = acc[c] * inv;
+    }
+}
+
+// Whole query t, every pack, chunks merged in order on this thread.
+void run_token(const Plan& pl, int64_t t) {
+    const TokenRanges tr = visible_ranges(*pl.kv, pl.q_pos[t]);
+    const PinnedRotation rot = pinned_rotation(pl, pl.q_pos[t], tr);
+    PackQueries pq;
+    AttnState st, chunk_st;
+    for (int h = 0; h < pl.p->n_kv_heads; ++h) {
+        for (int pk = 0; pk < pl.n_packs; ++pk) {
+            const int nq = pl.pack_size(pk);
+            prepare_queries(pl, t, h, pk, rot, pq);
+            reset_state(st, nq, pl.hd);
+            for (int64_t c = 0; c < tr.n_chunks; ++c) {
+                if (c == 0) {
+                    run_chunk(pl, tr, c, h, pk, pq, st);
+                } else {
+                    run_chunk(pl, tr, c, h, pk, pq, chunk_st);
+                    merge_state(st, chunk_st.max, chunk_st.sum, chunk_st.acc, nq, pl.hd);
+                }
+            }
+            write_output(pl, t, h, pk, st);
+        }
+    }
+}
+
+// Decode-style split: a unit is one chunk of one query's keys for a block of
+// KV heads (all of them unless that leaves threads idle), every pack of the
+// block in turn, so the chunk's rows stay in cache across heads. Chunk
+// states go to the merge buffer; the caller merges them in key order.
+struct SplitPlan {
+    int64_t chunk_first[kMaxSplitTokens + 1];  // index of each query's first chunk among all chunks
+    int head_blocks;                           // units per chunk
+    size_t slot_floats;                        // one state: max, sum, acc of the largest pack
+};
+
+// Float offset of a (chunk, KV head, pack) state in the merge buffer.
+size_t state_slot(const Plan& pl, const SplitPlan& sp, int64_t chunk, int kv_head, int pack) {
+    const size_t index = static_cast<size_t>(chunk) * static_cast<size_t>(pl.states_per_token()) +
+                         static_cast<size_t>(kv_head) * static_cast<size_t>(pl.n_packs) + static_cast<size_t>(pack);
+    return index * sp.slot_floats;
+}
+
+void run_split_unit(const Plan& pl, const SplitPlan& sp, float* scratch, int64_t unit) {
+    const int64_t chunk_index = unit / sp.head_blocks;
+    const int block = static_cast<int>(unit % sp.head_blocks);
+    int64_t t = 0;
+    while (sp.chunk_first[t + 1] <= chunk_index) ++t;
+    const int64_t chunk = chunk_index - sp.chunk_first[t];
+    const TokenRanges tr = visible_ranges(*pl.kv, pl.q_pos[t]);
+    const PinnedRotation rot = pinned_rotation(pl, pl.q_pos[t], tr);
+    PackQueries pq;
+    AttnState st;
+    const int n_kv = pl.p->n_kv_heads;
+    for (int h = block * n_kv / sp.head_blocks; h < (block + 1) * n_kv / sp.head_blocks; ++h) {
+        for (int pk = 0; pk < pl.n_packs; ++pk) {
+            const int nq = pl.pack_size(pk);
+            prepare_queries(pl, t, h, pk, rot, pq);
+            run_chunk(pl, tr, chunk, h, pk, pq, st);
+            float* slot = scratch + state_slot(pl, sp, chunk_index, h, pk);
+            std::memcpy(slot, st.max, sizeof(float) * nq);
+            std::memcpy(slot + nq, st.sum, sizeof(float) * nq);
+            std::memcpy(slot + 2 * nq, st.acc, sizeof(float) * static_cast<size_t>(nq) * pl.hd);
+        }
+    }
+}
+
+void merge_split_token(const Plan& pl, const SplitPlan& sp, const float* scratch, int64_t t) {
+    AttnState st;
+    for (int h = 0; h < pl.p->n_kv_heads; ++h) {
+        for (int pk = 0; pk < pl.n_packs; ++pk) {
+            const int nq = pl.pack_size(pk);
+            reset_state(st, nq, pl.hd);
+            for (int64_t c = sp.chunk_first[t]; c < sp.chunk_first[t + 1]; ++c) {
+                const float* slot = scratch + state_slot(pl, sp, c, h, pk);
+                if (c == sp.chunk_first[t]) {  // the first chunk is the state itself, as in run_token
+                    std::memcpy(st.max, slot, sizeof(float) * nq);
+                    std::memcpy(st.sum, slot + nq, sizeof(float) * nq);
+                    std::memcpy(st.acc, slot + 2 * nq, sizeof(float) * static_cast<size_t>(nq) * pl.hd);
+                } else {
+                    merge_state(st, slot, slot + nq, slot + 2 * nq, nq, pl.hd);
+                }
+            }
+            write_output(pl, t, h, pk, st);
+        }
+    }
+}
+
+// Runs f(unit) for every unit in [0, n), claimed dynamically by the pool's threads.
+template <class F>
+void for_units(ThreadPool& pool, int64_t n, bool parallel, F&& f) {
+    if (!parallel || n <= 1 || pool.size() == 1) {
+        for (int64_t u = 0; u < n; ++u) f(u);
+        return;
+    }
+    std::atomic<int64_t> next{0};
+    pool.parallel([&](int, int) {
+        for (int64_t u = next.fetch_add(1, std::memory_order_relaxed); u < n;
+             u = next.fetch_add(1, std::memory_order_relaxed))
+            f(u);
+    });
+}
+
+// Grows (never shrinks) this thread's merge buffer; false if memory ran out.
+bool split_scratch(size_t floats, float** out) {
+    thread_local std::vector<float> buffer;
+    if (buffer.size() < floats) {
+        try {
+            buffer.resize(floats);
+        } catch (const std::bad_alloc&) {
+            return false;
+        }
+    }
+    *out = buffer.data();
+    return true;
+}
+
+bool plain_type_ok(DType t) { return t == DType::F16 || t == DType::F32; }
+
+Status check_segment(const KvSegment& seg, int s, const AttentionParams& p, int64_t kv_width) {
+    if (seg.n_tokens < 0 || seg.skip < 0) return Error(EKV_ERR_INVALID_ARGUMENT, "attention: segment %d has negative size", s);
+    if (seg.n_tokens == 0) return Status::Ok();
+    if (!seg.k.data || !seg.v.data) return Error(EKV_ERR_INVALID_ARGUMENT, "attention: segment %d has no host data", s);
+    const int64_t last = static_cast<int64_t>(seg.skip) + seg.n_tokens;  // rows/tokens addressed
+    if (seg.format == KvFormat::Plain) {
+        if (!plain_type_ok(seg.k.type) || !plain_type_ok(seg.v.type))
+            return Error(EKV_ERR_UNSUPPORTED, "attention: segment %d: plain K/V must be F16 or F32", s);
+        if (seg.k.cols < kv_width || seg.v.cols < kv_width || seg.k.rows < last || seg.v.rows < last)
+            return Error(EKV_ERR_INVALID_ARGUMENT, "attention: segment %d: %d tokens from row %d exceed its tensors", s,
+                         seg.n_tokens, seg.skip);
+        return Status::Ok();
+    }
+    const int nbits = seg.kivi.nbits, group = seg.kivi.group;
+    if (seg.kivi.head_dim != 0 && seg.kivi.head_dim != p.head_dim)  // codes laid out for other heads
+        return Error(EKV_ERR_INVALID_ARGUMENT, "attention: segment %d: KIVI codes for head_dim %d, attention has %d",
+                     s, seg.kivi.head_dim, p.head_dim);
+    if (!kivi_nbits_supported(nbits) || group <= 0 || kv_width % group != 0 || (p.head_dim * nbits) % 8 != 0)
+        return Error(EKV_ERR_UNSUPPORTED, "attention: segment %d: KIVI %d-bit, group %d does not fit %lld channels", s,
+                     nbits, group, static_cast<long long>(kv_width));
+    if (seg.k.row_bytes < kivi_key_group_bytes(kv_width, group, nbits) ||
+        seg.v.row_bytes < kivi_value_row_bytes(kv_width, group, nbits) || seg.k.rows < (last + group - 1) / group ||
+        seg.v.rows < last)
+        return Error(EKV_ERR_INVALID_ARGUMENT, "attention: segment %d: KIVI tensors too small for %d tokens", s,
+                     seg.n_tokens);
+    return Status::Ok();
 }
 
 }  // namespace
 
+Status check_attention(const Tensor& q, const KvView& kv, const AttentionParams& p) {
+    if (p.n_heads <= 0 || p.n_kv_heads <= 0 || p.n_heads % p.n_kv_heads != 0)
+        return Error(EKV_ERR_INVALID_ARGUMENT, "attention: %d heads cannot share %d KV heads", p.n_heads,
+                     p.n_kv_heads);
+    if (p.head_dim <= 0 || p.head_dim > detail::kAttnMaxHeadDim)
+        return Error(EKV_ERR_UNSUPPORTED, "attention: head_dim %d (1..%d supported)", p.head_dim,
+                     detail::kAttnMaxHeadDim);
+    if (q.rows > 0 && (!q.data || q.type != DType::F32 || q.cols < static_cast<int64_t>(p.n_heads) * p.head_dim))
+        return Error(EKV_ERR_INVALID_ARGUMENT, "attention: q must be F32 rows of n_heads * head_dim");
+    if (kv.n_segments < 0 || kv.n_segments > KvView::kMaxSegments)
+        return Error(EKV_ERR_INVALID_ARGUMENT, "attention: %d segments (at most %d)", kv.n_segments,
+                     KvView::kMaxSegments);
+    const int64_t kv_width = static_cast<int64_t>(p.n_kv_heads) * p.head_dim;
+    for (int s = 0; s < kv.n_segments; ++s) {
+        EKV_TRY(check_segment(kv.seg[s], s, p, kv_width));
+        if (kv.seg[s].pinned && kv.seg[s].n_tokens > 0 &&
+            (!p.rope || !p.rope->inv_freq || p.rope->rope_dim < 0 || p.rope->rope_dim > p.head_dim))
+            return Error(EKV_ERR_INVALID_ARGUMENT, "attention: pinned segment %d needs the keys' RoPE parameters", s);
+    }
+    return Status::Ok();
+}
+
+const char* attention_isa() {
+    const detail::AttnKernels* k = fast_kernels();
+    return k ? k->name : detail::scalar_attention_kernels().name;
+}
+
+void attention_force_scalar(bool force) { g_force_scalar.store(force, std::memory_order_relaxed); }
+
 void attention(const Tensor& q, const int32_t* q_pos, const KvView& kv, const AttentionParams& p, Tensor& out,
                ThreadPool& pool) {
-    const long items = static_cast<long>(q.rows) * p.n_heads;
-    pool.parallel_for(items, [&](long b, long e) {
-#ifdef EKV_X86
-        if (has_avx2()) {
-            attention_rows<Avx2>(q, q_pos, kv, p, out, b, e);
+    if (q.rows <= 0 || !out.data) return;
+    if (!q_pos || !check_attention(q, kv, p).ok()) {
+        const size_t row = static_cast<size_t>(p.n_heads > 0 ? p.n_heads : 0) * (p.head_dim > 0 ? p.head_dim : 0);
+        for (int64_t t = 0; t < q.rows; ++t) std::memset(out.ptr<float>(t), 0, row * sizeof(float));
+        return;
+    }
+    Plan pl;
+    pl.q = &q;
+    pl.q_pos = q_pos;
+    pl.kv = &kv;
+    pl.p = &p;
+    pl.out = &out;
+    pl.hd = p.head_dim;
+    pl.gq = p.n_heads / p.n_kv_heads;
+    int max_pack = kAttnMaxPackFloats / pl.hd;
+    if (max_pack > kAttnMaxPack) max_pack = kAttnMaxPack;
+    pl.n_packs = (pl.gq + max_pack - 1) / max_pack;
+    pl.pack_base = pl.gq / pl.n_packs;
+    pl.pack_extra = pl.gq % pl.n_packs;
+    pl.kv_width = static_cast<int64_t>(p.n_kv_heads) * pl.hd;
+    const detail::AttnKernels* fast = fast_kernels();
+    const detail::AttnKernels& scalar = detail::scalar_attention_kernels();
+    for (int s = 0; s < kv.n_segments; ++s) {
+        for (int v = 0; v < 2; ++v) {
+            const int nq = pl.pack_base + v;
+            PieceKernel k = fast && nq <= kAttnMaxPack ? fast->select(kv.seg[s], pl.hd, pl.kv_width, nq) : nullptr;
+            pl.kernel[s][v] = k ? k : scalar.select(kv.seg[s], pl.hd, pl.kv_width, nq);
+        }
+    }
+
+    // Size the work: visible keys over all queries.
+    int64_t keys = 0;
+    for (int64_t t = 0; t < q.rows; ++t) keys += visible_ranges(kv, q_pos[t]).total;
+    const bool parallel = pool.size() > 1 && keys * p.n_heads * pl.hd >= kInlineWork;
+    // Fewer queries than threads can use (decode): split each query's keys.
+    if (parallel && q.rows < 2 * pool.size() && q.rows <= kMaxSplitTokens) {
+        SplitPlan sp;
+        sp.chunk_first[0] = 0;
+        for (int64_t t = 0; t < q.rows; ++t)
+            sp.chunk_first[t + 1] = sp.chunk_first[t] + visible_ranges(kv, q_pos[t]).n_chunks;
+        const int64_t chunks = sp.chunk_first[q.rows];
+        const int64_t blocks = chunks > 0 ? (4 * pool.size() + chunks - 1) / chunks : 1;  // ~4 units per thread
+        sp.head_blocks = static_cast<int>(blocks < p.n_kv_heads ? blocks : p.n_kv_heads);
+        const int max_nq = pl.pack_base + (pl.pack_extra > 0 ? 1 : 0);
+        sp.slot_floats = static_cast<size_t>(max_nq) * (2 + static_cast<size_t>(pl.hd));
+        float* scratch = nullptr;
+        if (split_scratch(static_cast<size_t>(chunks) * pl.states_per_token() * sp.slot_floats, &scratch)) {
+            for_units(pool, chunks * sp.head_blocks, true,
+                      [&](int64_t u) { run_split_unit(pl, sp, scratch, u); });
+            for (int64_t t = 0; t < q.rows; ++t) merge_split_token(pl, sp, scratch, t);
             return;
         }
-#endif
-        attention_rows<Scalar>(q, q_pos, kv, p, out, b, e);
-    });
+    }
+    for_units(pool, q.rows, parallel, [&](int64_t t) { run_token(pl, t); });
 }
 
 }  // namespace ekv::cpu

@@ -11,6 +11,7 @@
 #include "backend/cpu/cpu_attention.h"
 #include "backend/cpu/matmul.h"
 #include "core/fp16.h"
+#include "core/kivi.h"
 #include "core/quant.h"
 #include "model/model_file.h"
 
@@ -54,6 +55,11 @@ void for_rows(ThreadPool& pool, int64_t rows, int64_t cols, F&& f) {
     } else {
         pool.parallel_for(static_cast<long>(rows), f);
     }
+}
+
+bool kivi_src_ok(const Tensor& src, int64_t first_row, int64_t n_rows) {
+    return src.data && (src.type == DType::F16 || src.type == DType::F32) && first_row >= 0 && n_rows >= 0 &&
+           first_row + n_rows <= src.rows;
 }
 
 }  // namespace
@@ -158,19 +164,25 @@ void CpuBackend::matmul(const Tensor& w, const Tensor& x, Tensor& out) {
 
 void CpuBackend::rope(Tensor& x, const int32_t* positions, const RopeParams& p) {
     const int half = p.rope_dim / 2;
+    if (half <= 0 || half > 256) return;
     for_rows(pool_, x.rows, x.cols, [&](long b, long e) {
+        float cos_t[256], sin_t[256];
         for (long t = b; t < e; ++t) {
-            const float pos = static_cast<float>(positions[t]);
+            // The angle in double: at positions past ~1e5 a float product
+            // loses the phase of the fast-turning pairs.
+            const double pos = static_cast<double>(positions[t]);
+            for (int i = 0; i < half; ++i) {
+                const double theta = pos * static_cast<double>(p.inv_freq[i]);
+                cos_t[i] = static_cast<float>(std::cos(theta)) * p.attn_factor;
+                sin_t[i] = static_cast<float>(std::sin(theta)) * p.attn_factor;
+            }
             for (int h = 0; h < p.n_heads; ++h) {
                 float* v = x.ptr<float>(t) + static_cast<size_t>(h) * p.head_dim;
                 for (int i = 0; i < half; ++i) {
-                    const float theta = pos * p.inv_freq[i];
-                    const float c = std::cos(theta) * p.attn_factor;
-                    const float s = std::sin(theta) * p.attn_factor;
                     const float a = v[2 * i];
                     const float bb = v[2 * i + 1];
-                    v[2 * i] = a * c - bb * s;
-                    v[2 * i + 1] = a * s + bb * c;
+                    v[2 * i] = a * cos_t[i] - bb * sin_t[i];
+                    v[2 * i + 1] = a * sin_t[i] + bb * cos_t[i];
                 }
             }
         }
@@ -222,6 +234,39 @@ void CpuBackend::add(const Tensor& a, const Tensor& b, Tensor& out) {
 void CpuBackend::copy_raw(const Tensor& src, Tensor& dst, int64_t n_rows) {
     if (n_rows <= 0) return;
     std::memcpy(dst.data, src.data, static_cast<size_t>(n_rows) * src.row_bytes);
+}
+
+void CpuBackend::copy_bytes(Buffer& src, size_t src_offset, Buffer& dst, size_t dst_offset, size_t bytes) {
+    uint8_t* from = static_cast<uint8_t*>(src.host());
+    uint8_t* to = static_cast<uint8_t*>(dst.host());
+    if (bytes == 0 || !from || !to || src_offset > src.size() || bytes > src.size() - src_offset ||
+        dst_offset > dst.size() || bytes > dst.size() - dst_offset)
+        return;
+    std::memmove(to + dst_offset, from + src_offset, bytes);  // memmove: src and dst may be one buffer
+}
+
+void CpuBackend::kivi_quantize_keys(const Tensor& src, int64_t src_row, Tensor& dst, int64_t dst_group,
+                                    const KiviParams& p) {
+    const int64_t kv_width = src.cols;
+    if (!kivi_src_ok(src, src_row, p.group) || !dst.data || dst_group < 0 || dst_group >= dst.rows ||
+        dst.row_bytes < kivi_key_group_bytes(kv_width, p.group, p.nbits))
+        return;
+    kivi_quantize_key_group(src.ptr<uint8_t>(src_row), src.type == DType::F16, src.row_bytes, kv_width, p.head_dim,
+                            p.group, p.nbits, dst.ptr<uint8_t>(dst_group));
+}
+
+void CpuBackend::kivi_quantize_values(const Tensor& src, int64_t src_row, int64_t n, Tensor& dst, int64_t dst_row,
+                                      const KiviParams& p) {
+    const int64_t kv_width = src.cols;
+    if (!kivi_src_ok(src, src_row, n) || !dst.data || dst_row < 0 || dst_row + n > dst.rows || p.group <= 0 ||
+        dst.row_bytes < kivi_value_row_bytes(kv_width, p.group, p.nbits))
+        return;
+    const bool f16 = src.type == DType::F16;
+    for_rows(pool_, n, kv_width, [&](long b, long e) {
+        for (long r = b; r < e; ++r)
+            kivi_quantize_value_row(src.ptr<uint8_t>(src_row + r), f16, kv_width, p.head_dim, p.group, p.nbits,
+                                    dst.ptr<uint8_t>(dst_row + r));
+    });
 }
 
 void CpuBackend::read(const Tensor& src, void* host, size_t bytes) {

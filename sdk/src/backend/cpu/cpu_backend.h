@@ -30,6 +30,11 @@ public:
     void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) override;
     void add(const Tensor& a, const Tensor& b, Tensor& out) override;
     void copy_raw(const Tensor& src, Tensor& dst, int64_t n_rows) override;
+    void copy_bytes(Buffer& src, size_t src_offset, Buffer& dst, size_t dst_offset, size_t bytes) override;
+    void kivi_quantize_keys(const Tensor& src, int64_t src_row, Tensor& dst, int64_t dst_group,
+                            const KiviParams& p) override;
+    void kivi_quantize_values(const Tensor& src, int64_t src_row, int64_t n, Tensor& dst, int64_t dst_row,
+                              const KiviParams& p) override;
     void read(const Tensor& src, void* host, size_t bytes) override;
     void synchronize() override {}
 

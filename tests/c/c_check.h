@@ -1,0 +1,37 @@
+/*
+ * c_check.h - the check macros of the C ABI tests: stop at the first failed
+ * check with file:line, the expression and ekv_last_error().
+ */
+#ifndef EKV_TEST_C_CHECK_H
+#define EKV_TEST_C_CHECK_H
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "edgekv.h"
+
+static void die_at(const char *file, int line, const char *what, const char *detail) {
+    fprintf(stderr, "%s:%d: FAILED: %s%s%s\n  last error: '%s'\n", file, line, what, detail ? " - " : "",
+            detail ? detail : "", ekv_last_error());
+    exit(1);
+}
+#define die(line, what, detail) die_at(__FILE__, line, what, detail)
+
+#define CHECK(cond) \
+    do { if (!(cond)) die(__LINE__, #cond, NULL); } while (0)
+
+#define EXPECT_STATUS(call, expected)                                                   \
+    do {                                                                                \
+        ekv_status st_ = (call);                                                        \
+        if (st_ != (expected)) {                                                        \
+            char msg_[256];                                                             \
+            sprintf(msg_, "got %d (%s), expected %d (%s)", (int)st_, ekv_status_string(st_), \
+                    (int)(expected), ekv_status_string(expected));                      \
+            die(__LINE__, #call, msg_);                                                 \
+        }                                                                               \
+    } while (0)
+
+#define OK(call) EXPECT_STATUS(call, EKV_OK)
+
+static void section(const char *name) { printf("-- %s\n", name); fflush(stdout); }
+
+#endif
