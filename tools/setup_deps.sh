@@ -8,7 +8,10 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="${EDGEKV_CACHE_DIR:-$root/.edgekv-cache}"
 
 need_apt=()
-for pkg in cmake g++ clang libclang-rt-14-dev libgtest-dev pkg-config python3-pip; do
+# Vulkan: the loader and headers, glslang for the shaders, Mesa's lavapipe
+# (a real Vulkan driver on the CPU) and the Khronos validation layer.
+for pkg in cmake g++ clang libclang-rt-14-dev libgtest-dev pkg-config python3-pip \
+           libvulkan-dev glslang-tools mesa-vulkan-drivers vulkan-validationlayers; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it on a fresh machine: dependencies, the
-# optimised build + tests, the AddressSanitizer/UBSan build + tests, and the
-# libFuzzer targets for a bounded time.
+# optimised build + tests, the AddressSanitizer/UBSan build + tests, the
+# libFuzzer targets for a bounded time, and the Vulkan backend on Mesa's
+# lavapipe with the Khronos validation layer on.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -9,7 +10,7 @@ export EKV_SMOLLM2_GGUF="$(tools/setup_deps.sh | tail -n 1)"
 echo "== model: $EKV_SMOLLM2_GGUF"
 
 start=$SECONDS
-for preset in cpu asan fuzz; do
+for preset in cpu asan fuzz vulkan; do
   echo "== workflow preset: $preset"
   cmake --workflow --preset "$preset" --fresh
   # A skipped test is not a pass: everything must run here.

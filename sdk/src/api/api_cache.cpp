@@ -72,7 +72,7 @@ ekv_status ekv_cache_create(ekv_model* model, const ekv_cache_params* params, ek
         const ekv_cache_type resolved = p.type == EKV_CACHE_AUTO ? m.arch->natural_cache() : p.type;
         EKV_TRY(m.arch->check_cache(resolved));
         CacheConfig cc;
-        EKV_TRY(resolve_cache_config(p, resolved, m.cache_shape(), m.backend->device(), &cc));
+        EKV_TRY(resolve_cache_config(p, resolved, m.cache_shape(), *m.backend, &cc));
         std::unique_ptr<ekv_cache> c(new ekv_cache());
         c->owner = model;
         EKV_TRY(create_cache(cc, m.cache_shape(), *m.backend, &c->cache));

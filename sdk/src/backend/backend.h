@@ -177,6 +177,16 @@ public:
     // Host transfers and the only wait.
     virtual void read(const Tensor& src, void* host, size_t bytes) = 0;
     virtual void synchronize() = 0;
+    // Ops are void because they may run asynchronously; a backend whose ops
+    // can fail (out of device memory, a lost device) keeps the first failure
+    // and hands it out here, clearing it. Forward checks it after synchronize().
+    virtual Status take_error() { return Status::Ok(); }
+    // KV formats its attention and cache ops handle; caches are refused at
+    // creation otherwise, never half-run.
+    virtual bool supports_kv_format(KvFormat format) const {
+        (void)format;
+        return true;
+    }
 };
 
 struct BackendOptions {

@@ -60,7 +60,7 @@ struct CacheConfig {
 // Maps the public parameters to a point on the axes and checks it against the
 // model's shape; refuses contradictions and impossible combinations.
 Status resolve_cache_config(const ekv_cache_params& p, ekv_cache_type resolved_type, const CacheShape& shape,
-                            const DeviceDescription& device, CacheConfig* out);
+                            const Backend& backend, CacheConfig* out);
 
 struct CacheStats {
     int32_t seq_len = 0;

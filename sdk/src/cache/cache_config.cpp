@@ -45,7 +45,8 @@ Status check_kivi(const CacheConfig& c, const CacheShape& shape) {
 }  // namespace
 
 Status resolve_cache_config(const ekv_cache_params& p, ekv_cache_type type, const CacheShape& shape,
-                            const DeviceDescription& device, CacheConfig* out) {
+                            const Backend& backend, CacheConfig* out) {
+    const DeviceDescription& device = backend.device();
     CacheConfig c;
     c.type = type;
     EKV_TRY(set_retention(type, &c));
@@ -90,7 +91,12 @@ Status resolve_cache_config(const ekv_cache_params& p, ekv_cache_type type, cons
     c.nbits = p.nbits;
     c.q_group_size = p.q_group_size;
     c.residual_length = p.residual_length;
-    if (c.storage == KvStorage::Kivi) EKV_TRY(check_kivi(c, shape));
+    if (c.storage == KvStorage::Kivi) {
+        EKV_TRY(check_kivi(c, shape));
+        if (!backend.supports_kv_format(KvFormat::Kivi))
+            return Error(EKV_ERR_UNSUPPORTED, "the %s backend (%s) has no KIVI kernels yet; use the cpu backend or f16 KV",
+                         ekv_backend_name(device.kind), device.name.c_str());
+    }
     *out = c;
     return Status::Ok();
 }

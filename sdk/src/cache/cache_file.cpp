@@ -159,6 +159,12 @@ Status KvCache::save(const std::string& path) const {
             if (!bytes || !ok) continue;
             backend_->copy_bytes(*lb.buf[s], 0, *host, 0, bytes);
             backend_->synchronize();
+            const Status copied = backend_->take_error();
+            if (!copied.ok()) {
+                std::fclose(f.release());
+                std::remove(path.c_str());
+                return copied;
+            }
             ok = w.write(host->host(), bytes);
         }
     }
@@ -206,7 +212,7 @@ Status KvCache::load(const std::string& path, const CacheShape& shape, Backend& 
                 : c.placement == Placement::Unified ? EKV_PLACEMENT_UNIFIED
                                                     : EKV_PLACEMENT_DEVICE;
     CacheConfig checked;
-    Status st = resolve_cache_config(p, c.type, shape, backend.device(), &checked);
+    Status st = resolve_cache_config(p, c.type, shape, backend, &checked);
     if (!st.ok()) return Error(st.code(), "cache file %s: %s", path.c_str(), st.message().c_str());
     if (checked.retention != c.retention || checked.storage != c.storage)
         return Error(EKV_ERR_INVALID_FILE, "cache file %s has an inconsistent configuration", path.c_str());
@@ -244,9 +250,11 @@ Status KvCache::load(const std::string& path, const CacheShape& shape, Backend& 
             if (!bytes) continue;
             EKV_TRY(r.read(host->host(), bytes, "layer data"));
             backend.copy_bytes(*host, 0, *lb.buf[s], 0, bytes);
+            backend.synchronize();  // the host buffer is reused by the next slot
         }
     }
     backend.synchronize();
+    EKV_TRY(backend.take_error());
     EKV_TRY(r.check_sum());
     *out = std::move(made);
     return Status::Ok();

@@ -209,6 +209,7 @@ Status Llama::forward(Cache& cache, Workspace& wsb, const ForwardRequest& req) c
             backend_.read(lg, dst, static_cast<size_t>(rows) * n_vocab * sizeof(float));
         }
         backend_.synchronize();
+        EKV_TRY(backend_.take_error());  // nothing committed: the cache is unchanged
         cache.commit(toks, n);
         done += n;
     }

@@ -1,0 +1,19 @@
+# The Vulkan backend's shader variants (name:source:defines), compiled and
+# embedded by EmbedSpirv.cmake. Names must match backend/vulkan/vk_shaders.h.
+include(${CMAKE_CURRENT_LIST_DIR}/EmbedSpirv.cmake)
+
+set(EKV_VK_WEIGHT_TYPES F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q4_K Q5_K Q6_K)
+set(EKV_VK_SHADER_VARIANTS
+  rms_norm:rms_norm.comp
+  rope:rope.comp
+  copy_rows_f16:copy_rows.comp:DST_F16
+  copy_rows_f32:copy_rows.comp:DST_F32
+  attn_segment_f16:attention_segment.comp:KV_F16
+  attn_segment_f32:attention_segment.comp:KV_F32
+  attn_finish:attention_finish.comp
+  add:eltwise.comp:OP_ADD
+  silu_mul:eltwise.comp:OP_SILU_MUL)
+foreach(t IN LISTS EKV_VK_WEIGHT_TYPES)
+  string(TOLOWER ${t} lower)
+  list(APPEND EKV_VK_SHADER_VARIANTS matmul_${lower}:matmul.comp:W_${t} get_rows_${lower}:get_rows.comp:W_${t})
+endforeach()

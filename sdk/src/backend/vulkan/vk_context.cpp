@@ -1,0 +1,88 @@
+#include "backend/vulkan/vk_context.h"
+
+#include <cstdlib>
+#include <new>
+#include <vector>
+
+#include "backend/vulkan/vk_pipelines.h"
+#include "backend/vulkan/vk_stream.h"
+#include "backend/vulkan/vk_util.h"
+
+namespace ekv::vk {
+
+Status Context::create(int32_t index, std::shared_ptr<Context>* out) {
+    std::shared_ptr<Context> ctx(new (std::nothrow) Context());
+    if (!ctx) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate the Vulkan context");
+    EKV_TRY(ctx->open(index));
+    *out = std::move(ctx);
+    return Status::Ok();
+}
+
+Status Context::open(int32_t index) {
+    EKV_TRY(instance_.init());
+    int32_t chosen = 0;
+    EKV_TRY(select_device(instance_, index, &chosen));
+    phys_ = instance_.devices()[static_cast<size_t>(chosen)];
+    vkGetPhysicalDeviceProperties(phys_, &props_);
+    vkGetPhysicalDeviceMemoryProperties(phys_, &mem_props_);
+    desc_ = describe_device(phys_, chosen);
+    const char* unmapped = std::getenv("EKV_VULKAN_UNMAPPED_DEVICE_MEMORY");
+    map_device_memory_ = !(unmapped && unmapped[0] == '1');
+
+    // Prefer a compute queue family without graphics (async compute), else any with compute.
+    uint32_t n = 0;
+    vkGetPhysicalDeviceQueueFamilyProperties(phys_, &n, nullptr);
+    std::vector<VkQueueFamilyProperties> fams(n);
+    vkGetPhysicalDeviceQueueFamilyProperties(phys_, &n, fams.data());
+    int family = -1;
+    for (uint32_t i = 0; i < n; ++i) {
+        if (!(fams[i].queueFlags & VK_QUEUE_COMPUTE_BIT)) continue;
+        if (family < 0 || !(fams[i].queueFlags & VK_QUEUE_GRAPHICS_BIT)) family = static_cast<int>(i);
+    }
+    if (family < 0) return Error(EKV_ERR_BACKEND, "%s has no compute queue", props_.deviceName);
+    queue_family_ = static_cast<uint32_t>(family);
+
+    const float priority = 1.0f;
+    VkDeviceQueueCreateInfo qci{};
+    qci.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO;
+    qci.queueFamilyIndex = queue_family_;
+    qci.queueCount = 1;
+    qci.pQueuePriorities = &priority;
+    VkDeviceCreateInfo dci{};
+    dci.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO;
+    dci.queueCreateInfoCount = 1;
+    dci.pQueueCreateInfos = &qci;
+    VkResult r = vkCreateDevice(phys_, &dci, nullptr, &device_);
+    if (r != VK_SUCCESS) {
+        device_ = VK_NULL_HANDLE;
+        return vk_status(r, "vkCreateDevice");
+    }
+    vkGetDeviceQueue(device_, queue_family_, 0, &queue_);
+
+    pipelines_.reset(new (std::nothrow) PipelineCache());
+    stream_.reset(new (std::nothrow) CommandStream());
+    if (!pipelines_ || !stream_) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate the Vulkan command stream");
+    // CPU implementations (lavapipe) pay dearly for workgroup barriers: one
+    // invocation per matmul row there; GPUs split a row over 16 invocations.
+    // EKV_VULKAN_MATMUL_LANES overrides (tests cover both shapes on lavapipe).
+    uint32_t lanes = props_.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU ? 1u : 16u;
+    if (const char* env = std::getenv("EKV_VULKAN_MATMUL_LANES")) {
+        const long v = std::strtol(env, nullptr, 10);
+        if (v < 1 || v > 64 || (v & (v - 1)) != 0)
+            return Error(EKV_ERR_INVALID_ARGUMENT, "EKV_VULKAN_MATMUL_LANES=%s: expected a power of two in 1..64", env);
+        lanes = static_cast<uint32_t>(v);
+    }
+    EKV_TRY(pipelines_->init(device_, lanes));
+    EKV_TRY(stream_->init(*this));
+    return Status::Ok();
+}
+
+Context::~Context() {
+    if (device_ != VK_NULL_HANDLE) vkDeviceWaitIdle(device_);
+    if (stream_) stream_->release();
+    stream_.reset();
+    pipelines_.reset();
+    if (device_ != VK_NULL_HANDLE) vkDestroyDevice(device_, nullptr);
+}
+
+}  // namespace ekv::vk

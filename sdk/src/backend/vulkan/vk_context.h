@@ -1,0 +1,71 @@
+// One opened Vulkan device: the logical device and its compute queue, memory
+// (raw buffers with a placement), the pipelines and the command stream.
+// Shared (shared_ptr) by the backend and every buffer it hands out, so
+// buffers may outlive the Backend object without dangling.
+#pragma once
+#include <vulkan/vulkan.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "backend/backend.h"
+#include "backend/vulkan/vk_instance.h"
+
+namespace ekv::vk {
+
+class PipelineCache;
+class CommandStream;
+
+// A VkBuffer with its own memory; `mapped` is non-null for host-visible,
+// coherent memory (persistently mapped).
+struct RawBuffer {
+    VkBuffer buffer = VK_NULL_HANDLE;
+    VkDeviceMemory memory = VK_NULL_HANDLE;
+    void* mapped = nullptr;
+    size_t size = 0;
+};
+
+class Context {
+public:
+    // Opens device `index` (after EKV_VULKAN_DEVICE, see select_device).
+    static Status create(int32_t index, std::shared_ptr<Context>* out);
+    ~Context();
+    Context(const Context&) = delete;
+    Context& operator=(const Context&) = delete;
+
+    VkDevice device() const { return device_; }
+    VkQueue queue() const { return queue_; }
+    uint32_t queue_family() const { return queue_family_; }
+    const VkPhysicalDeviceProperties& properties() const { return props_; }
+    const DeviceDescription& description() const { return desc_; }
+    PipelineCache& pipelines() { return *pipelines_; }
+    CommandStream& stream() { return *stream_; }
+
+    // Memory (vk_memory.cpp). Storage + transfer usage, bound whole by the
+    // shaders. Buffers larger than maxStorageBufferRange are refused.
+    // EKV_VULKAN_UNMAPPED_DEVICE_MEMORY=1 leaves Device buffers unmapped even
+    // on UMA devices, so tests on lavapipe cover the staging paths of
+    // discrete GPUs.
+    Status create_buffer(size_t bytes, Placement placement, RawBuffer* out);
+    // Waits for recorded work that may still use it, then frees it.
+    void destroy_buffer(RawBuffer& b);
+
+private:
+    Context() = default;
+    Status open(int32_t index);
+
+    Instance instance_;
+    VkPhysicalDevice phys_ = VK_NULL_HANDLE;
+    VkDevice device_ = VK_NULL_HANDLE;
+    VkQueue queue_ = VK_NULL_HANDLE;
+    uint32_t queue_family_ = 0;
+    VkPhysicalDeviceProperties props_{};
+    VkPhysicalDeviceMemoryProperties mem_props_{};
+    DeviceDescription desc_;
+    bool map_device_memory_ = true;
+    std::unique_ptr<PipelineCache> pipelines_;
+    std::unique_ptr<CommandStream> stream_;
+};
+
+}  // namespace ekv::vk

@@ -1,0 +1,238 @@
+#include "backend/vulkan/vk_stream.h"
+
+#include <cstring>
+
+#include "backend/vulkan/vk_util.h"
+
+namespace ekv::vk {
+namespace {
+
+constexpr size_t kArenaBytes = 4u << 20;
+constexpr size_t kMinStagingBytes = 8u << 20;
+constexpr VkPipelineStageFlags kWorkStages = VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
+constexpr VkAccessFlags kWrites = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
+constexpr VkAccessFlags kAll =
+    VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
+
+}  // namespace
+
+Status CommandStream::init(Context& ctx) {
+    ctx_ = &ctx;
+    VkDevice dev = ctx.device();
+    VkCommandPoolCreateInfo pci{};
+    pci.sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO;
+    pci.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT;
+    pci.queueFamilyIndex = ctx.queue_family();
+    VkResult r = vkCreateCommandPool(dev, &pci, nullptr, &pool_);
+    if (r != VK_SUCCESS) return vk_status(r, "vkCreateCommandPool");
+    VkCommandBufferAllocateInfo ai{};
+    ai.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO;
+    ai.commandPool = pool_;
+    ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+    ai.commandBufferCount = 1;
+    r = vkAllocateCommandBuffers(dev, &ai, &cmd_);
+    if (r != VK_SUCCESS) return vk_status(r, "vkAllocateCommandBuffers");
+    VkFenceCreateInfo fci{};
+    fci.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO;
+    r = vkCreateFence(dev, &fci, nullptr, &fence_);
+    if (r != VK_SUCCESS) return vk_status(r, "vkCreateFence");
+    EKV_TRY(ctx.create_buffer(kArenaBytes, Placement::Unified, &arena_));
+    if (!arena_.mapped) return Error(EKV_ERR_BACKEND, "the Vulkan params arena is not host-visible");
+    EKV_TRY(ctx.create_buffer(256, Placement::Device, &dummy_));
+    reads_.reserve(64);
+    return Status::Ok();
+}
+
+void CommandStream::release() {
+    if (!ctx_) return;
+    VkDevice dev = ctx_->device();
+    for (RawBuffer* b : {&arena_, &staging_, &dummy_}) {
+        if (b->buffer != VK_NULL_HANDLE) vkDestroyBuffer(dev, b->buffer, nullptr);
+        if (b->memory != VK_NULL_HANDLE) vkFreeMemory(dev, b->memory, nullptr);
+        *b = RawBuffer();
+    }
+    if (fence_ != VK_NULL_HANDLE) vkDestroyFence(dev, fence_, nullptr);
+    if (pool_ != VK_NULL_HANDLE) vkDestroyCommandPool(dev, pool_, nullptr);
+    fence_ = VK_NULL_HANDLE;
+    pool_ = VK_NULL_HANDLE;
+    ctx_ = nullptr;
+}
+
+void CommandStream::fail(const Status& st) {
+    if (!error_.ok() || st.ok()) return;
+    error_ = st;
+    if (recording_) {  // drop what was recorded: the stream's results are wrong anyway
+        vkEndCommandBuffer(cmd_);
+        vkResetCommandBuffer(cmd_, 0);
+        recording_ = false;
+        has_commands_ = false;
+    }
+    reads_.clear();
+}
+
+void CommandStream::clear_error() {
+    if (error_.code() != EKV_ERR_DEVICE_LOST) error_ = Status::Ok();
+}
+
+bool CommandStream::begin() {
+    if (!error_.ok()) return false;
+    if (!recording_) {
+        VkCommandBufferBeginInfo bi{};
+        bi.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO;
+        bi.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
+        VkResult r = vkBeginCommandBuffer(cmd_, &bi);
+        if (r != VK_SUCCESS) {
+            fail(vk_status(r, "vkBeginCommandBuffer"));
+            return false;
+        }
+        recording_ = true;
+        has_commands_ = false;
+    }
+    if (has_commands_) {
+        // Every op may read what the previous one wrote: one global barrier.
+        VkMemoryBarrier mb{};
+        mb.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER;
+        mb.srcAccessMask = kWrites;
+        mb.dstAccessMask = kAll;
+        vkCmdPipelineBarrier(cmd_, kWorkStages, kWorkStages, 0, 1, &mb, 0, nullptr, 0, nullptr);
+    }
+    has_commands_ = true;
+    return true;
+}
+
+void CommandStream::dispatch(ShaderId id, Bindings b, const void* push, size_t push_bytes, uint32_t gx,
+                             uint32_t gy) {
+    if (!error_.ok() || gx == 0 || gy == 0) return;
+    const VkPhysicalDeviceLimits& lim = ctx_->properties().limits;
+    if (gx > lim.maxComputeWorkGroupCount[0] || gy > lim.maxComputeWorkGroupCount[1]) {
+        fail(Error(EKV_ERR_UNSUPPORTED, "%s: %u x %u workgroups exceed the device limit", shader_name(id), gx, gy));
+        return;
+    }
+    VkPipeline pipe = VK_NULL_HANDLE;
+    Status st = ctx_->pipelines().pipeline(id, &pipe);
+    if (!st.ok()) return fail(st);
+    b[kParamsBinding] = arena_.buffer;
+    for (VkBuffer& x : b)
+        if (x == VK_NULL_HANDLE) x = dummy_.buffer;
+    VkDescriptorSet set = VK_NULL_HANDLE;
+    st = ctx_->pipelines().descriptor_set(b, &set);
+    if (!st.ok()) return fail(st);
+    if (!begin()) return;
+    const VkPipelineLayout layout = ctx_->pipelines().layout();
+    vkCmdBindPipeline(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
+    vkCmdBindDescriptorSets(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, layout, 0, 1, &set, 0, nullptr);
+    vkCmdPushConstants(cmd_, layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, static_cast<uint32_t>(push_bytes), push);
+    vkCmdDispatch(cmd_, gx, gy, 1);
+}
+
+void CommandStream::copy(VkBuffer src, size_t src_offset, VkBuffer dst, size_t dst_offset, size_t bytes) {
+    if (!error_.ok() || bytes == 0 || !begin()) return;
+    VkBufferCopy region{src_offset, dst_offset, bytes};
+    vkCmdCopyBuffer(cmd_, src, dst, 1, &region);
+}
+
+void CommandStream::fill_zero(VkBuffer dst) {
+    if (!error_.ok() || !begin()) return;
+    vkCmdFillBuffer(cmd_, dst, 0, VK_WHOLE_SIZE, 0);
+}
+
+uint8_t* CommandStream::params(size_t bytes, uint32_t* word_offset) {
+    if (!error_.ok()) return nullptr;
+    bytes = (bytes + 3) / 4 * 4;
+    if (bytes > arena_.size) {
+        fail(Error(EKV_ERR_UNSUPPORTED, "op parameters of %zu bytes exceed the %zu-byte Vulkan params arena", bytes,
+                   arena_.size));
+        return nullptr;
+    }
+    if (arena_used_ + bytes > arena_.size) flush();
+    if (!error_.ok()) return nullptr;
+    *word_offset = static_cast<uint32_t>(arena_used_ / 4);
+    uint8_t* p = static_cast<uint8_t*>(arena_.mapped) + arena_used_;
+    arena_used_ += bytes;
+    return p;
+}
+
+void CommandStream::read_mapped(const void* src, void* dst, size_t bytes) {
+    if (!error_.ok() || bytes == 0) return;
+    reads_.push_back({src, dst, bytes});
+}
+
+bool CommandStream::ensure_staging(size_t bytes) {
+    if (staging_.buffer != VK_NULL_HANDLE && staging_.size >= bytes) return true;
+    if (busy()) flush();  // the old staging may hold pending reads
+    if (!error_.ok()) return false;
+    ctx_->destroy_buffer(staging_);
+    Status st = ctx_->create_buffer(bytes > kMinStagingBytes ? bytes : kMinStagingBytes, Placement::Host, &staging_);
+    if (st.ok() && !staging_.mapped) st = Error(EKV_ERR_BACKEND, "the Vulkan staging buffer is not host-visible");
+    if (!st.ok()) {
+        ctx_->destroy_buffer(staging_);
+        fail(st);
+        return false;
+    }
+    return true;
+}
+
+void CommandStream::read_device(VkBuffer src, size_t src_offset, void* dst, size_t bytes) {
+    if (!error_.ok() || bytes == 0) return;
+    if (staging_.buffer == VK_NULL_HANDLE || staging_used_ + bytes > staging_.size) {
+        if (busy()) flush();
+        if (!ensure_staging(bytes)) return;
+    }
+    const size_t at = staging_used_;
+    staging_used_ += (bytes + 15) / 16 * 16;
+    copy(src, src_offset, staging_.buffer, at, bytes);
+    reads_.push_back({static_cast<const uint8_t*>(staging_.mapped) + at, dst, bytes});
+}
+
+Status CommandStream::upload(VkBuffer dst, size_t dst_offset, const void* src, size_t bytes) {
+    flush();
+    if (!error_.ok()) return error_;
+    const size_t chunk_max = bytes < kMinStagingBytes ? bytes : kMinStagingBytes;
+    if (!ensure_staging(chunk_max)) return error_;
+    const uint8_t* s = static_cast<const uint8_t*>(src);
+    for (size_t done = 0; done < bytes;) {
+        const size_t n = bytes - done < staging_.size ? bytes - done : staging_.size;
+        std::memcpy(staging_.mapped, s + done, n);
+        copy(staging_.buffer, 0, dst, dst_offset + done, n);
+        flush();
+        if (!error_.ok()) return error_;
+        done += n;
+    }
+    return Status::Ok();
+}
+
+void CommandStream::flush() {
+    if (recording_) {
+        if (has_commands_) {
+            VkMemoryBarrier mb{};
+            mb.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER;
+            mb.srcAccessMask = kWrites;
+            mb.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
+            vkCmdPipelineBarrier(cmd_, kWorkStages, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, nullptr, 0, nullptr);
+        }
+        VkResult r = vkEndCommandBuffer(cmd_);
+        if (r != VK_SUCCESS) return fail(vk_status(r, "vkEndCommandBuffer"));
+        VkSubmitInfo si{};
+        si.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO;
+        si.commandBufferCount = 1;
+        si.pCommandBuffers = &cmd_;
+        r = vkQueueSubmit(ctx_->queue(), 1, &si, fence_);
+        if (r == VK_SUCCESS) r = vkWaitForFences(ctx_->device(), 1, &fence_, VK_TRUE, UINT64_MAX);
+        recording_ = false;
+        has_commands_ = false;
+        if (r != VK_SUCCESS) {
+            vkResetCommandBuffer(cmd_, 0);
+            return fail(vk_status(r, "vkQueueSubmit/vkWaitForFences"));
+        }
+        vkResetFences(ctx_->device(), 1, &fence_);
+        vkResetCommandBuffer(cmd_, 0);
+    }
+    if (error_.ok())
+        for (const PendingRead& rd : reads_) std::memcpy(rd.dst, rd.src, rd.bytes);
+    reads_.clear();
+    arena_used_ = 0;
+    staging_used_ = 0;
+    ++generation_;
+}
+
+}  // namespace ekv::vk

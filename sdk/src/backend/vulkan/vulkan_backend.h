@@ -1,0 +1,90 @@
+// The Vulkan backend: every op is a compute shader recorded into the command
+// stream and submitted once per synchronize(); weights stay in their GGUF
+// format in device memory. Ops are void, so a failure (invalid op, lost
+// device, out of memory, shader creation) is kept and reported by status().
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/vulkan/vk_context.h"
+
+namespace ekv {
+
+class VulkanBuffer final : public Buffer {
+public:
+    VulkanBuffer(std::shared_ptr<vk::Context> ctx, vk::RawBuffer raw, Placement placement)
+        : ctx_(std::move(ctx)), raw_(raw), placement_(placement) {}
+    ~VulkanBuffer() override { ctx_->destroy_buffer(raw_); }
+    size_t size() const override { return raw_.size; }
+    Placement placement() const override { return placement_; }
+    void* host() override { return raw_.mapped; }
+    VkBuffer handle() const { return raw_.buffer; }
+
+private:
+    std::shared_ptr<vk::Context> ctx_;
+    vk::RawBuffer raw_;
+    Placement placement_;
+};
+
+class VulkanBackend final : public Backend {
+public:
+    // Opens Vulkan device `device_index`; no driver or device -> EKV_ERR_BACKEND.
+    static Status create(int32_t device_index, std::unique_ptr<Backend>* out);
+
+    const DeviceDescription& device() const override { return ctx_->description(); }
+    Status alloc(size_t bytes, Placement placement, std::unique_ptr<Buffer>* out) override;
+    Status load_weight(const TensorRef& src, Tensor* out, std::unique_ptr<Buffer>* owner) override;
+    bool supports_weight(DType type) const override;
+    Status reserve_scratch(int64_t k_max, int32_t n_tokens) override;
+
+    void get_rows(const Tensor& table, const int32_t* ids, int32_t n, Tensor& out) override;
+    void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) override;
+    void matmul(const Tensor& w, const Tensor& x, Tensor& out) override;
+    void rope(Tensor& x, const int32_t* positions, const RopeParams& p) override;
+    void copy_rows(const Tensor& src, Tensor& dst, int64_t dst_row) override;
+    void attention(const Tensor& q, const int32_t* q_pos, const KvView& kv, const AttentionParams& p,
+                   Tensor& out) override;
+    void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) override;
+    void add(const Tensor& a, const Tensor& b, Tensor& out) override;
+    void copy_raw(const Tensor& src, Tensor& dst, int64_t n_rows) override;
+    void copy_bytes(Buffer& src, size_t src_offset, Buffer& dst, size_t dst_offset, size_t bytes) override;
+    void kivi_quantize_keys(const Tensor& src, int64_t src_row, Tensor& dst, int64_t dst_group,
+                            const KiviParams& p) override;
+    void kivi_quantize_values(const Tensor& src, int64_t src_row, int64_t n, Tensor& dst, int64_t dst_row,
+                              const KiviParams& p) override;
+    void read(const Tensor& src, void* host, size_t bytes) override;
+    void synchronize() override;
+    Status take_error() override;
+    // KIVI attention and quantization shaders are not written yet.
+    bool supports_kv_format(KvFormat format) const override { return format == KvFormat::Plain; }
+
+    // The first failure since the last clear_error() (Ok if none).
+    const Status& status() const;
+    void clear_error();
+
+private:
+    explicit VulkanBackend(std::shared_ptr<vk::Context> ctx) : ctx_(std::move(ctx)) {}
+    vk::CommandStream& stream() { return ctx_->stream(); }
+    void fail(const Status& st);
+    // The VkBuffer of a tensor, or null (and a recorded error) when it has none.
+    VkBuffer buffer_of(const Tensor& t, const char* op, const char* what);
+    // The attention state scratch (grows at most to what the model reserved).
+    bool ensure_attention_state(size_t bytes);
+    // Word offset in the params arena of the (cos, sin) table for rope, reused
+    // while the positions and frequencies repeat within one submission.
+    bool rope_table(const int32_t* positions, int64_t n, const RopeParams& p, uint32_t* word_offset);
+
+    std::shared_ptr<vk::Context> ctx_;
+    std::unique_ptr<VulkanBuffer> attn_state_;
+    struct RopeCache {
+        uint64_t generation = ~0ull;
+        std::vector<int32_t> positions;
+        const float* inv_freq = nullptr;
+        int32_t n_pairs = 0;
+        float attn_factor = 0.f;
+        uint32_t offset = 0;
+    } rope_cache_;
+};
+
+}  // namespace ekv

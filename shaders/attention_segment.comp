@@ -1,0 +1,132 @@
+#version 450
+// One pass of causal attention over one KV segment for every (head, token):
+// online softmax whose running (max, sum, weighted value sum) lives in a
+// state buffer, so a view of any number of segments, each in its own buffer,
+// is a sequence of passes followed by attention_finish. Keys are scored 64 at
+// a time (one per invocation); each invocation then accumulates its own
+// head dimensions. KV rows are read in place (F16 or F32).
+layout(local_size_x = 64) in;
+
+#define MAX_HEAD_DIM 256
+#define NEG_BIG -3.0e38
+
+layout(std430, binding = 0) readonly buffer Q { float qf[]; };
+#if defined(KV_F16)
+layout(std430, binding = 1) readonly buffer K { uint ku[]; };
+layout(std430, binding = 2) readonly buffer V { uint vu[]; };
+float k_at(uint e) { return unpackHalf2x16(ku[e >> 1])[e & 1u]; }
+float v_at(uint e) { return unpackHalf2x16(vu[e >> 1])[e & 1u]; }
+#else
+layout(std430, binding = 1) readonly buffer K { float kf[]; };
+layout(std430, binding = 2) readonly buffer V { float vf[]; };
+float k_at(uint e) { return kf[e]; }
+float v_at(uint e) { return vf[e]; }
+#endif
+layout(std430, binding = 3) buffer State { float st[]; };
+layout(std430, binding = 4) readonly buffer Params { int params[]; };
+
+layout(push_constant) uniform P {
+    uint q_off;       // floats
+    uint q_stride;
+    uint k_off;       // elements
+    uint k_stride;
+    uint v_off;
+    uint v_stride;
+    uint n_heads;
+    uint group;       // query heads per KV head
+    uint head_dim;
+    uint n_keys;      // tokens of the segment
+    int first_pos;
+    uint skip;        // row of the segment's first token
+    int window;       // > 0: keys with q_pos - pos >= window are masked
+    uint pos_off;     // words into params: query positions
+    uint rot_off;     // words into params: per-token (cos, sin) re-rotation, or ~0u
+    uint n_pairs;
+    uint init;        // 1: first pass, start from an empty state
+    float scale;
+} p;
+
+shared float qs[MAX_HEAD_DIM];
+shared float score_max[64];
+shared float weight[64];
+shared float weight_sum[64];
+
+void main() {
+    const uint tid = gl_LocalInvocationID.x;
+    const uint h = gl_WorkGroupID.x;
+    const uint t = gl_WorkGroupID.y;
+    const uint hd = p.head_dim;
+    const uint qb = p.q_off + t * p.q_stride + h * hd;
+    for (uint d = tid; d < hd; d += 64u) qs[d] = qf[qb + d];
+    barrier();
+    if (p.rot_off != 0xFFFFFFFFu) {
+        for (uint i = tid; i < p.n_pairs; i += 64u) {
+            const uint tb = p.rot_off + 2u * (t * p.n_pairs + i);
+            const float c = intBitsToFloat(params[tb]);
+            const float s = intBitsToFloat(params[tb + 1u]);
+            const float a = qs[2u * i];
+            const float b = qs[2u * i + 1u];
+            qs[2u * i] = a * c - b * s;
+            qs[2u * i + 1u] = a * s + b * c;
+        }
+        barrier();
+    }
+
+    const uint sb = (t * p.n_heads + h) * (hd + 2u);
+    float m = NEG_BIG;
+    float sum = 0.0;
+    float acc[MAX_HEAD_DIM / 64];
+    for (uint j = 0u; j < MAX_HEAD_DIM / 64; ++j) acc[j] = 0.0;
+    if (p.init == 0u) {
+        m = st[sb];
+        sum = st[sb + 1u];
+        for (uint j = 0u, d = tid; d < hd; ++j, d += 64u) acc[j] = st[sb + 2u + d];
+    }
+
+    const int pos = params[p.pos_off + t];
+    const int hi = min(int(p.n_keys), pos - p.first_pos + 1);
+    const int lo = p.window > 0 ? max(0, pos - p.window + 1 - p.first_pos) : 0;
+    const uint kv_col = (h / p.group) * hd;
+    for (int blk = lo; blk < hi; blk += 64) {
+        const int i = blk + int(tid);
+        float score = NEG_BIG;
+        if (i < hi) {
+            const uint kb = p.k_off + (p.skip + uint(i)) * p.k_stride + kv_col;
+            float dot = 0.0;
+            for (uint d = 0u; d < hd; ++d) dot += qs[d] * k_at(kb + d);
+            score = dot * p.scale;
+        }
+        score_max[tid] = score;
+        barrier();
+        for (uint w = 32u; w > 0u; w >>= 1) {
+            if (tid < w) score_max[tid] = max(score_max[tid], score_max[tid + w]);
+            barrier();
+        }
+        const float new_m = max(m, score_max[0]);
+        const float rescale = exp(m - new_m);
+        const float wt = i < hi ? exp(score - new_m) : 0.0;
+        weight[tid] = wt;
+        weight_sum[tid] = wt;
+        barrier();
+        for (uint w = 32u; w > 0u; w >>= 1) {
+            if (tid < w) weight_sum[tid] += weight_sum[tid + w];
+            barrier();
+        }
+        sum = sum * rescale + weight_sum[0];
+        const uint cnt = uint(min(64, hi - blk));
+        const uint vb = p.v_off + (p.skip + uint(blk)) * p.v_stride + kv_col;
+        for (uint j = 0u, d = tid; d < hd; ++j, d += 64u) {
+            float a = acc[j] * rescale;
+            for (uint k = 0u; k < cnt; ++k) a += weight[k] * v_at(vb + k * p.v_stride + d);
+            acc[j] = a;
+        }
+        m = new_m;
+        barrier();  // score_max/weight are rewritten by the next block
+    }
+
+    if (tid == 0u) {
+        st[sb] = m;
+        st[sb + 1u] = sum;
+    }
+    for (uint j = 0u, d = tid; d < hd; ++j, d += 64u) st[sb + 2u + d] = acc[j];
+}
