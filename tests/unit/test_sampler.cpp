@@ -3,43 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdlib>
-#include <new>
 #include <numeric>
 #include <vector>
 
 #include "generate/sampler.h"
-
-// Counts every global operator new so that the no-allocation contract of
-// Sampler::sample() can be checked directly. noinline keeps GCC from
-// pairing the inlined malloc/free with new/delete in its mismatch warning.
-static std::atomic<long> g_allocations{0};
-#if defined(__GNUC__)
-#define EKV_TEST_NOINLINE __attribute__((noinline))
-#else
-#define EKV_TEST_NOINLINE
-#endif
-EKV_TEST_NOINLINE void* operator new(std::size_t n) {
-    g_allocations.fetch_add(1, std::memory_order_relaxed);
-    if (void* p = std::malloc(n ? n : 1)) return p;
-    throw std::bad_alloc();
-}
-EKV_TEST_NOINLINE void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
-    g_allocations.fetch_add(1, std::memory_order_relaxed);
-    return std::malloc(n ? n : 1);
-}
-EKV_TEST_NOINLINE void* operator new[](std::size_t n) { return operator new(n); }
-EKV_TEST_NOINLINE void* operator new[](std::size_t n, const std::nothrow_t& t) noexcept { return operator new(n, t); }
-// Every unaligned delete form is replaced too: the whole test binary shares
-// these, and a replaced new must never meet the runtime's delete.
-EKV_TEST_NOINLINE void operator delete(void* p) noexcept { std::free(p); }
-EKV_TEST_NOINLINE void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-EKV_TEST_NOINLINE void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
-EKV_TEST_NOINLINE void operator delete[](void* p) noexcept { std::free(p); }
-EKV_TEST_NOINLINE void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-EKV_TEST_NOINLINE void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
+#include "unit/alloc_counter.h"
 
 namespace {
 
@@ -325,21 +295,21 @@ TEST(Sampler, SampleDoesNotAllocate) {
     std::vector<int32_t> history(300);
     for (int32_t i = 0; i < 300; ++i) history[i] = (i * 97) % n_vocab;
 
-    const long before = g_allocations.load();
+    ekv_test::AllocationCount count;
     for (int i = 0; i < 20; ++i) {
         std::copy(logits.begin(), logits.end(), work.begin());
         s.sample(work.data(), history.data(), 300);
     }
-    EXPECT_EQ(g_allocations.load(), before);
+    EXPECT_EQ(count.stop(), 0);
 
     SamplerParams greedy_k;
     greedy_k.temperature = 1.f;
     greedy_k.top_k = 50;
     Sampler k(greedy_k, n_vocab);
-    const long before_k = g_allocations.load();
     std::copy(logits.begin(), logits.end(), work.begin());
+    ekv_test::AllocationCount count_k;
     k.sample(work.data(), nullptr, 0);
-    EXPECT_EQ(g_allocations.load(), before_k);
+    EXPECT_EQ(count_k.stop(), 0);
 }
 
 TEST(Sampler, ValidateRejectsOutOfRangeParams) {

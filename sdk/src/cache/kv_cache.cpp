@@ -69,6 +69,7 @@ Status KvCache::allocate(int64_t plain_rows, int64_t groups) {
         for (LayerBuffers& lb : fresh_staging) EKV_TRY(allocate_set(plain_rows, groups, Placement::Device, &lb));
     for (size_t i = 0; i < layers_.size(); ++i) copy_used(layers_[i], fresh[i], *backend_);
     backend_->synchronize();
+    EKV_TRY(backend_->take_error());
     layers_ = std::move(fresh);
     staging_ = std::move(fresh_staging);
     staged_layer_ = {{-1, -1}};
@@ -90,7 +91,7 @@ size_t KvCache::slot_used_bytes(int slot) const {
     return static_cast<size_t>(rows) * l.slot_row_bytes(slot);
 }
 
-void KvCache::copy_used(LayerBuffers& from, LayerBuffers& to, Backend& backend) const {
+void KvCache::copy_used(const LayerBuffers& from, LayerBuffers& to, Backend& backend) const {
     for (int s = 0; s < kNumSlots; ++s) {
         if (!from.buf[s] || !to.buf[s]) continue;
         const size_t bytes = std::min({slot_used_bytes(s), from.buf[s]->size(), to.buf[s]->size()});
@@ -119,6 +120,7 @@ Status KvCache::prepare(int32_t n_new) {
                      ekv_cache_type_name(type()), len_, layout_.fixed_body, n_new);
     if (need > INT32_MAX / 2)
         return Error(EKV_ERR_CONTEXT_OVERFLOW, "sequence of %lld tokens is too long", static_cast<long long>(need));
+    EKV_TRY(reserve_token_ids(need));
     if (!layout_.growable()) return Status::Ok();
     const int64_t body = need;  // no sinks when unbounded
     int64_t plain = plain_rows_, groups = groups_;
@@ -128,6 +130,21 @@ Status KvCache::prepare(int32_t n_new) {
         if (g_need > groups_) groups = grown_size(groups_, g_need, std::max<int64_t>(1, kGrowChunk / layout_.group));
     }
     if (plain != plain_rows_ || groups != groups_) EKV_TRY(allocate(plain, groups));
+    return Status::Ok();
+}
+
+// The id list grows here, never in commit(): a fixed cache takes its whole
+// capacity at once, others (rings keep every id too) grow in chunks like
+// the KV, so decode steps between growth points do not allocate.
+Status KvCache::reserve_token_ids(int64_t need) {
+    const int64_t have = static_cast<int64_t>(tokens_.capacity());
+    if (need <= have) return Status::Ok();
+    const int64_t target = layout_.fixed_body >= 0 ? layout_.fixed_body : grown_size(have, need, kGrowChunk);
+    try {
+        tokens_.reserve(static_cast<size_t>(target));
+    } catch (const std::bad_alloc&) {
+        return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate room for %lld token ids", static_cast<long long>(target));
+    }
     return Status::Ok();
 }
 
@@ -298,8 +315,9 @@ Status KvCache::clone(Backend& backend, std::unique_ptr<Cache>* out) const {
     c->q_end_ = c->q_target_ = q_end_;
     EKV_TRY(c->allocate(plain_rows_, groups_));
     for (size_t i = 0; i < layers_.size(); ++i)
-        copy_used(const_cast<LayerBuffers&>(layers_[i]), c->layers_[i], backend);
+        copy_used(layers_[i], c->layers_[i], backend);
     backend.synchronize();
+    EKV_TRY(backend.take_error());
     c->tokens_ = tokens_;
     *out = std::move(c);
     return Status::Ok();

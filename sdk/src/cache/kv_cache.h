@@ -50,9 +50,10 @@ private:
     KvCache(const KvLayout& layout, Backend& backend);
     bool staged() const { return layout_.cfg.placement == Placement::Host; }
     Status allocate(int64_t plain_rows, int64_t groups);
+    Status reserve_token_ids(int64_t need);
     Status allocate_set(int64_t plain_rows, int64_t groups, Placement placement, LayerBuffers* out) const;
     size_t slot_used_bytes(int slot) const;
-    void copy_used(LayerBuffers& from, LayerBuffers& to, Backend& backend) const;
+    void copy_used(const LayerBuffers& from, LayerBuffers& to, Backend& backend) const;
     LayerBuffers& stage(int32_t layer);
     void write_rows(Backend& backend, LayerBuffers& lb, const Tensor& k, const Tensor& v) const;
     void quantize_aged(Backend& backend, LayerBuffers& lb, int32_t q_target) const;

@@ -21,7 +21,7 @@ class StopStringMatcher {
 public:
     explicit StopStringMatcher(const std::vector<std::string>& stops) : stops_(stops) {
         for (const std::string& s : stops_) longest_ = std::max(longest_, s.size());
-        text_.reserve(4096);
+        if (!stops_.empty()) text_.reserve(4096);  // unused (and unallocated) without stops
     }
     bool empty() const { return stops_.empty(); }
     // Appends bytes; true if a stop string now occurs in the text.
@@ -57,8 +57,10 @@ Status generate(const Model& model, Cache* cache, Workspace* ws, const int32_t* 
     std::vector<float> logits(static_cast<size_t>(n_vocab));
     Sampler sampler(opts.sampler, n_vocab);
     const int32_t max_new = std::min(opts.max_new_tokens, std::max(out_capacity, 0));
-    std::vector<int32_t> seq(prompt, prompt + n_prompt);
+    // Sized once for prompt + every generated token: one allocation per call.
+    std::vector<int32_t> seq;
     seq.reserve(static_cast<size_t>(n_prompt) + static_cast<size_t>(max_new) + 1);
+    seq.assign(prompt, prompt + n_prompt);
 
     // use_cache=false: a private cache recomputes the whole sequence each step.
     std::unique_ptr<Cache> scratch_cache;
@@ -99,10 +101,10 @@ Status generate(const Model& model, Cache* cache, Workspace* ws, const int32_t* 
                 reuse = 0;
             }
         }
-        std::vector<int32_t> pos(static_cast<size_t>(n_prompt - reuse));
-        for (size_t i = 0; i < pos.size(); ++i) pos[i] = reuse + static_cast<int32_t>(i);
-        EKV_TRY(checked_forward(model, *cache, *ws, prompt + reuse, n_prompt - reuse, pos.data(), false,
-                                logits.data(), logits.size()));
+        // The cache now holds exactly `reuse` tokens, so the suffix continues
+        // at its seq_len (no position array to allocate).
+        EKV_TRY(checked_forward(model, *cache, *ws, prompt + reuse, n_prompt - reuse, nullptr, false, logits.data(),
+                                logits.size()));
         r.n_prompt_reused = reuse;
         r.n_prompt_forwarded = n_prompt - reuse;
         r.n_forwarded += n_prompt - reuse;
@@ -118,8 +120,8 @@ Status generate(const Model& model, Cache* cache, Workspace* ws, const int32_t* 
     const auto t_decode = Clock::now();
     Utf8StreamDecoder utf8;
     StopStringMatcher stops(opts.stop_strings);
-    std::string text;
-    text.reserve(256);
+    std::string text;  // a token's text piece, only for callbacks and stop strings
+    if (opts.on_token || !stops.empty()) text.reserve(256);
     for (;;) {
         if (r.n_generated >= max_new) {
             r.stop_reason = EKV_STOP_MAX_TOKENS;

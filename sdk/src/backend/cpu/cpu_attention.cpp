@@ -447,7 +447,10 @@ void attention(const Tensor& q, const int32_t* q_pos, const KvView& kv, const At
         const int max_nq = pl.pack_base + (pl.pack_extra > 0 ? 1 : 0);
         sp.slot_floats = static_cast<size_t>(max_nq) * (2 + static_cast<size_t>(pl.hd));
         float* scratch = nullptr;
-        if (split_scratch(static_cast<size_t>(chunks) * pl.states_per_token() * sp.slot_floats, &scratch)) {
+        // Room for at least one query's most chunks: a growing context then
+        // never regrows the buffer during decode (no per-token allocation).
+        const size_t slots = static_cast<size_t>(chunks > kMaxChunks ? chunks : kMaxChunks);
+        if (split_scratch(slots * pl.states_per_token() * sp.slot_floats, &scratch)) {
             for_units(pool, chunks * sp.head_blocks, true,
                       [&](int64_t u) { run_split_unit(pl, sp, scratch, u); });
             for (int64_t t = 0; t < q.rows; ++t) merge_split_token(pl, sp, scratch, t);
