@@ -303,17 +303,25 @@ TEST_F(CacheFamily, BadParametersAreRefusedWithAReason) {
     s.group = 8;
     s.residual = 12;
     cases.push_back({s, EKV_ERR_INVALID_ARGUMENT, "residual_length 12"});
-    s = spec(EKV_CACHE_DYNAMIC, "bad dtype");
-    s.dtype = static_cast<ekv_kv_dtype>(7);
-    cases.push_back({s, EKV_ERR_INVALID_ARGUMENT, "dtype"});
-    s = spec(EKV_CACHE_DYNAMIC, "bad placement");
-    s.offload = static_cast<ekv_placement>(9);
-    cases.push_back({s, EKV_ERR_INVALID_ARGUMENT, "placement"});
     for (const Case& c : cases) {
         CachePtr out;
         EXPECT_EQ(try_make(model_.get(), c.s, &out), c.status) << c.s.name;
         EXPECT_NE(std::string(ekv_last_error()).find(c.says), std::string::npos) << ekv_last_error();
         EXPECT_FALSE(out);
+    }
+    // Enum values a C caller can pass but C++ cannot hold: written as raw ints.
+    const int bad_dtype = 7, bad_placement = 9;
+    for (int which = 0; which < 2; ++which) {
+        ekv_cache_params p = ekv_cache_default_params();
+        if (which == 0)
+            std::memcpy(&p.dtype, &bad_dtype, sizeof bad_dtype);
+        else
+            std::memcpy(&p.offload, &bad_placement, sizeof bad_placement);
+        ekv_cache* out = nullptr;
+        EXPECT_EQ(ekv_cache_create(model_.get(), &p, &out), EKV_ERR_INVALID_ARGUMENT);
+        EXPECT_NE(std::string(ekv_last_error()).find(which == 0 ? "dtype" : "placement"), std::string::npos)
+            << ekv_last_error();
+        EXPECT_EQ(out, nullptr);
     }
 }
 
