@@ -21,7 +21,8 @@ cmake --preset cpu >/dev/null && cmake --build --preset cpu --target edgekv_cli 
 cli="build/cpu/samples/edgekv"
 licenses=/usr/share/common-licenses
 gpl3="$licenses/GPL-3"
-stream_text="$out/licenses.txt"
+stream_text="$(mktemp)"
+trap 'rm -f "$stream_text"' EXIT
 # A fixed order so the stream is the same on every machine with base-files.
 cat "$licenses/GPL-3" "$licenses/LGPL-2.1" "$licenses/GPL-2" "$licenses/MPL-2.0" "$licenses/Apache-2.0" \
     "$licenses/GFDL-1.3" > "$stream_text"
@@ -55,6 +56,7 @@ echo
 r="$($cli perplexity --model "$model" --file "$stream_text" --ctx 1024 --max-tokens "$stream_tokens" \
      --threads "$threads" --cache dynamic --json)"
 windowed="$(echo "$r" | json 'd["perplexity"]')"
+echo "$windowed" > "$out/windowed_ppl.txt"  # for the plot, outside this subshell
 echo "Reference: the same tokens in windows of 1024 (f16, dynamic): perplexity $(printf %.4f "$windowed")."
 echo
 echo "| cache | perplexity over the stream | vs windowed ctx 1024 | tokens held at the end | KV MiB at the end | peak RSS MiB |"
@@ -94,4 +96,5 @@ done
 # The plot needs matplotlib: a private venv under the cache directory.
 venv="${EDGEKV_CACHE_DIR:-$root/.edgekv-cache}/venv-plot"
 [ -x "$venv/bin/python" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install -q matplotlib; }
-"$venv/bin/python" tools/plot_streaming.py "$out" "$windowed"
+"$venv/bin/python" tools/plot_streaming.py "$out" "$(cat "$out/windowed_ppl.txt")"
+rm -f "$out/windowed_ppl.txt"
