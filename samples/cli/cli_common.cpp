@@ -85,7 +85,6 @@ int load_model_from_args(const ParsedArgs& args, const CommandSpec& spec, const 
 int create_cache_from_args(const ParsedArgs& args, const CommandSpec& spec, const Output& out,
                            ekv_model* model, int32_t default_max_len, CachePtr* cache) {
     ekv_cache_params cp = ekv_cache_default_params();
-    cp.num_sink_tokens = 4;
     if (args.has("--cache")) {
         const std::string name = args.get("--cache");
         if (ekv_cache_type_from_name(name.c_str(), &cp.type) != EKV_OK)

@@ -246,7 +246,7 @@ typedef struct ekv_cache_params {
      * use them. */
     int32_t window_length;   /* sliding_window / sink: tokens held, sinks included;
                               * must exceed num_sink_tokens */
-    int32_t num_sink_tokens; /* sink: first tokens pinned (StreamingLLM) */
+    int32_t num_sink_tokens; /* sink: first tokens pinned (StreamingLLM; default 4) */
     int32_t nbits;           /* KIVI: 2, 4 or 8 (default 4) */
     int32_t q_group_size;    /* KIVI: tokens per key group and channels per value
                               * group; divides head_dim and residual_length (default 64) */

@@ -47,6 +47,7 @@ ekv_cache_params ekv_cache_default_params(void) {
     p.nbits = 4;
     p.q_group_size = 64;
     p.residual_length = 128;
+    p.num_sink_tokens = 4;  // StreamingLLM's choice
     p.offload = EKV_PLACEMENT_DEVICE;
     return p;
 }
