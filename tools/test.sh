@@ -6,8 +6,10 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-export EKV_SMOLLM2_GGUF="$(tools/setup_deps.sh | tail -n 1)"
-echo "== model: $EKV_SMOLLM2_GGUF"
+models="$(tools/setup_deps.sh)"
+export EKV_SMOLLM2_GGUF="$(echo "$models" | tail -n 1)"
+export EKV_GEMMA3_GGUF="$(echo "$models" | tail -n 2 | head -n 1)"
+echo "== models: $EKV_SMOLLM2_GGUF $EKV_GEMMA3_GGUF"
 
 start=$SECONDS
 for preset in cpu asan fuzz vulkan; do

@@ -44,7 +44,8 @@ OptionSpec opt_int8() {
 CommandSpec with_cache_options(CommandSpec spec) {
     const std::vector<OptionSpec> cache = {
         {"--cache", "TYPE",
-         "dynamic, static, offloaded, offloaded_static, quantized, sliding_window, sink or auto (default auto)"},
+         "dynamic, static, offloaded, offloaded_static, quantized, sliding_window, sink, hybrid (Gemma), mamba, "
+         "hybrid_mamba (Jamba), encoder_decoder (Whisper) or auto: the model's natural cache (default)"},
         {"--max-cache-len", "N", "capacity of static caches (default: model context)"},
         {"--window-length", "N", "sliding_window / sink: tokens held, sinks included"},
         {"--num-sink-tokens", "N", "sink: first tokens kept for good (default 4)"},

@@ -121,6 +121,11 @@ int cmd_info(int argc, char** argv, int first) {
                     info.n_ff, info.context_length, info.n_vocab);
         std::printf("parameters:     %llu\nweight bytes:   %llu\n", static_cast<unsigned long long>(info.n_params),
                     static_cast<unsigned long long>(info.weight_bytes));
+        if (info.n_sliding_layers > 0)
+            std::printf("local layers:   %d of %d (sliding window %d)\n", info.n_sliding_layers, info.n_layers,
+                        info.sliding_window);
+        if (info.n_recurrent_layers > 0)
+            std::printf("mamba layers:   %d of %d\n", info.n_recurrent_layers, info.n_layers);
         std::printf("backend:        %s\ndevice:         %s\nnatural cache:  %s\n", ekv_backend_name(info.backend),
                     info.device, cache_type_or_unknown(info.natural_cache));
         return kExitOk;
@@ -142,6 +147,9 @@ int cmd_info(int argc, char** argv, int first) {
     w.field("backend", ekv_backend_name(info.backend));
     w.field("device", info.device);
     w.field("natural_cache", cache_type_or_unknown(info.natural_cache));
+    w.field("n_sliding_layers", info.n_sliding_layers);
+    w.field("sliding_window", info.sliding_window);
+    w.field("n_recurrent_layers", info.n_recurrent_layers);
     w.field("version", ekv_version());
     w.end_object();
     print_json(w);

@@ -197,6 +197,10 @@ typedef struct ekv_model_info {
     ekv_backend_kind backend;  /* backend the model runs on */
     char device[256];          /* device name */
     ekv_cache_type natural_cache; /* what EKV_CACHE_AUTO resolves to */
+    /* The layer mix the caches follow (0 when a model has none of a kind). */
+    int32_t n_sliding_layers;     /* local sliding-window attention layers (Gemma) */
+    int32_t sliding_window;       /* their window in positions */
+    int32_t n_recurrent_layers;   /* Mamba layers: a fixed-size state, no KV */
 } ekv_model_info;
 
 EKV_API ekv_model_info ekv_model_info_default(void);
@@ -453,6 +457,73 @@ EKV_API ekv_status ekv_chat_apply_template(const ekv_model *model, const char *t
 
 /* Peak resident set size of this process in bytes (0 if unknown). */
 EKV_API uint64_t ekv_peak_rss_bytes(void);
+
+/* ===================================================================== */
+/*          AUDIO / ENCODER-DECODER (Whisper; experimental)              */
+/* ===================================================================== */
+/*
+ * Speech recognition with an encoder-decoder model (general.architecture
+ * "whisper"): encode 16 kHz audio into the cache, then run the decoder with
+ * ekv_forward / ekv_generate on the same cache as with any model:
+ *
+ *     float *pcm = NULL; int32_t n = 0, rate = 0;
+ *     ekv_audio_read_wav("speech.wav", &pcm, &n, &rate);
+ *     ekv_cache *cache = NULL;
+ *     ekv_cache_create(model, NULL, &cache);      // AUTO = encoder_decoder
+ *     ekv_encode_audio(model, cache, pcm, n, rate);
+ *     ekv_audio_free(pcm);
+ *     ekv_generate(model, cache, decoder_prompt, n_prompt, &gp, out, cap, &res);
+ *
+ * The cache holds the decoder's self-attention KV (AUTO and
+ * EKV_CACHE_ENCODER_DECODER mean a dynamic one; the generic types static,
+ * quantized, offloaded, sliding_window, sink work too; hybrid, mamba and
+ * hybrid_mamba are refused) plus the cross-attention KV of the current
+ * audio, always in device memory, F32 with EKV_KV_F32 and F16 otherwise. Decoder
+ * calls before an ekv_encode_audio fail with EKV_ERR_INVALID_STATE; each
+ * ekv_encode_audio starts a new sequence (the decoder tokens are dropped).
+ * ekv_cache_reset drops the audio too; crop, clone, save and load keep it.
+ * The audio lives in the cache, so decoding without one (ekv_forward with a
+ * NULL cache, ekv_generate with use_cache = 0) is refused the same way.
+ */
+
+/* Sample rate Whisper's front end takes (Hz). */
+#define EKV_AUDIO_SAMPLE_RATE 16000
+
+/* Reads a RIFF/WAVE file: 16-bit PCM or 32-bit float samples, mono (stereo is
+ * averaged to mono), at EKV_AUDIO_SAMPLE_RATE. On success *out_pcm receives
+ * *n_samples floats in [-1, 1] allocated by the library (free them with
+ * ekv_audio_free) and *sample_rate (optional, may be NULL) the file's rate.
+ * Other sample rates or sample formats: EKV_ERR_UNSUPPORTED (resample or
+ * convert first); malformed or truncated files: EKV_ERR_INVALID_FILE. */
+EKV_API ekv_status ekv_audio_read_wav(const char *path, float **out_pcm, int32_t *n_samples,
+                                      int32_t *sample_rate);
+/* Frees samples returned by ekv_audio_read_wav. NULL is a no-op. */
+EKV_API void ekv_audio_free(float *pcm);
+
+/* Number of frames of a Whisper log-mel spectrogram (30 s at a 10 ms hop). */
+#define EKV_AUDIO_MEL_FRAMES 3000
+
+/* Whisper's log-mel spectrogram of mono audio at EKV_AUDIO_SAMPLE_RATE, as
+ * Hugging Face's WhisperFeatureExtractor computes it: padded with silence (or
+ * cut) to 30 s, n_mel bins (80, or 128 for large-v3) by EKV_AUDIO_MEL_FRAMES
+ * frames, bin-major. out (caller-owned) holds out_len floats; fewer than
+ * n_mel * EKV_AUDIO_MEL_FRAMES gives EKV_ERR_BUFFER_TOO_SMALL. Another
+ * sample_rate gives EKV_ERR_INVALID_ARGUMENT. */
+EKV_API ekv_status ekv_audio_log_mel(const float *pcm, int32_t n_samples, int32_t sample_rate, int32_t n_mel,
+                                     float *out, size_t out_len);
+
+/* Runs the model's encoder on mono audio at EKV_AUDIO_SAMPLE_RATE (any other
+ * sample_rate: EKV_ERR_INVALID_ARGUMENT) and stores the decoder's
+ * cross-attention KV in `cache`, starting a new sequence. Audio past 30 s is
+ * ignored (Whisper hears 30-s windows; feed longer audio window by window).
+ * A model without an encoder gives EKV_ERR_UNSUPPORTED. On failure the cache
+ * holds no audio (decoder calls are refused until an encode succeeds). */
+EKV_API ekv_status ekv_encode_audio(ekv_model *model, ekv_cache *cache, const float *pcm, int32_t n_samples,
+                                    int32_t sample_rate);
+/* The same from a log-mel spectrogram computed elsewhere ([n_mel][n_frames],
+ * bin-major, n_frames = EKV_AUDIO_MEL_FRAMES for Whisper). */
+EKV_API ekv_status ekv_encode_mel(ekv_model *model, ekv_cache *cache, const float *mel, int32_t n_mel,
+                                  int32_t n_frames);
 
 #ifdef __cplusplus
 }

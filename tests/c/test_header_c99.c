@@ -46,6 +46,8 @@ static const any_fn k_all_functions[] = {
     (any_fn)ekv_tokenize, (any_fn)ekv_token_to_piece, (any_fn)ekv_detokenize, (any_fn)ekv_token_special,
     (any_fn)ekv_token_is_eog, (any_fn)ekv_detokenizer_create, (any_fn)ekv_detokenizer_free,
     (any_fn)ekv_detokenizer_push, (any_fn)ekv_chat_apply_template, (any_fn)ekv_peak_rss_bytes,
+    (any_fn)ekv_cache_save, (any_fn)ekv_cache_load, (any_fn)ekv_audio_read_wav, (any_fn)ekv_audio_free,
+    (any_fn)ekv_audio_log_mel, (any_fn)ekv_encode_audio, (any_fn)ekv_encode_mel,
 };
 
 static void uses_every_type(void) {

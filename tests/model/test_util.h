@@ -28,6 +28,12 @@ inline std::string smollm2_path() {
     return p ? p : "";
 }
 
+// The real Gemma 3 270M model (tools/setup_deps.sh assembles it).
+inline std::string gemma3_path() {
+    const char* p = std::getenv("EKV_GEMMA3_GGUF");
+    return p ? p : "";
+}
+
 struct ModelDeleter {
     void operator()(ekv_model* m) const { ekv_model_free(m); }
 };

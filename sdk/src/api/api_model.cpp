@@ -75,6 +75,10 @@ ekv_status ekv_model_get_info(const ekv_model* model, ekv_model_info* out) {
         i.backend = m.backend->device().kind;
         std::snprintf(i.device, sizeof i.device, "%s", m.backend->device().name.c_str());
         i.natural_cache = m.arch->natural_cache();
+        const CacheShape shape = m.arch->cache_shape();
+        i.n_sliding_layers = shape.count(LayerKind::SlidingAttention);
+        i.sliding_window = i.n_sliding_layers > 0 ? shape.sliding_window : 0;
+        i.n_recurrent_layers = shape.count(LayerKind::Recurrent);
         api::write_struct(out, i);
         return Status::Ok();
     });

@@ -40,7 +40,7 @@ ekv_status ekv_forward(ekv_model* model, ekv_cache* cache, const int32_t* tokens
             }
         }
         CacheConfig cc;
-        cc.type = EKV_CACHE_DYNAMIC;
+        EKV_TRY(default_cache_config(m.arch->natural_cache(), m.arch->cache_shape(), *m.backend, &cc));
         std::unique_ptr<Cache> tmp;
         std::unique_ptr<Workspace> ws;
         EKV_TRY(create_cache(cc, m.arch->cache_shape(), *m.backend, &tmp));

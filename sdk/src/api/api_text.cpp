@@ -129,6 +129,11 @@ ekv_status ekv_chat_apply_template(const ekv_model* model, const char* template_
                              template_name);
         } else {
             fmt = detect_chat_format(tok->chat_template());
+            // GGUFs converted without a template (Gemma 3 270M's): Gemma
+            // models only ever shipped the Gemma turn format.
+            const std::string& arch = model->model->info().architecture;
+            if (fmt == ChatFormat::Unknown && tok->chat_template().empty() && arch.compare(0, 5, "gemma") == 0)
+                fmt = ChatFormat::Gemma;
             if (fmt == ChatFormat::Unknown)
                 return Error(EKV_ERR_UNSUPPORTED,
                              "the model's chat template is not one edgekv recognises (ChatML, Llama 3, Gemma); pass "

@@ -111,6 +111,9 @@ struct RopeParams {
     int32_t rope_dim = 0;                 // rotated dims (<= head_dim)
     const float* inv_freq = nullptr;      // rope_dim/2 inverse frequencies, scaling applied
     float attn_factor = 1.0f;             // YaRN magnitude scaling (1 otherwise)
+    // Pairs (i, i + rope_dim/2) instead of adjacent ones: the GGUF convention
+    // for models whose Q/K rows are not permuted (Gemma, GPT-NeoX).
+    bool neox = false;
 };
 
 struct AttentionParams {
@@ -121,7 +124,26 @@ struct AttentionParams {
     // The keys' rotary embedding: attention re-rotates the query for pinned
     // segments (by min(p, pinned_query_pos) - p). Null when no segment is pinned.
     const RopeParams* rope = nullptr;
+    // > 0: scores become softcap * tanh(score / softcap) before the softmax
+    // (Gemma 2's attention logit soft-capping).
+    float softcap = 0.0f;
 };
+
+// Ops beyond the Llama set; an architecture checks them at load so a backend
+// without a kernel is refused up front with a clear message.
+enum class BackendOp {
+    RopeNeox,          // RopeParams::neox
+    AttentionSoftcap,  // AttentionParams::softcap
+    GeluMul,           // gelu_mul
+    Scale,             // scale
+    SsmConv,           // ssm_conv
+    SsmScan,           // ssm_scan
+    LayerNorm,         // layer_norm (Whisper)
+    GeluErf,           // gelu_erf (Whisper)
+    AddBias,           // add_bias (Whisper)
+    Im2Col1d,          // im2col_1d (Whisper's convolutional front end)
+};
+const char* backend_op_name(BackendOp op);
 
 struct DeviceDescription {
     ekv_backend_kind kind = EKV_BACKEND_CPU;
@@ -159,6 +181,66 @@ public:
     virtual void attention(const Tensor& q, const int32_t* q_pos, const KvView& kv,
                            const AttentionParams& p, Tensor& out) = 0;
     virtual void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) = 0;
+    // out = gelu(gate) * up, GELU with the tanh approximation (Gemma's GeGLU).
+    virtual void gelu_mul(const Tensor& gate, const Tensor& up, Tensor& out) {
+        (void)gate, (void)up;
+        unsupported(BackendOp::GeluMul, out);
+    }
+    // out = x * s (Gemma's embedding scale).
+    virtual void scale(const Tensor& x, float s, Tensor& out) {
+        (void)x, (void)s;
+        unsupported(BackendOp::Scale, out);
+    }
+
+    // Mamba (selective state space) ops, F32. x rows may be strided views.
+    // Depthwise causal convolution with SiLU over the time axis: state_in
+    // holds the K-1 inputs before x[0] (K = w.cols); out[t][c] = silu(b[c] +
+    // sum_j w[c][j] * in[t + j - (K-1)][c]); state_out gets the last K-1
+    // inputs of the concatenation (may alias nothing else).
+    virtual void ssm_conv(const Tensor& x, const Tensor& state_in, const Tensor& w, const Tensor& b,
+                          Tensor& state_out, Tensor& out) {
+        (void)x, (void)state_in, (void)w, (void)b, (void)state_out;
+        unsupported(BackendOp::SsmConv, out);
+    }
+    // Selective scan (Mamba 1) over T tokens for C channels and N states:
+    // delta = softplus(dt[t][c] + dt_bias[c]); h[c][n] = exp(delta * a[c][n])
+    // * h[c][n] + delta * bm[t][n] * x[t][c]; y[t][c] = sum_n cm[t][n] *
+    // h[c][n] + d[c] * x[t][c]. state_in/state_out: [C x N] (a: [C x N]).
+    virtual void ssm_scan(const Tensor& x, const Tensor& dt, const Tensor& dt_bias, const Tensor& a,
+                          const Tensor& bm, const Tensor& cm, const Tensor& d, const Tensor& state_in,
+                          Tensor& state_out, Tensor& y) {
+        (void)x, (void)dt, (void)dt_bias, (void)a, (void)bm, (void)cm, (void)d, (void)state_in, (void)state_out;
+        unsupported(BackendOp::SsmScan, y);
+    }
+
+    // Encoder-decoder (Whisper) ops, F32; out may alias x.
+    // out[t] = (x[t] - mean) / sqrt(var + eps) * weight + bias (biased variance).
+    virtual void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps, Tensor& out) {
+        (void)x, (void)weight, (void)bias, (void)eps;
+        unsupported(BackendOp::LayerNorm, out);
+    }
+    // out = x * Phi(x) with the exact (erf) normal CDF (PyTorch's default GELU).
+    virtual void gelu_erf(const Tensor& x, Tensor& out) {
+        (void)x;
+        unsupported(BackendOp::GeluErf, out);
+    }
+    // out[t][c] = x[t][c] + bias[c] (bias: one F32 row).
+    virtual void add_bias(const Tensor& x, const Tensor& bias, Tensor& out) {
+        (void)x, (void)bias;
+        unsupported(BackendOp::AddBias, out);
+    }
+    // Unfolds a 1-D convolution's input (time = rows, channels = cols) so the
+    // convolution becomes a matmul with weights [out][in * kernel]:
+    // out[t][c * kernel + k] = x[t * stride + k - pad][c], zero outside x.
+    // out must have out.rows = (x.rows + 2 * pad - kernel) / stride + 1 rows.
+    virtual void im2col_1d(const Tensor& x, int32_t kernel, int32_t stride, int32_t pad, Tensor& out) {
+        (void)x, (void)kernel, (void)stride, (void)pad;
+        unsupported(BackendOp::Im2Col1d, out);
+    }
+    virtual bool supports_op(BackendOp op) const {
+        (void)op;
+        return false;
+    }
     virtual void add(const Tensor& a, const Tensor& b, Tensor& out) = 0;
     // Copies whole rows between tensors of the same type and width (cache clone).
     virtual void copy_raw(const Tensor& src, Tensor& dst, int64_t n_rows) = 0;
@@ -180,13 +262,30 @@ public:
     // Ops are void because they may run asynchronously; a backend whose ops
     // can fail (out of device memory, a lost device) keeps the first failure
     // and hands it out here, clearing it. Forward checks it after synchronize().
-    virtual Status take_error() { return Status::Ok(); }
+    virtual Status take_error() {
+        Status e = std::move(unsupported_error_);
+        unsupported_error_ = Status::Ok();
+        return e;
+    }
     // KV formats its attention and cache ops handle; caches are refused at
     // creation otherwise, never half-run.
     virtual bool supports_kv_format(KvFormat format) const {
         (void)format;
         return true;
     }
+
+protected:
+    // Reached only when an architecture skipped its supports_op() check: the
+    // forward then fails with this status instead of using garbage.
+    void unsupported(BackendOp op, Tensor& out) {
+        (void)out;
+        if (unsupported_error_.ok())
+            unsupported_error_ = Error(EKV_ERR_UNSUPPORTED, "the %s backend has no %s kernel", device().name.c_str(),
+                                       backend_op_name(op));
+    }
+
+private:
+    Status unsupported_error_;
 };
 
 struct BackendOptions {

@@ -9,6 +9,23 @@
 #endif
 
 namespace ekv {
+
+const char* backend_op_name(BackendOp op) {
+    switch (op) {
+        case BackendOp::RopeNeox: return "NeoX-style rope";
+        case BackendOp::AttentionSoftcap: return "soft-capped attention";
+        case BackendOp::GeluMul: return "gelu_mul (GeGLU)";
+        case BackendOp::Scale: return "scale";
+        case BackendOp::SsmConv: return "ssm_conv (Mamba convolution)";
+        case BackendOp::SsmScan: return "ssm_scan (Mamba selective scan)";
+        case BackendOp::LayerNorm: return "layer_norm (LayerNorm with bias)";
+        case BackendOp::GeluErf: return "gelu_erf (exact GELU)";
+        case BackendOp::AddBias: return "add_bias";
+        case BackendOp::Im2Col1d: return "im2col_1d (1-D convolution input)";
+    }
+    return "unknown op";
+}
+
 namespace {
 
 Status create_cpu(const BackendOptions& options, std::unique_ptr<Backend>* out) {

@@ -19,6 +19,21 @@
 
 namespace ekv {
 
+// What one layer of the model keeps between tokens.
+enum class LayerKind : uint8_t {
+    Attention,         // causal attention over every earlier position
+    SlidingAttention,  // local attention over the last CacheShape::sliding_window positions
+    Recurrent,         // Mamba: a convolution window and an SSM state, no KV
+};
+
+// Per recurrent layer (F32): the last conv_rows inputs of the depthwise
+// convolution (conv_rows = d_conv - 1, conv_cols = d_inner) and the SSM
+// state (ssm_rows = d_inner, ssm_cols = d_state).
+struct RecurrentShape {
+    int32_t conv_rows = 0, conv_cols = 0;
+    int32_t ssm_rows = 0, ssm_cols = 0;
+};
+
 // What the model needs cached per layer.
 struct CacheShape {
     int32_t n_layers = 0;
@@ -27,7 +42,32 @@ struct CacheShape {
     int32_t context_length = 0;  // trained context, default capacity of fixed caches
     int32_t max_chunk = 1;       // most tokens the model stores per chunk
     uint64_t model_fingerprint = 0;  // identifies the model in saved cache files
+    // Empty: every layer is Attention. Otherwise one entry per layer.
+    std::vector<LayerKind> layer_kinds;
+    int32_t sliding_window = 0;  // SlidingAttention layers' window (positions)
+    RecurrentShape recurrent;    // Recurrent layers' state
+    // Encoder-decoder models: encoder positions the cross-attention KV holds
+    // (0 for decoder-only models).
+    int32_t cross_len = 0;
+
     int64_t kv_width() const { return static_cast<int64_t>(n_kv_heads) * head_dim; }
+    LayerKind kind(int32_t layer) const {
+        return layer_kinds.empty() ? LayerKind::Attention : layer_kinds[static_cast<size_t>(layer)];
+    }
+    int32_t count(LayerKind k) const {
+        if (layer_kinds.empty()) return k == LayerKind::Attention ? n_layers : 0;
+        int32_t n = 0;
+        for (LayerKind x : layer_kinds) n += x == k ? 1 : 0;
+        return n;
+    }
+};
+
+// One recurrent layer's state, double-buffered so a failed forward changes
+// nothing: a chunk reads the *_in tensors and writes the state after it to
+// the *_out tensors; commit() makes *_out current.
+struct RecurrentState {
+    Tensor conv_in, conv_out;  // [conv_rows x conv_cols]
+    Tensor ssm_in, ssm_out;    // [ssm_rows x ssm_cols]
 };
 
 // The three axes of DESIGN.md; every HF cache type is a point here.
@@ -61,6 +101,9 @@ struct CacheConfig {
 // model's shape; refuses contradictions and impossible combinations.
 Status resolve_cache_config(const ekv_cache_params& p, ekv_cache_type resolved_type, const CacheShape& shape,
                             const Backend& backend, CacheConfig* out);
+// The configuration of `type` with default parameters: what a cache-less call
+// (use_cache=False) runs on, the model's natural type.
+Status default_cache_config(ekv_cache_type type, const CacheShape& shape, const Backend& backend, CacheConfig* out);
 
 struct CacheStats {
     int32_t seq_len = 0;
@@ -105,6 +148,32 @@ public:
 
     // Versioned, checksummed file tied to the model (cache_file.cpp).
     virtual Status save(const std::string& path) const = 0;
+
+    // Recurrent layers (mamba, hybrid_mamba caches): false for other layers
+    // and caches.
+    virtual bool recurrent_state(int32_t layer, RecurrentState* out) {
+        (void)layer;
+        (void)out;
+        return false;
+    }
+
+    // Encoder-decoder caches: the cross-attention KV, written once per input
+    // from the encoder output. cross_len() is 0 until then. Decoder-only
+    // caches refuse prepare_cross.
+    virtual int32_t cross_len() const { return 0; }
+    virtual Status prepare_cross(int32_t n_positions) {
+        (void)n_positions;
+        return Error(EKV_ERR_INVALID_STATE, "cache type '%s' has no cross-attention (not an encoder-decoder cache)",
+                     ekv_cache_type_name(type()));
+    }
+    virtual void store_cross(Backend& backend, int32_t layer, const Tensor& k, const Tensor& v) {
+        (void)backend, (void)layer, (void)k, (void)v;
+    }
+    virtual void commit_cross(int32_t n_positions) { (void)n_positions; }
+    virtual KvView cross_view(int32_t layer) {
+        (void)layer;
+        return KvView();
+    }
 
     // Token ids consumed, oldest first (kept for prefix reuse even where a ring
     // dropped their keys: 4 bytes a token against the KV's kilobytes).

@@ -15,10 +15,15 @@ Status set_retention(ekv_cache_type type, CacheConfig* c) {
         case EKV_CACHE_QUANTIZED: c->retention = Retention::Unbounded; return Status::Ok();
         case EKV_CACHE_SLIDING_WINDOW: c->retention = Retention::Window; return Status::Ok();
         case EKV_CACHE_SINK: c->retention = Retention::Sink; return Status::Ok();
+        // Model-specific caches: their attention KV (global layers, attention
+        // layers, the decoder's self-attention) grows, or is fixed when
+        // max_cache_len is given (resolve_cache_config).
+        case EKV_CACHE_HYBRID:
+        case EKV_CACHE_MAMBA:
+        case EKV_CACHE_HYBRID_MAMBA:
+        case EKV_CACHE_ENCODER_DECODER: c->retention = Retention::Unbounded; return Status::Ok();
         case EKV_CACHE_AUTO: return Error(EKV_ERR_INTERNAL, "cache type auto must be resolved by the model");
-        default:
-            return Error(EKV_ERR_UNSUPPORTED, "cache type '%s' is model-specific and not implemented in this version",
-                         ekv_cache_type_name(type));
+        default: return Error(EKV_ERR_INVALID_ARGUMENT, "unknown cache type %d", static_cast<int>(type));
     }
 }
 
@@ -44,6 +49,10 @@ Status check_kivi(const CacheConfig& c, const CacheShape& shape) {
 
 }  // namespace
 
+Status default_cache_config(ekv_cache_type type, const CacheShape& shape, const Backend& backend, CacheConfig* out) {
+    return resolve_cache_config(ekv_cache_default_params(), type, shape, backend, out);
+}
+
 Status resolve_cache_config(const ekv_cache_params& p, ekv_cache_type type, const CacheShape& shape,
                             const Backend& backend, CacheConfig* out) {
     const DeviceDescription& device = backend.device();
@@ -67,6 +76,9 @@ Status resolve_cache_config(const ekv_cache_params& p, ekv_cache_type type, cons
                      device.name.c_str());
 
     c.max_cache_len = p.max_cache_len;
+    const bool model_specific = type == EKV_CACHE_HYBRID || type == EKV_CACHE_MAMBA ||
+                                type == EKV_CACHE_HYBRID_MAMBA || type == EKV_CACHE_ENCODER_DECODER;
+    if (model_specific && c.max_cache_len > 0) c.retention = Retention::Fixed;
     if (c.retention == Retention::Fixed) {
         if (c.max_cache_len == 0) c.max_cache_len = shape.context_length;
         if (c.max_cache_len <= 0)
@@ -75,6 +87,17 @@ Status resolve_cache_config(const ekv_cache_params& p, ekv_cache_type type, cons
 
     c.window_length = p.window_length;
     c.num_sink_tokens = c.retention == Retention::Sink ? p.num_sink_tokens : 0;
+    if (type == EKV_CACHE_HYBRID) {
+        // The local layers' window is the model's, not a choice.
+        if (shape.sliding_window <= 0)
+            return Error(EKV_ERR_UNSUPPORTED, "cache type 'hybrid' needs a model with sliding-window layers");
+        if (c.window_length != 0 && c.window_length != shape.sliding_window)
+            return Error(EKV_ERR_INVALID_ARGUMENT,
+                         "window_length %d contradicts the model's sliding window %d (hybrid caches use the model's; "
+                         "leave it 0)",
+                         c.window_length, shape.sliding_window);
+        c.window_length = shape.sliding_window;
+    }
     if (c.retention == Retention::Window || c.retention == Retention::Sink) {
         if (c.window_length <= 0)
             return Error(EKV_ERR_INVALID_ARGUMENT, "%s cache needs window_length > 0 (got %d)",

@@ -1,28 +1,34 @@
-// Cache files: a header (format version, the model's fingerprint and shape,
-// the cache's configuration and state), the token ids, each layer's live
-// bytes slot by slot, and an FNV-1a checksum of everything before it.
-// Loading builds a new cache and hands it out only when every check passed,
-// so a bad file changes nothing.
+// Cache files (format in cache_io.h) and the KvCache body: its shape,
+// configuration and state, the token ids, and each layer's live bytes slot by
+// slot. Loading builds a new cache and hands it out only when every check
+// passed, so a bad file changes nothing.
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <memory>
 #include <new>
 
+#include "cache/cache_io.h"
+#include "cache/encoder_decoder_cache.h"
 #include "cache/kv_cache.h"
-#include "core/hash.h"
 
 namespace ekv {
 namespace {
 
 constexpr char kMagic[8] = {'E', 'K', 'V', 'C', 'A', 'C', 'H', 'E'};
-constexpr uint32_t kVersion = 1;
+// 2: a cache kind after the version; composite caches.
+constexpr uint32_t kVersion = 2;
 
 struct FileHeader {
     char magic[8];
     uint32_t version;
-    uint32_t n_layers, n_kv_heads, head_dim, max_chunk;
+    uint32_t kind;
     uint64_t fingerprint;
+};
+
+// One KvCache: its shape, configuration and state.
+struct KvBodyHeader {
+    uint32_t n_layers, n_kv_heads, head_dim, max_chunk;
     // configuration
     uint32_t type, retention, storage, placement, kv_dtype;
     int32_t max_cache_len, window_length, num_sink_tokens, nbits, q_group_size, residual_length;
@@ -40,59 +46,9 @@ struct FileCloser {
 };
 using File = std::unique_ptr<FILE, FileCloser>;
 
-class Writer {
-public:
-    explicit Writer(FILE* f) : f_(f) {}
-    bool write(const void* p, size_t n) {
-        hash_.add(p, n);
-        return std::fwrite(p, 1, n, f_) == n;
-    }
-    bool finish() {
-        const uint64_t sum = hash_.value();
-        return std::fwrite(&sum, 1, sizeof sum, f_) == sizeof sum;
-    }
-
-private:
-    FILE* f_;
-    Fnv1a64 hash_;
-};
-
-class Reader {
-public:
-    Reader(FILE* f, const std::string& path) : f_(f), path_(path) {}
-    Status read(void* p, size_t n, const char* what) {
-        if (std::fread(p, 1, n, f_) != n)
-            return Error(EKV_ERR_INVALID_FILE, "cache file %s is truncated (reading %s)", path_.c_str(), what);
-        hash_.add(p, n);
-        return Status::Ok();
-    }
-    Status check_sum() {
-        uint64_t sum = 0;
-        if (std::fread(&sum, 1, sizeof sum, f_) != sizeof sum)
-            return Error(EKV_ERR_INVALID_FILE, "cache file %s is truncated (no checksum)", path_.c_str());
-        if (sum != hash_.value())
-            return Error(EKV_ERR_INVALID_FILE, "cache file %s is corrupted (checksum mismatch)", path_.c_str());
-        if (std::fgetc(f_) != EOF)
-            return Error(EKV_ERR_INVALID_FILE, "cache file %s has trailing bytes", path_.c_str());
-        return Status::Ok();
-    }
-
-private:
-    FILE* f_;
-    const std::string& path_;
-    Fnv1a64 hash_;
-};
-
 bool in_range(uint32_t v, uint32_t hi) { return v <= hi; }
 
-Status check_header(const FileHeader& h, const CacheShape& shape, const std::string& path) {
-    if (std::memcmp(h.magic, kMagic, sizeof kMagic) != 0)
-        return Error(EKV_ERR_INVALID_FILE, "%s is not an edgekv cache file", path.c_str());
-    if (h.version != kVersion)
-        return Error(EKV_ERR_UNSUPPORTED, "cache file %s has format version %u; this edgekv reads version %u",
-                     path.c_str(), h.version, kVersion);
-    if (h.fingerprint != shape.model_fingerprint)
-        return Error(EKV_ERR_MODEL_MISMATCH, "cache file %s was written for another model", path.c_str());
+Status check_body_header(const KvBodyHeader& h, const CacheShape& shape, const std::string& path) {
     if (static_cast<int32_t>(h.n_layers) != shape.n_layers ||
         static_cast<int32_t>(h.n_kv_heads) != shape.n_kv_heads ||
         static_cast<int32_t>(h.head_dim) != shape.head_dim)
@@ -114,19 +70,76 @@ Status check_header(const FileHeader& h, const CacheShape& shape, const std::str
 
 }  // namespace
 
-Status KvCache::save(const std::string& path) const {
+Status write_cache_file(const std::string& path, CacheFileKind kind, uint64_t fingerprint,
+                        const CacheBodyWriter& body) {
     File f(std::fopen(path.c_str(), "wb"));
     if (!f) return Error(EKV_ERR_IO, "cannot create %s", path.c_str());
-    const CacheConfig& c = layout_.cfg;
     FileHeader h;
     std::memset(&h, 0, sizeof h);
     std::memcpy(h.magic, kMagic, sizeof kMagic);
     h.version = kVersion;
+    h.kind = static_cast<uint32_t>(kind);
+    h.fingerprint = fingerprint;
+    CacheFileWriter w(f.get());
+    Status st = w.value(h) ? body(w) : Error(EKV_ERR_IO, "cannot write %s (disk full?)", path.c_str());
+    if (st.ok()) {
+        const uint64_t sum = w.sum();
+        if (std::fwrite(&sum, 1, sizeof sum, f.get()) != sizeof sum)
+            st = Error(EKV_ERR_IO, "cannot write %s (disk full?)", path.c_str());
+    }
+    if (std::fclose(f.release()) != 0 && st.ok()) st = Error(EKV_ERR_IO, "cannot write %s (disk full?)", path.c_str());
+    if (!st.ok()) std::remove(path.c_str());
+    return st;
+}
+
+Status load_cache(const std::string& path, const CacheShape& shape, Backend& backend, std::unique_ptr<Cache>* out) {
+    File f(std::fopen(path.c_str(), "rb"));
+    if (!f) return Error(EKV_ERR_IO, "cannot open %s", path.c_str());
+    CacheFileReader r(f.get(), path);
+    FileHeader h;
+    EKV_TRY(r.value(&h, "header"));
+    if (std::memcmp(h.magic, kMagic, sizeof kMagic) != 0)
+        return Error(EKV_ERR_INVALID_FILE, "%s is not an edgekv cache file", path.c_str());
+    if (h.version != kVersion)
+        return Error(EKV_ERR_UNSUPPORTED, "cache file %s has format version %u; this edgekv reads version %u",
+                     path.c_str(), h.version, kVersion);
+    if (h.fingerprint != shape.model_fingerprint)
+        return Error(EKV_ERR_MODEL_MISMATCH, "cache file %s was written for another model", path.c_str());
+    std::unique_ptr<Cache> made;
+    switch (static_cast<CacheFileKind>(h.kind)) {
+        case CacheFileKind::Kv: EKV_TRY(read_kv_cache_body(r, shape, backend, &made)); break;
+        case CacheFileKind::Hybrid: EKV_TRY(read_hybrid_cache_body(r, shape, backend, &made)); break;
+        case CacheFileKind::Recurrent: EKV_TRY(read_recurrent_cache_body(r, shape, backend, &made)); break;
+        case CacheFileKind::HybridMamba: EKV_TRY(read_hybrid_mamba_cache_body(r, shape, backend, &made)); break;
+        case CacheFileKind::EncoderDecoder:
+            EKV_TRY(EncoderDecoderCache::read_body(r, shape, backend, &made));
+            break;
+        default:
+            return Error(EKV_ERR_INVALID_FILE, "cache file %s holds an unknown cache kind %u", path.c_str(), h.kind);
+    }
+    uint64_t sum = 0;
+    if (std::fread(&sum, 1, sizeof sum, f.get()) != sizeof sum)
+        return Error(EKV_ERR_INVALID_FILE, "cache file %s is truncated (no checksum)", path.c_str());
+    if (sum != r.sum())
+        return Error(EKV_ERR_INVALID_FILE, "cache file %s is corrupted (checksum mismatch)", path.c_str());
+    if (std::fgetc(f.get()) != EOF) return Error(EKV_ERR_INVALID_FILE, "cache file %s has trailing bytes", path.c_str());
+    *out = std::move(made);
+    return Status::Ok();
+}
+
+Status KvCache::save(const std::string& path) const {
+    return write_cache_file(path, CacheFileKind::Kv, layout_.shape.model_fingerprint,
+                            [this](CacheFileWriter& w) { return write_body(w); });
+}
+
+Status KvCache::write_body(CacheFileWriter& w) const {
+    const CacheConfig& c = layout_.cfg;
+    KvBodyHeader h;
+    std::memset(&h, 0, sizeof h);
     h.n_layers = static_cast<uint32_t>(layout_.shape.n_layers);
     h.n_kv_heads = static_cast<uint32_t>(layout_.shape.n_kv_heads);
     h.head_dim = static_cast<uint32_t>(layout_.shape.head_dim);
     h.max_chunk = static_cast<uint32_t>(layout_.shape.max_chunk);
-    h.fingerprint = layout_.shape.model_fingerprint;
     h.type = static_cast<uint32_t>(c.type);
     h.retention = static_cast<uint32_t>(c.retention);
     h.storage = static_cast<uint32_t>(c.storage);
@@ -145,7 +158,6 @@ Status KvCache::save(const std::string& path) const {
     h.n_tokens = tokens_.size();
     h.forwarded = forwarded_;
 
-    Writer w(f.get());
     bool ok = w.write(&h, sizeof h) && w.write(tokens_.data(), tokens_.size() * sizeof(int32_t));
     // Device memory is read through a host buffer, one slot at a time.
     size_t largest = 0;
@@ -160,30 +172,24 @@ Status KvCache::save(const std::string& path) const {
             backend_->copy_bytes(*lb.buf[s], 0, *host, 0, bytes);
             backend_->synchronize();
             const Status copied = backend_->take_error();
-            if (!copied.ok()) {
-                std::fclose(f.release());
-                std::remove(path.c_str());
-                return copied;
-            }
+            if (!copied.ok()) return copied;
             ok = w.write(host->host(), bytes);
         }
     }
-    ok = ok && w.finish();
-    if (std::fclose(f.release()) != 0) ok = false;
-    if (!ok) {
-        std::remove(path.c_str());
-        return Error(EKV_ERR_IO, "cannot write %s (disk full?)", path.c_str());
-    }
+    if (!ok) return Error(EKV_ERR_IO, "cannot write the cache file (disk full?)");
     return Status::Ok();
 }
 
-Status KvCache::load(const std::string& path, const CacheShape& shape, Backend& backend, std::unique_ptr<Cache>* out) {
-    File f(std::fopen(path.c_str(), "rb"));
-    if (!f) return Error(EKV_ERR_IO, "cannot open %s", path.c_str());
-    Reader r(f.get(), path);
-    FileHeader h;
-    EKV_TRY(r.read(&h, sizeof h, "header"));
-    EKV_TRY(check_header(h, shape, path));
+Status read_kv_cache_body(CacheFileReader& r, const CacheShape& shape, Backend& backend,
+                          std::unique_ptr<Cache>* out) {
+    return KvCache::read_body(r, shape, backend, out);
+}
+
+Status KvCache::read_body(CacheFileReader& r, const CacheShape& shape, Backend& backend, std::unique_ptr<Cache>* out) {
+    const std::string& path = r.path();
+    KvBodyHeader h;
+    EKV_TRY(r.value(&h, "cache header"));
+    EKV_TRY(check_body_header(h, shape, path));
 
     CacheConfig c;
     c.type = static_cast<ekv_cache_type>(h.type);
@@ -214,6 +220,9 @@ Status KvCache::load(const std::string& path, const CacheShape& shape, Backend& 
     CacheConfig checked;
     Status st = resolve_cache_config(p, c.type, shape, backend, &checked);
     if (!st.ok()) return Error(st.code(), "cache file %s: %s", path.c_str(), st.message().c_str());
+    // A hybrid cache's local part: a ring of the model's sliding window.
+    if (c.type == EKV_CACHE_HYBRID && c.retention == Retention::Window && c.window_length == shape.sliding_window)
+        checked.retention = Retention::Window;
     if (checked.retention != c.retention || checked.storage != c.storage)
         return Error(EKV_ERR_INVALID_FILE, "cache file %s has an inconsistent configuration", path.c_str());
     checked.kv_dtype = c.kv_dtype;
@@ -255,7 +264,6 @@ Status KvCache::load(const std::string& path, const CacheShape& shape, Backend& 
     }
     backend.synchronize();
     EKV_TRY(backend.take_error());
-    EKV_TRY(r.check_sum());
     *out = std::move(made);
     return Status::Ok();
 }

@@ -274,14 +274,14 @@ int32_t KvCache::oldest_plain_held() const {
     return std::max(0, body - layout_.plain_ring_rows);
 }
 
-Status KvCache::crop(int32_t new_len) {
+Status KvCache::check_crop(int32_t new_len) const {
     if (new_len < 0 || new_len > len_)
         return Error(EKV_ERR_INVALID_ARGUMENT, "cannot crop a cache of %d tokens to %d", len_, new_len);
     if (new_len == len_) return Status::Ok();
     const KvLayout& l = layout_;
     const int32_t new_body = l.body_of(new_len);
     const int32_t need_from = l.first_visible_body(new_len);
-    const int32_t new_q = l.kivi ? std::min(q_end_, new_body / l.group * l.group) : 0;
+    const int32_t new_q = cropped_q_end(new_len);
     const int32_t plain_from = std::max(need_from, new_q);
     if (plain_from < new_body && plain_from < oldest_plain_held())
         return Error(EKV_ERR_INVALID_STATE,
@@ -294,8 +294,19 @@ Status KvCache::crop(int32_t new_len) {
             return Error(EKV_ERR_INVALID_STATE, "cannot crop the %s cache to %d tokens: its ring dropped token %d",
                          ekv_cache_type_name(type()), new_len, l.sinks + need_from);
     }
+    return Status::Ok();
+}
+
+int32_t KvCache::cropped_q_end(int32_t new_len) const {
+    const KvLayout& l = layout_;
+    return l.kivi ? std::min(q_end_, l.body_of(new_len) / l.group * l.group) : 0;
+}
+
+Status KvCache::crop(int32_t new_len) {
+    EKV_TRY(check_crop(new_len));
+    if (new_len == len_) return Status::Ok();
+    q_end_ = q_target_ = cropped_q_end(new_len);
     len_ = new_len;
-    q_end_ = q_target_ = new_q;
     tokens_.resize(static_cast<size_t>(new_len));
     staged_layer_ = {{-1, -1}};
     return Status::Ok();
@@ -363,15 +374,6 @@ CacheStats KvCache::stats() const {
                                        : 0);
     s.used_bytes = n_layers * per_layer;
     return s;
-}
-
-Status create_cache(const CacheConfig& config, const CacheShape& shape, Backend& backend,
-                    std::unique_ptr<Cache>* out) {
-    return KvCache::create(config, shape, backend, out);
-}
-
-Status load_cache(const std::string& path, const CacheShape& shape, Backend& backend, std::unique_ptr<Cache>* out) {
-    return KvCache::load(path, shape, backend, out);
 }
 
 }  // namespace ekv

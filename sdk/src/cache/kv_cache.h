@@ -17,6 +17,9 @@
 
 namespace ekv {
 
+class CacheFileWriter;
+class CacheFileReader;
+
 // One layer's memory: a buffer and a tensor over it per slot.
 struct LayerBuffers {
     std::array<std::unique_ptr<Buffer>, kNumSlots> buf;
@@ -37,14 +40,18 @@ public:
     KvView view(int32_t layer, int32_t n_pending) override;
     void commit(const int32_t* ids, int32_t n) override;
     Status crop(int32_t new_len) override;
+    // Whether crop(new_len) would succeed (composite caches check every part
+    // before cropping any).
+    Status check_crop(int32_t new_len) const;
     void reset() override;
     Status clone(Backend& backend, std::unique_ptr<Cache>* out) const override;
     CacheStats stats() const override;
     Status save(const std::string& path) const override;
 
-    // cache_file.cpp
-    static Status load(const std::string& path, const CacheShape& shape, Backend& backend,
-                       std::unique_ptr<Cache>* out);
+    // cache_file.cpp: the body of a cache file (cache_io.h).
+    Status write_body(CacheFileWriter& w) const;
+    static Status read_body(CacheFileReader& r, const CacheShape& shape, Backend& backend,
+                            std::unique_ptr<Cache>* out);
 
 private:
     KvCache(const KvLayout& layout, Backend& backend);
@@ -60,6 +67,7 @@ private:
     void add_plain_runs(KvView& view, const LayerBuffers& lb, int slot_k, int32_t b0, int32_t b1) const;
     void add_kivi_runs(KvView& view, const LayerBuffers& lb, int32_t b0, int32_t b1) const;
     int32_t oldest_plain_held() const;
+    int32_t cropped_q_end(int32_t new_len) const;
     int32_t tokens_held() const;
 
     KvLayout layout_;

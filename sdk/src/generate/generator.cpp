@@ -67,7 +67,7 @@ Status generate(const Model& model, Cache* cache, Workspace* ws, const int32_t* 
     std::unique_ptr<Workspace> scratch_ws;
     if (!opts.use_cache) {
         CacheConfig cc;
-        cc.type = EKV_CACHE_DYNAMIC;
+        EKV_TRY(default_cache_config(model.arch->natural_cache(), model.arch->cache_shape(), *model.backend, &cc));
         EKV_TRY(create_cache(cc, model.arch->cache_shape(), *model.backend, &scratch_cache));
         EKV_TRY(model.arch->create_workspace(&scratch_ws));
     } else if (!cache || !ws) {

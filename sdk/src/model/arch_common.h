@@ -3,6 +3,8 @@
 // loading, and the single-allocation activation arena.
 #pragma once
 #include <memory>
+#include <new>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -53,6 +55,46 @@ private:
     uint64_t bytes_ = 0;
     uint64_t params_ = 0;
 };
+
+// The chunked forward every architecture shares: chunks of at most
+// max_chunk tokens; layers(tokens, n, first_pos) runs one chunk through the
+// model, head(first_row, rows) turns those rows of the chunk's final hidden
+// states into a logits tensor, which is read into req.logits. A chunk is
+// committed only after the backend reported no error, so a failure leaves
+// the cache as it was before that chunk. (A template: no allocation on the
+// decode path.)
+template <class Layers, class Head>
+Status run_chunked_forward(Backend& be, Cache& cache, const ForwardRequest& req, int32_t max_chunk, int32_t n_vocab,
+                           Layers&& layers, Head&& head) {
+    int32_t done = 0;
+    while (done < req.n_tokens) {
+        const int32_t n = req.n_tokens - done < max_chunk ? req.n_tokens - done : max_chunk;
+        const int32_t* toks = req.tokens + done;
+        layers(toks, n, req.first_pos + done);
+        if (req.all_logits || done + n == req.n_tokens) {
+            const int32_t first_row = req.all_logits ? 0 : n - 1;
+            const int32_t rows = req.all_logits ? n : 1;
+            const Tensor lg = head(first_row, rows);
+            float* dst = req.logits + (req.all_logits ? static_cast<size_t>(done) * n_vocab : 0);
+            be.read(lg, dst, static_cast<size_t>(rows) * n_vocab * sizeof(float));
+        }
+        be.synchronize();
+        EKV_TRY(be.take_error());  // nothing committed: the cache is unchanged
+        cache.commit(toks, n);
+        done += n;
+    }
+    return Status::Ok();
+}
+
+// Constructs and initializes an architecture: Arch(args...).init(file).
+template <class Arch, class... Args>
+Status make_architecture(const ModelFile& file, std::unique_ptr<Architecture>* out, Args&&... args) {
+    std::unique_ptr<Arch> m(new (std::nothrow) Arch(std::forward<Args>(args)...));
+    if (!m) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate model");
+    EKV_TRY(m->init(file));
+    *out = std::move(m);
+    return Status::Ok();
+}
 
 // Collects F32 activation tensors and backs them with one buffer.
 class ActivationArena {

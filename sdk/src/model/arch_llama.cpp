@@ -189,41 +189,23 @@ void Llama::forward_chunk(Cache& cache, LlamaWorkspace& ws, const int32_t* token
 Status Llama::forward(Cache& cache, Workspace& wsb, const ForwardRequest& req) const {
     LlamaWorkspace& ws = static_cast<LlamaWorkspace&>(wsb);
     const int32_t n_vocab = hp_.n_vocab;
-    int32_t done = 0;
-    while (done < req.n_tokens) {
-        const int32_t n = std::min(kBatch, req.n_tokens - done);
-        const int32_t* toks = req.tokens + done;
-        // Each chunk is stored after the committed tokens, seen by attention
-        // as pending, and committed once every layer has stored it.
-        forward_chunk(cache, ws, toks, n, req.first_pos + done);
-        const bool last_chunk = done + n == req.n_tokens;
-        if (req.all_logits || last_chunk) {
-            const int32_t first_row = req.all_logits ? 0 : n - 1;
-            const int32_t rows = req.all_logits ? n : 1;
+    return run_chunked_forward(
+        backend_, cache, req, kBatch, n_vocab,
+        [&](const int32_t* toks, int32_t n, int32_t first_pos) { forward_chunk(cache, ws, toks, n, first_pos); },
+        [&](int32_t first_row, int32_t rows) {
             Tensor xr = ws.x.row_range(first_row, rows);
             Tensor hr = ws.h.row_range(0, rows);
             Tensor lg = ws.logits.row_range(0, rows);
             backend_.rms_norm(xr, output_norm_, hp_.rms_eps, hr);
             backend_.matmul(output_, hr, lg);
-            float* dst = req.logits + (req.all_logits ? static_cast<size_t>(done) * n_vocab : 0);
-            backend_.read(lg, dst, static_cast<size_t>(rows) * n_vocab * sizeof(float));
-        }
-        backend_.synchronize();
-        EKV_TRY(backend_.take_error());  // nothing committed: the cache is unchanged
-        cache.commit(toks, n);
-        done += n;
-    }
-    return Status::Ok();
+            return lg;
+        });
 }
 
 }  // namespace
 
 Status create_llama(const ModelFile& file, Backend& backend, std::unique_ptr<Architecture>* out) {
-    std::unique_ptr<Llama> m(new (std::nothrow) Llama(backend));
-    if (!m) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate model");
-    EKV_TRY(m->init(file));
-    *out = std::move(m);
-    return Status::Ok();
+    return make_architecture<Llama>(file, out, backend);
 }
 
 }  // namespace ekv

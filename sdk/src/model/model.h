@@ -55,6 +55,13 @@ public:
     // Runs the tokens through the model, extending the cache. The cache must
     // already be prepare()d for n_tokens; forward stores and commits.
     virtual Status forward(Cache& cache, Workspace& ws, const ForwardRequest& req) const = 0;
+    // Encoder-decoder models: runs the encoder on a log-mel spectrogram
+    // ([n_mel][n_frames], mel bin major) and writes every decoder layer's
+    // cross-attention KV into the cache, which starts a new sequence.
+    virtual Status encode(Cache& cache, Workspace& ws, const float* mel, int32_t n_mel, int32_t n_frames) const {
+        (void)cache, (void)ws, (void)mel, (void)n_mel, (void)n_frames;
+        return Error(EKV_ERR_UNSUPPORTED, "%s has no encoder", info().architecture.c_str());
+    }
 };
 
 class Model {

@@ -8,14 +8,23 @@
 namespace ekv {
 
 Status create_llama(const ModelFile& file, Backend& backend, std::unique_ptr<Architecture>* out);
+Status create_gemma(const ModelFile& file, Backend& backend, int version, std::unique_ptr<Architecture>* out);
+Status create_mamba(const ModelFile& file, Backend& backend, std::unique_ptr<Architecture>* out);
+Status create_jamba(const ModelFile& file, Backend& backend, std::unique_ptr<Architecture>* out);
+Status create_whisper(const ModelFile& file, Backend& backend, std::unique_ptr<Architecture>* out);
 
 Status create_architecture(const ModelFile& file, Backend& backend, std::unique_ptr<Architecture>* out) {
     std::string arch;
     if (!file.meta.get_string("general.architecture", &arch))
         return Error(EKV_ERR_INVALID_FILE, "missing metadata general.architecture");
     if (arch == "llama" || arch == "mistral") return create_llama(file, backend, out);
-    return Error(EKV_ERR_UNSUPPORTED_ARCH, "model architecture '%s' is not supported (supported: llama, mistral)",
-                 arch.c_str());
+    if (arch == "gemma2") return create_gemma(file, backend, 2, out);
+    if (arch == "gemma3") return create_gemma(file, backend, 3, out);
+    if (arch == "mamba") return create_mamba(file, backend, out);
+    if (arch == "jamba") return create_jamba(file, backend, out);
+    if (arch == "whisper") return create_whisper(file, backend, out);
+    return Error(EKV_ERR_UNSUPPORTED_ARCH, "model architecture '%s' is not supported (supported: %s)", arch.c_str(),
+                 "llama, mistral, gemma2, gemma3, mamba, jamba, whisper");
 }
 
 uint64_t model_fingerprint(const ModelFile& file) {

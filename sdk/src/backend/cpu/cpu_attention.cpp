@@ -114,6 +114,7 @@ struct PackQueries {
 // cos/sin of the pinned re-rotation of one query position (pairs 2i, 2i+1).
 struct PinnedRotation {
     bool needed = false;
+    bool neox = false;  // pairs (i, i + half) instead of (2i, 2i + 1)
     int half = 0;
     float cos_[detail::kAttnMaxHeadDim / 2];
     float sin_[detail::kAttnMaxHeadDim / 2];
@@ -125,6 +126,7 @@ PinnedRotation pinned_rotation(const Plan& pl, int32_t q_pos, const TokenRanges&
     if (!tr.any_pinned || pinned_pos == q_pos) return rot;
     const RopeParams& rope = *pl.p->rope;
     rot.needed = true;
+    rot.neox = rope.neox;
     rot.half = rope.rope_dim / 2;
     // Double precision: the distance reaches 1e5+ in long streams.
     const double delta = static_cast<double>(pinned_pos) - static_cast<double>(q_pos);
@@ -151,10 +153,12 @@ void prepare_queries(const Plan& pl, int64_t t, int kv_head, int pack, const Pin
     std::memcpy(pq.pinned, pq.plain, sizeof(float) * static_cast<size_t>(nq) * hd);
     for (int j = 0; j < nq; ++j) {
         float* v = pq.pinned + static_cast<size_t>(j) * hd;
+        const int stride = rot.neox ? 1 : 2, partner = rot.neox ? rot.half : 1;
         for (int i = 0; i < rot.half; ++i) {
-            const float a = v[2 * i], b = v[2 * i + 1];
-            v[2 * i] = a * rot.cos_[i] - b * rot.sin_[i];
-            v[2 * i + 1] = a * rot.sin_[i] + b * rot.cos_[i];
+            float* x0 = v + stride * i;
+            const float a = x0[0], b = x0[partner];
+            x0[0] = a * rot.cos_[i] - b * rot.sin_[i];
+            x0[partner] = a * rot.sin_[i] + b * rot.cos_[i];
         }
     }
 }
@@ -203,6 +207,7 @@ void run_chunk(const Plan& pl, const TokenRanges& tr, int64_t chunk, int kv_head
             piece.head_dim = pl.hd;
             piece.kv_width = pl.kv_width;
             piece.nq = nq;
+            piece.softcap = pl.p->softcap;
             piece.q = seg.pinned && pq.has_pinned ? pq.pinned : pq.plain;
             piece.i0 = static_cast<int32_t>(tr.i0[s] + a);
             piece.i1 = static_cast<int32_t>(tr.i0[s] + b);

@@ -20,6 +20,7 @@
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 
@@ -208,6 +209,15 @@ void block_scores(const uint8_t* row0, size_t stride, int n, const float* q, int
 }
 
 // Online-softmax step: rescales the state to the block's max and turns the
+// Soft-capping (Gemma 2) is rare enough that scalar tanh is fine; it keeps
+// this file's no-shared-inline rule (matmul_kernels.h).
+template <int NQ>
+void capped_scores(float (*s)[kAttnBlock], int n, float cap) {
+    const float inv = 1.0f / cap;
+    for (int j = 0; j < NQ; ++j)
+        for (int i = 0; i < n; ++i) s[j][i] = cap * std::tanh(s[j][i] * inv);
+}
+
 // scores s[j][0..n) into weights (0 beyond n), adding them to the sums.
 template <int NQ>
 void softmax_block(float (*s)[kAttnBlock], int n, int hd, AttnState& st) {
@@ -364,6 +374,7 @@ void plain_piece(const AttnPiece& pc, AttnState& st) {
         next.add(k0 + n * seg.k.row_bytes + head_off, seg.k.row_bytes, rows_next, head_bytes);
         next.add(v0 + n * seg.v.row_bytes + head_off, seg.v.row_bytes, rows_next, head_bytes);
         block_scores<NQ, Rows>(k0 + head_off, seg.k.row_bytes, n, pc.q, hd, bias, next, s);
+        if (pc.softcap > 0) capped_scores<NQ>(s, n, pc.softcap);
         softmax_block<NQ>(s, n, hd, st);
         block_values_plain<NQ, Rows>(v0 + head_off, seg.v.row_bytes, n, s, hd, st.acc);
     }
@@ -450,6 +461,7 @@ void kivi_piece(const AttnPiece& pc, AttnState& st) {
         const uint8_t* v0 = static_cast<const uint8_t*>(seg.v.data) + static_cast<size_t>(idx) * seg.v.row_bytes;
         const NextRows next = next_kivi_rows<NB>(seg, pc, idx + n, pc.i1 - (i + n), head_codes, head_ch0, vg);
         block_scores<NQ, KiviRows<NB>>(k0, code_bytes, n, qs, hd, bias, next, s);
+        if (pc.softcap > 0) capped_scores<NQ>(s, n, pc.softcap);
         softmax_block<NQ>(s, n, hd, st);
         block_values_kivi<NQ, NB>(v0, seg.v.row_bytes, head_codes, code_bytes, n, s, hd, vg, st.acc);
         i += n;

@@ -42,6 +42,7 @@ struct AttnPiece {
     int nq;            // query heads in the pack, 1..kAttnMaxPack
     const float* q;    // nq x head_dim prepared queries (contiguous)
     int32_t i0, i1;    // segment token indices, 0 <= i0 < i1 <= seg->n_tokens
+    float softcap;     // > 0: scores become softcap * tanh(score / softcap)
 };
 
 using PieceKernel = void (*)(const AttnPiece& piece, AttnState& st);

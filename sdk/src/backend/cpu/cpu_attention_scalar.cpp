@@ -15,6 +15,12 @@ namespace cpu {
 namespace detail {
 namespace {
 
+// Gemma 2's attention logit soft-capping, applied to a block of scores.
+void softcap_scores(float* s, int n, float cap) {
+    const float inv = 1.0f / cap;
+    for (int i = 0; i < n; ++i) s[i] = cap * std::tanh(s[i] * inv);
+}
+
 inline float read_f16(const uint8_t* p) {
     uint16_t h;
     std::memcpy(&h, p, 2);
@@ -118,6 +124,8 @@ void scalar_piece(const AttnPiece& pc, AttnState& st) {
                 w[q][j] = s;
             }
         }
+        if (pc.softcap > 0)
+            for (int q = 0; q < nq; ++q) softcap_scores(w[q], n, pc.softcap);
         for (int q = 0; q < nq; ++q) {
             float bm = w[q][0];
             for (int j = 1; j < n; ++j) bm = w[q][j] > bm ? w[q][j] : bm;

@@ -176,13 +176,15 @@ void CpuBackend::rope(Tensor& x, const int32_t* positions, const RopeParams& p) 
                 cos_t[i] = static_cast<float>(std::cos(theta)) * p.attn_factor;
                 sin_t[i] = static_cast<float>(std::sin(theta)) * p.attn_factor;
             }
+            const int stride = p.neox ? 1 : 2, partner = p.neox ? half : 1;
             for (int h = 0; h < p.n_heads; ++h) {
                 float* v = x.ptr<float>(t) + static_cast<size_t>(h) * p.head_dim;
                 for (int i = 0; i < half; ++i) {
-                    const float a = v[2 * i];
-                    const float bb = v[2 * i + 1];
-                    v[2 * i] = a * cos_t[i] - bb * sin_t[i];
-                    v[2 * i + 1] = a * sin_t[i] + bb * cos_t[i];
+                    float* x0 = v + stride * i;
+                    const float a = x0[0];
+                    const float bb = x0[partner];
+                    x0[0] = a * cos_t[i] - bb * sin_t[i];
+                    x0[partner] = a * sin_t[i] + bb * cos_t[i];
                 }
             }
         }
@@ -215,6 +217,33 @@ void CpuBackend::silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) {
             const float* u = up.ptr<float>(r);
             float* o = out.ptr<float>(r);
             for (int64_t i = 0; i < n; ++i) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+        }
+    });
+}
+
+void CpuBackend::gelu_mul(const Tensor& gate, const Tensor& up, Tensor& out) {
+    const int64_t n = gate.cols;
+    const float k0 = 0.7978845608028654f;  // sqrt(2 / pi)
+    for_rows(pool_, gate.rows, n, [&](long b, long e) {
+        for (long r = b; r < e; ++r) {
+            const float* g = gate.ptr<float>(r);
+            const float* u = up.ptr<float>(r);
+            float* o = out.ptr<float>(r);
+            for (int64_t i = 0; i < n; ++i) {
+                const float x = g[i];
+                o[i] = 0.5f * x * (1.0f + std::tanh(k0 * (x + 0.044715f * x * x * x))) * u[i];
+            }
+        }
+    });
+}
+
+void CpuBackend::scale(const Tensor& x, float s, Tensor& out) {
+    const int64_t n = x.cols;
+    for_rows(pool_, x.rows, n, [&](long b, long e) {
+        for (long r = b; r < e; ++r) {
+            const float* xr = x.ptr<float>(r);
+            float* o = out.ptr<float>(r);
+            for (int64_t i = 0; i < n; ++i) o[i] = xr[i] * s;
         }
     });
 }

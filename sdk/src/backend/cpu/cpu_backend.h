@@ -29,6 +29,22 @@ public:
                    Tensor& out) override;
     void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) override;
     void add(const Tensor& a, const Tensor& b, Tensor& out) override;
+    void gelu_mul(const Tensor& gate, const Tensor& up, Tensor& out) override;
+    void scale(const Tensor& x, float s, Tensor& out) override;
+    // cpu_ssm.cpp
+    void ssm_conv(const Tensor& x, const Tensor& state_in, const Tensor& w, const Tensor& b, Tensor& state_out,
+                  Tensor& out) override;
+    void ssm_scan(const Tensor& x, const Tensor& dt, const Tensor& dt_bias, const Tensor& a, const Tensor& bm,
+                  const Tensor& cm, const Tensor& d, const Tensor& state_in, Tensor& state_out, Tensor& y) override;
+    // cpu_audio_ops.cpp
+    void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps, Tensor& out) override;
+    void gelu_erf(const Tensor& x, Tensor& out) override;
+    void add_bias(const Tensor& x, const Tensor& bias, Tensor& out) override;
+    void im2col_1d(const Tensor& x, int32_t kernel, int32_t stride, int32_t pad, Tensor& out) override;
+    bool supports_op(BackendOp op) const override {
+        (void)op;
+        return true;  // every op has a CPU kernel
+    }
     void copy_raw(const Tensor& src, Tensor& dst, int64_t n_rows) override;
     void copy_bytes(Buffer& src, size_t src_offset, Buffer& dst, size_t dst_offset, size_t bytes) override;
     void kivi_quantize_keys(const Tensor& src, int64_t src_row, Tensor& dst, int64_t dst_group,

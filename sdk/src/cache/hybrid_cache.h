@@ -1,0 +1,49 @@
+// The `hybrid` cache (HF HybridCache) for models that interleave local and
+// global attention (Gemma 2/3): sliding-window layers keep a ring of the
+// model's window, global layers keep every position (or a fixed capacity
+// with max_cache_len). Two KvCaches, one per kind of layer, so each part
+// keeps every storage and placement choice of the generic caches.
+#pragma once
+#include "cache/kv_cache.h"
+
+namespace ekv {
+
+class HybridCache final : public Cache {
+public:
+    // config: the resolved `hybrid` configuration (retention of the global
+    // layers, window_length = the model's sliding window).
+    static Status create(const CacheConfig& config, const CacheShape& shape, Backend& backend,
+                         std::unique_ptr<Cache>* out);
+
+    const CacheConfig& config() const override { return config_; }
+    int32_t seq_len() const override { return len_; }
+    int32_t capacity() const override;
+    int32_t max_seq_len() const override { return global_ ? global_->max_seq_len() : -1; }
+    Status prepare(int32_t n_new) override;
+    void store(Backend& backend, int32_t layer, const Tensor& k, const Tensor& v) override;
+    KvView view(int32_t layer, int32_t n_pending) override;
+    void commit(const int32_t* ids, int32_t n) override;
+    Status crop(int32_t new_len) override;
+    void reset() override;
+    Status clone(Backend& backend, std::unique_ptr<Cache>* out) const override;
+    CacheStats stats() const override;
+    Status save(const std::string& path) const override;
+
+    static Status read_body(CacheFileReader& r, const CacheShape& shape, Backend& backend,
+                            std::unique_ptr<Cache>* out);
+
+private:
+    HybridCache(const CacheConfig& config, const CacheShape& shape);
+    // The part holding a layer and the layer's index inside it.
+    KvCache& part(int32_t layer, int32_t* sub) const;
+    static CacheShape part_shape(const CacheShape& shape, LayerKind kind);
+    static CacheConfig local_config(const CacheConfig& config);
+
+    CacheConfig config_;
+    CacheShape shape_;
+    std::vector<int32_t> sub_index_;  // layer -> index inside its part
+    std::unique_ptr<KvCache> local_, global_;  // either may be null (no such layers)
+    int32_t len_ = 0;
+};
+
+}  // namespace ekv
