@@ -12,7 +12,9 @@ set(EKV_VK_SHADER_VARIANTS
   attn_segment_f32:attention_segment.comp:KV_F32
   attn_finish:attention_finish.comp
   add:eltwise.comp:OP_ADD
-  silu_mul:eltwise.comp:OP_SILU_MUL)
+  silu_mul:eltwise.comp:OP_SILU_MUL
+  gelu_mul:eltwise.comp:OP_GELU_MUL
+  scale:eltwise.comp:OP_SCALE)
 foreach(t IN LISTS EKV_VK_WEIGHT_TYPES)
   string(TOLOWER ${t} lower)
   list(APPEND EKV_VK_SHADER_VARIANTS matmul_${lower}:matmul.comp:W_${t} get_rows_${lower}:get_rows.comp:W_${t})

@@ -4,7 +4,8 @@
 // state buffer, so a view of any number of segments, each in its own buffer,
 // is a sequence of passes followed by attention_finish. Keys are scored 64 at
 // a time (one per invocation); each invocation then accumulates its own
-// head dimensions. KV rows are read in place (F16 or F32).
+// head dimensions. KV rows are read in place (F16 or F32). Optional: Gemma 2's
+// score soft-capping, and NeoX-style pairs in the pinned re-rotation.
 layout(local_size_x = 64) in;
 
 #define MAX_HEAD_DIM 256
@@ -44,12 +45,22 @@ layout(push_constant) uniform P {
     uint n_pairs;
     uint init;        // 1: first pass, start from an empty state
     float scale;
+    uint neox;        // re-rotation pairs: 1: (i, i + n_pairs), 0: (2i, 2i + 1)
+    float softcap;    // > 0: score = softcap * tanh(score / softcap)
 } p;
 
 shared float qs[MAX_HEAD_DIM];
 shared float score_max[64];
 shared float weight[64];
 shared float weight_sum[64];
+
+// tanh from exp(-2|y|) <= 1: finite for every y, whereas the SPIR-V spec
+// leaves Tanh's overflow for large |y| to the driver.
+float soft_cap(float score) {
+    const float y = score / p.softcap;
+    const float e = exp(-2.0 * abs(y));
+    return p.softcap * sign(y) * ((1.0 - e) / (1.0 + e));
+}
 
 void main() {
     const uint tid = gl_LocalInvocationID.x;
@@ -64,10 +75,12 @@ void main() {
             const uint tb = p.rot_off + 2u * (t * p.n_pairs + i);
             const float c = intBitsToFloat(params[tb]);
             const float s = intBitsToFloat(params[tb + 1u]);
-            const float a = qs[2u * i];
-            const float b = qs[2u * i + 1u];
-            qs[2u * i] = a * c - b * s;
-            qs[2u * i + 1u] = a * s + b * c;
+            const uint ia = p.neox != 0u ? i : 2u * i;
+            const uint ib = p.neox != 0u ? i + p.n_pairs : 2u * i + 1u;
+            const float a = qs[ia];
+            const float b = qs[ib];
+            qs[ia] = a * c - b * s;
+            qs[ib] = a * s + b * c;
         }
         barrier();
     }
@@ -95,6 +108,7 @@ void main() {
             float dot = 0.0;
             for (uint d = 0u; d < hd; ++d) dot += qs[d] * k_at(kb + d);
             score = dot * p.scale;
+            if (p.softcap > 0.0) score = soft_cap(score);
         }
         score_max[tid] = score;
         barrier();

@@ -1,6 +1,7 @@
 #version 450
-// Element-wise ops on F32 rows: add (out = a + b) or the SiLU-gated product
-// (out = silu(a) * b). In place is allowed.
+// Element-wise ops on F32 rows: add (out = a + b), the SiLU-gated product
+// (out = silu(a) * b), the GELU-gated product (out = gelu_tanh(a) * b,
+// Gemma's GeGLU) or a scale (out = a * s, b unused). In place is allowed.
 layout(local_size_x = 64) in;
 
 layout(std430, binding = 0) readonly buffer A { float af[]; };
@@ -14,6 +15,7 @@ layout(push_constant) uniform P {
     uint o_off;
     uint o_stride;
     uint cols;
+    float s;          // OP_SCALE's factor
 } p;
 
 void main() {
@@ -21,12 +23,22 @@ void main() {
     const uint r = gl_WorkGroupID.y;
     if (c >= p.cols) return;
     const float a = af[p.a_off + r * p.a_stride + c];
+#if defined(OP_SCALE)
+    of[p.o_off + r * p.o_stride + c] = a * p.s;
+#else
     const float b = bf[p.b_off + r * p.b_stride + c];
 #if defined(OP_ADD)
     of[p.o_off + r * p.o_stride + c] = a + b;
 #elif defined(OP_SILU_MUL)
     of[p.o_off + r * p.o_stride + c] = a / (1.0 + exp(-a)) * b;
+#elif defined(OP_GELU_MUL)
+    // 0.5 a (1 + tanh(u)) = a / (1 + exp(-2u)): no tanh, whose overflow
+    // behaviour for large |u| the SPIR-V spec leaves to the driver; exp
+    // overflowing to +inf gives the right limit (-0).
+    const float u = 0.7978845608028654 * (a + 0.044715 * a * a * a);  // sqrt(2/pi) (a + 0.044715 a^3)
+    of[p.o_off + r * p.o_stride + c] = a / (1.0 + exp(-2.0 * u)) * b;
 #else
-#error "define OP_ADD or OP_SILU_MUL"
+#error "define OP_ADD, OP_SILU_MUL, OP_GELU_MUL or OP_SCALE"
+#endif
 #endif
 }

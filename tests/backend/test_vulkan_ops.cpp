@@ -162,6 +162,68 @@ TEST_F(VulkanOps, MatmulManyRows) {
     EXPECT_LT(normalized_error(download_f32(*vk_, ov), download_f32(*cpu_, oc)), 1e-4);
 }
 
+// Buffers past maxStorageBufferRange (128 MiB on lavapipe: a large
+// vocabulary's embedding, an all-logits batch over it) are bound a window at
+// a time. Rows padded to 1 MiB make such buffers cheap to compute on: a
+// table read by get_rows and matmul in two windows, and a matmul whose
+// output batch spans two.
+TEST_F(VulkanOps, TensorsPastOneBinding) {
+    const size_t span = vkb().max_binding_span();
+    ASSERT_LE(span, size_t{1} << 30) << "this device binds a large buffer whole: nothing would be split";
+    constexpr size_t kStride = 1 << 20;
+    const int64_t rows = static_cast<int64_t>(span / kStride) + 20, cols = 64;
+    // A Vulkan tensor of `n` rows kStride apart; row r holds bytes r * rb.. of `packed`.
+    auto padded = [&](DType type, int64_t n, int64_t width, const std::vector<uint8_t>* packed) {
+        Tensor t;
+        t.type = type;
+        t.rows = n;
+        t.cols = width;
+        t.row_bytes = kStride;
+        std::unique_ptr<Buffer> buf;
+        EXPECT_TRUE(vk_->alloc(static_cast<size_t>(n) * kStride, Placement::Device, &buf).ok());  // zeroed
+        if (!buf) return t;
+        t.buffer = buf.get();
+        if (packed) {
+            const size_t rb = dtype_row_bytes(type, width);
+            Tensor src = upload(*vk_, type, n, width, packed->data(), 0, Placement::Host);
+            for (int64_t r = 0; r < n; ++r)
+                vk_->copy_bytes(*src.buffer, static_cast<size_t>(r) * rb, *buf, static_cast<size_t>(r) * kStride, rb);
+        }
+        buffers_.push_back(std::move(buf));
+        return t;
+    };
+    std::mt19937 rng(16);
+    const std::vector<uint8_t> w = random_weight(DType::Q8_0, rows, cols, rng);
+    Tensor wc = upload(*cpu_, DType::Q8_0, rows, cols, w.data()), wv = padded(DType::Q8_0, rows, cols, &w);
+    const int32_t ids[] = {static_cast<int32_t>(rows - 1), 0, static_cast<int32_t>(rows / 2), 7};
+    Tensor ec = zeros(*cpu_, DType::F32, 4, cols), ev = zeros(*vk_, DType::F32, 4, cols);
+    cpu_->get_rows(wc, ids, 4, ec);
+    vk_->get_rows(wv, ids, 4, ev);
+    EXPECT_EQ(download_f32(*vk_, ev), download_f32(*cpu_, ec));
+    std::vector<float> x = random_floats(static_cast<size_t>(3 * cols), rng);
+    Tensor xc = upload_f32(*cpu_, 3, cols, x), xv = upload_f32(*vk_, 3, cols, x);
+    Tensor oc = zeros(*cpu_, DType::F32, 3, rows), ov = zeros(*vk_, DType::F32, 3, rows);
+    cpu_->matmul(wc, xc, oc);
+    vk_->matmul(wv, xv, ov);
+    EXPECT_LT(normalized_error(download_f32(*vk_, ov), download_f32(*cpu_, oc)), 1e-4);
+
+    // The output batch: `rows` tokens of 40 logits, rows 1 MiB apart.
+    const int64_t n_out = 40;
+    const std::vector<uint8_t> small = random_weight(DType::Q8_0, n_out, cols, rng);
+    const std::vector<float> xs = random_floats(static_cast<size_t>(rows * cols), rng);
+    Tensor sc = upload(*cpu_, DType::Q8_0, n_out, cols, small.data());
+    Tensor sv = upload(*vk_, DType::Q8_0, n_out, cols, small.data());
+    Tensor xsc = upload_f32(*cpu_, rows, cols, xs), xsv = upload_f32(*vk_, rows, cols, xs);
+    Tensor pc = zeros(*cpu_, DType::F32, rows, n_out), pv = padded(DType::F32, rows, n_out, nullptr);
+    cpu_->matmul(sc, xsc, pc);  // (the CPU backend needs contiguous rows)
+    vk_->matmul(sv, xsv, pv);
+    std::vector<float> got(static_cast<size_t>(rows * n_out));
+    for (int64_t t = 0; t < rows; ++t)
+        vk_->read(pv.row_range(t, 1), got.data() + t * n_out, static_cast<size_t>(n_out) * 4);
+    vk_->synchronize();
+    EXPECT_LT(normalized_error(got, download_f32(*cpu_, pc)), 1e-4);
+}
+
 TEST_F(VulkanOps, LoadWeightKeepsTheFileFormat) {
     std::mt19937 rng(5);
     const int64_t rows = 9, cols = 256;
@@ -203,29 +265,40 @@ TEST_F(VulkanOps, RmsNormAndInPlace) {
     }
 }
 
+// Both pair conventions: adjacent (Llama GGUF) and NeoX (i, i + rope_dim/2).
 TEST_F(VulkanOps, RopeFullAndPartial) {
     std::mt19937 rng(7);
     const int n_heads = 3, head_dim = 64, tokens = 4;
     const int32_t positions[tokens] = {0, 1, 977, 5000};
-    for (int rope_dim : {64, 32}) {
-        for (float factor : {1.0f, 1.25f}) {
-            std::vector<float> inv_freq(static_cast<size_t>(rope_dim / 2));
-            for (size_t i = 0; i < inv_freq.size(); ++i)
-                inv_freq[i] = std::pow(10000.f, -2.f * static_cast<float>(i) / static_cast<float>(rope_dim));
-            RopeParams p;
-            p.n_heads = n_heads;
-            p.head_dim = head_dim;
-            p.rope_dim = rope_dim;
-            p.inv_freq = inv_freq.data();
-            p.attn_factor = factor;
-            std::vector<float> x = random_floats(static_cast<size_t>(tokens * n_heads * head_dim), rng);
-            Tensor xc = upload_f32(*cpu_, tokens, n_heads * head_dim, x);
-            Tensor xv = upload_f32(*vk_, tokens, n_heads * head_dim, x, 4);
-            cpu_->rope(xc, positions, p);
-            vk_->rope(xv, positions, p);
-            EXPECT_LT(normalized_error(download_f32(*vk_, xv), download_f32(*cpu_, xc)), 1e-6)
-                << rope_dim << " " << factor;
-        }
+    EXPECT_TRUE(vk_->supports_op(BackendOp::RopeNeox));
+    struct Case {
+        bool neox;
+        int rope_dim;
+        float factor;
+    };
+    std::vector<Case> cases;
+    for (bool neox : {false, true})
+        for (int rope_dim : {64, 32})
+            for (float factor : {1.0f, 1.25f}) cases.push_back({neox, rope_dim, factor});
+    for (const Case& c : cases) {
+        SCOPED_TRACE(std::string(c.neox ? "neox " : "adjacent ") + std::to_string(c.rope_dim) + " " +
+                     std::to_string(c.factor));
+        std::vector<float> inv_freq(static_cast<size_t>(c.rope_dim / 2));
+        for (size_t i = 0; i < inv_freq.size(); ++i)
+            inv_freq[i] = std::pow(10000.f, -2.f * static_cast<float>(i) / static_cast<float>(c.rope_dim));
+        RopeParams p;
+        p.n_heads = n_heads;
+        p.head_dim = head_dim;
+        p.rope_dim = c.rope_dim;
+        p.inv_freq = inv_freq.data();
+        p.attn_factor = c.factor;
+        p.neox = c.neox;
+        std::vector<float> x = random_floats(static_cast<size_t>(tokens * n_heads * head_dim), rng);
+        Tensor xc = upload_f32(*cpu_, tokens, n_heads * head_dim, x);
+        Tensor xv = upload_f32(*vk_, tokens, n_heads * head_dim, x, 4);
+        cpu_->rope(xc, positions, p);
+        vk_->rope(xv, positions, p);
+        EXPECT_LT(normalized_error(download_f32(*vk_, xv), download_f32(*cpu_, xc)), 1e-6);
     }
 }
 
@@ -262,6 +335,148 @@ TEST_F(VulkanOps, SiluMulAndAdd) {
     cpu_->add(ac, bc, ac);  // in place, as the residual stream
     vk_->add(av, bv, av);
     EXPECT_EQ(download_f32(*vk_, av), download_f32(*cpu_, ac));
+}
+
+// Gemma's GeGLU (in place, as the model runs it) over a range that reaches
+// both tails of the tanh, and the embedding scale.
+TEST_F(VulkanOps, GeluMulAndScale) {
+    EXPECT_TRUE(vk_->supports_op(BackendOp::GeluMul) && vk_->supports_op(BackendOp::Scale));
+    std::mt19937 rng(14);
+    const int64_t rows = 3, cols = 2048 + 7;
+    std::vector<float> g = random_floats(static_cast<size_t>(rows * cols), rng, -6.f, 6.f);
+    std::vector<float> u = random_floats(static_cast<size_t>(rows * cols), rng, -2.f, 2.f);
+    const float tails[] = {-1e30f, -300.f, -20.f, -1e-4f, 0.f, 1e-4f, 20.f, 300.f, 1e30f};
+    for (size_t i = 0; i < sizeof tails / sizeof tails[0]; ++i) g[7 * i] = tails[i];  // u stays small: finite products
+    Tensor gc = upload_f32(*cpu_, rows, cols, g), gv = upload_f32(*vk_, rows, cols, g, 4);
+    Tensor uc = upload_f32(*cpu_, rows, cols, u), uv = upload_f32(*vk_, rows, cols, u, 8);
+    cpu_->gelu_mul(gc, uc, gc);
+    vk_->gelu_mul(gv, uv, gv);
+    std::vector<float> want = download_f32(*cpu_, gc), got = download_f32(*vk_, gv);
+    // The 1e30 entry dominates the RMS; check it exactly, the rest relatively.
+    EXPECT_EQ(got[7 * 8], want[7 * 8]);
+    EXPECT_EQ(got[0], 0.f);
+    got[7 * 8] = want[7 * 8] = 0.f;
+    EXPECT_LT(normalized_error(got, want), 1e-5);
+
+    std::vector<float> x = random_floats(static_cast<size_t>(rows * cols), rng, -3.f, 3.f);
+    Tensor xc = upload_f32(*cpu_, rows, cols, x), xv = upload_f32(*vk_, rows, cols, x, 12);
+    Tensor oc = zeros(*cpu_, DType::F32, rows, cols), ov = zeros(*vk_, DType::F32, rows, cols);
+    cpu_->scale(xc, 25.298221f, oc);
+    vk_->scale(xv, 25.298221f, ov);
+    EXPECT_EQ(download_f32(*vk_, ov), download_f32(*cpu_, oc));  // one rounded product
+    cpu_->scale(xc, -0.5f, xc);  // in place, as Gemma scales its embeddings
+    vk_->scale(xv, -0.5f, xv);
+    EXPECT_EQ(download_f32(*vk_, xv), download_f32(*cpu_, xc));
+}
+
+// Gemma-style attention: soft-capped scores over a view with a pinned sink
+// segment whose query re-rotation uses NeoX pairs (full and partial RoPE),
+// a ring past one 64-key block, and a sliding window.
+TEST_F(VulkanOps, SoftcappedAttentionWithNeoxPinnedSegment) {
+    EXPECT_TRUE(vk_->supports_op(BackendOp::AttentionSoftcap));
+    struct Seg {
+        int32_t n_tokens, first_pos, skip;
+        bool pinned;
+    };
+    struct Case {
+        const char* name;
+        DType type;
+        int n_heads, n_kv_heads, head_dim, rope_dim;
+        float scale, softcap;
+        std::vector<Seg> segs;
+        int32_t window, pinned_query_pos;
+        std::vector<int32_t> q_pos;
+    };
+    const std::vector<Case> cases = {
+        {"gemma3_270m_shape_f16", DType::F16, 4, 1, 256, 256, 0.0625f, 2.f,
+         {{4, 0, 0, true}, {70, 40, 3, false}}, 32, 36, {109, 100}},
+        {"partial_rope_f32", DType::F32, 4, 2, 64, 32, 1.f, 5.f, {{4, 0, 0, true}, {20, 4, 0, false}}, 0, 10,
+         {23, 20, 12, 8}},
+    };
+    std::mt19937 rng(15);
+    for (const Case& c : cases) {
+        SCOPED_TRACE(c.name);
+        const int64_t kv_width = static_cast<int64_t>(c.n_kv_heads) * c.head_dim;
+        const int64_t q_width = static_cast<int64_t>(c.n_heads) * c.head_dim;
+        const int64_t n_q = static_cast<int64_t>(c.q_pos.size());
+        std::vector<float> inv_freq(static_cast<size_t>(c.rope_dim / 2));
+        for (size_t i = 0; i < inv_freq.size(); ++i)
+            inv_freq[i] = std::pow(10000.f, -2.f * static_cast<float>(i) / static_cast<float>(c.rope_dim));
+        RopeParams rope;
+        rope.n_heads = c.n_kv_heads;
+        rope.head_dim = c.head_dim;
+        rope.rope_dim = c.rope_dim;
+        rope.inv_freq = inv_freq.data();
+        rope.neox = true;
+        AttentionParams p;
+        p.n_heads = c.n_heads;
+        p.n_kv_heads = c.n_kv_heads;
+        p.head_dim = c.head_dim;
+        p.scale = c.scale;
+        p.rope = &rope;
+        p.softcap = c.softcap;
+
+        KvView view_c, view_v;
+        view_c.n_segments = view_v.n_segments = static_cast<int>(c.segs.size());
+        view_c.window = view_v.window = c.window;
+        view_c.pinned_query_pos = view_v.pinned_query_pos = c.pinned_query_pos;
+        for (size_t s = 0; s < c.segs.size(); ++s) {
+            const int64_t rows = c.segs[s].skip + c.segs[s].n_tokens;
+            std::vector<uint8_t> kv[2];
+            for (std::vector<uint8_t>& bytes : kv) {
+                const std::vector<float> f = random_floats(static_cast<size_t>(rows * kv_width), rng, -2.f, 2.f);
+                bytes.resize(f.size() * (c.type == DType::F16 ? 2 : 4));
+                for (size_t i = 0; i < f.size(); ++i) {
+                    if (c.type == DType::F16) {
+                        const uint16_t h = f32_to_f16(f[i]);
+                        std::memcpy(bytes.data() + 2 * i, &h, 2);
+                    } else {
+                        std::memcpy(bytes.data() + 4 * i, &f[i], 4);
+                    }
+                }
+            }
+            for (KvView* view : {&view_c, &view_v}) {
+                Backend& b = view == &view_c ? *cpu_ : *vk_;
+                KvSegment& seg = view->seg[s];
+                seg.k = upload(b, c.type, rows, kv_width, kv[0].data());
+                seg.v = upload(b, c.type, rows, kv_width, kv[1].data());
+                seg.n_tokens = c.segs[s].n_tokens;
+                seg.first_pos = c.segs[s].first_pos;
+                seg.skip = c.segs[s].skip;
+                seg.pinned = c.segs[s].pinned;
+            }
+        }
+        std::vector<float> q = random_floats(static_cast<size_t>(n_q * q_width), rng, -2.f, 2.f);
+        Tensor qc = upload_f32(*cpu_, n_q, q_width, q), qv = upload_f32(*vk_, n_q, q_width, q, 8);
+        Tensor oc = zeros(*cpu_, DType::F32, n_q, q_width), ov = zeros(*vk_, DType::F32, n_q, q_width);
+        cpu_->attention(qc, c.q_pos.data(), view_c, p, oc);
+        vk_->attention(qv, c.q_pos.data(), view_v, p, ov);
+        const std::vector<float> want = download_f32(*cpu_, oc);
+        EXPECT_LT(normalized_error(download_f32(*vk_, ov), want), 1e-4);
+
+        // The case is sensitive to both features: without the cap, or with
+        // adjacent pairs in the re-rotation, the CPU's answer moves well
+        // past the tolerance.
+        AttentionParams uncapped = p;
+        uncapped.softcap = 0.f;
+        cpu_->attention(qc, c.q_pos.data(), view_c, uncapped, oc);
+        EXPECT_GT(normalized_error(download_f32(*cpu_, oc), want), 1e-2);
+        RopeParams adjacent = rope;
+        adjacent.neox = false;
+        AttentionParams adjacent_pairs = p;
+        adjacent_pairs.rope = &adjacent;
+        cpu_->attention(qc, c.q_pos.data(), view_c, adjacent_pairs, oc);
+        EXPECT_GT(normalized_error(download_f32(*cpu_, oc), want), 1e-3);
+    }
+    AttentionParams bad;
+    bad.n_heads = bad.n_kv_heads = 1;
+    bad.head_dim = 64;
+    bad.softcap = NAN;
+    Tensor q = zeros(*vk_, DType::F32, 1, 64), o = zeros(*vk_, DType::F32, 1, 64);
+    const int32_t pos = 0;
+    vk_->attention(q, &pos, KvView{}, bad, o);
+    EXPECT_EQ(vkb().status().code(), EKV_ERR_INVALID_ARGUMENT);
+    vkb().clear_error();
 }
 
 TEST_F(VulkanOps, CopyRawClonesRows) {

@@ -43,7 +43,7 @@ public:
     CommandStream& stream() { return *stream_; }
 
     // Memory (vk_memory.cpp). Storage + transfer usage, bound whole by the
-    // shaders. Buffers larger than maxStorageBufferRange are refused.
+    // shaders, or a window at a time past maxStorageBufferRange.
     // EKV_VULKAN_UNMAPPED_DEVICE_MEMORY=1 leaves Device buffers unmapped even
     // on UMA devices, so tests on lavapipe cover the staging paths of
     // discrete GPUs.

@@ -46,13 +46,11 @@ int wishes_for(Placement p, Wish* out) {
 
 Status Context::create_buffer(size_t bytes, Placement placement, RawBuffer* out) {
     *out = RawBuffer();
-    // Whole-buffer descriptors must fit the storage range. Shaders read 32-bit
-    // words and may read one word past an unaligned field: round up and keep
-    // 16 bytes of slack (which also avoids empty buffers, which Vulkan forbids).
+    // Shaders read 32-bit words and may read one word past an unaligned
+    // field: round up and keep 16 bytes of slack (which also avoids empty
+    // buffers, which Vulkan forbids). Buffers past maxStorageBufferRange are
+    // bound a window at a time (vulkan_ops.cpp).
     const size_t size = (bytes + 15) / 16 * 16 + 16;
-    if (size > props_.limits.maxStorageBufferRange)
-        return Error(EKV_ERR_OUT_OF_MEMORY, "buffer of %zu bytes exceeds %s's maxStorageBufferRange (%u bytes)", bytes,
-                     props_.deviceName, props_.limits.maxStorageBufferRange);
     VkBufferCreateInfo bci{};
     bci.sType = VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO;
     bci.size = size;

@@ -12,10 +12,11 @@ constexpr uint32_t kSetsPerPool = 256;
 
 size_t PipelineCache::KeyHash::operator()(const Bindings& b) const {
     uint64_t h = 1469598103934665603ull;
-    for (VkBuffer buf : b) {
+    for (const Binding& x : b) {
         uint64_t v = 0;
-        std::memcpy(&v, &buf, sizeof(buf) < sizeof(v) ? sizeof(buf) : sizeof(v));
-        h = (h ^ v) * 1099511628211ull;
+        std::memcpy(&v, &x.buffer, sizeof(x.buffer) < sizeof(v) ? sizeof(x.buffer) : sizeof(v));
+        for (uint64_t part : {v, static_cast<uint64_t>(x.offset), static_cast<uint64_t>(x.range)})
+            h = (h ^ part) * 1099511628211ull;
     }
     return static_cast<size_t>(h);
 }
@@ -142,7 +143,7 @@ Status PipelineCache::descriptor_set(const Bindings& b, VkDescriptorSet* out) {
     VkDescriptorBufferInfo infos[kNumBindings];
     VkWriteDescriptorSet writes[kNumBindings]{};
     for (uint32_t i = 0; i < kNumBindings; ++i) {
-        infos[i] = {b[i], 0, VK_WHOLE_SIZE};
+        infos[i] = {b[i].buffer, b[i].offset, b[i].range};
         writes[i].sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET;
         writes[i].dstSet = set;
         writes[i].dstBinding = i;
@@ -159,7 +160,7 @@ Status PipelineCache::descriptor_set(const Bindings& b, VkDescriptorSet* out) {
 void PipelineCache::evict(VkBuffer buffer) {
     for (auto it = sets_.begin(); it != sets_.end();) {
         bool uses = false;
-        for (VkBuffer x : it->first) uses = uses || x == buffer;
+        for (const Binding& x : it->first) uses = uses || x.buffer == buffer;
         if (uses) {
             vkFreeDescriptorSets(device_, pools_[it->second.pool], 1, &it->second.set);
             it = sets_.erase(it);

@@ -1,7 +1,7 @@
 // Compute pipelines (created on first use from the embedded SPIR-V) sharing
-// one layout, and descriptor sets cached per tuple of bound buffers: the
-// buffers of a forward are fixed (weights, workspace, cache), so after the
-// first forward no descriptor is allocated or written again.
+// one layout, and descriptor sets cached per tuple of bound buffers (and
+// windows): the buffers of a forward are fixed (weights, workspace, cache),
+// so after the first forward no descriptor is allocated or written again.
 #pragma once
 #include <vulkan/vulkan.h>
 
@@ -15,7 +15,18 @@
 
 namespace ekv::vk {
 
-using Bindings = std::array<VkBuffer, kNumBindings>;
+// One storage-buffer binding: a whole buffer, or a window of one (a buffer
+// larger than the device's maxStorageBufferRange is bound a window at a time).
+struct Binding {
+    VkBuffer buffer = VK_NULL_HANDLE;
+    VkDeviceSize offset = 0;
+    VkDeviceSize range = VK_WHOLE_SIZE;
+    Binding() = default;
+    Binding(VkBuffer b) : buffer(b) {}  // the whole buffer (implicit: most ops bind whole buffers)
+    Binding(VkBuffer b, VkDeviceSize off, VkDeviceSize r) : buffer(b), offset(off), range(r) {}
+    bool operator==(const Binding& o) const { return buffer == o.buffer && offset == o.offset && range == o.range; }
+};
+using Bindings = std::array<Binding, kNumBindings>;
 
 class PipelineCache {
 public:

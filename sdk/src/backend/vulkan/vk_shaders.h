@@ -12,7 +12,8 @@ constexpr int kParamsBinding = 4;
 constexpr unsigned kPushConstantBytes = 128;
 
 enum class ShaderId : int {
-    RmsNorm, Rope, CopyRowsF16, CopyRowsF32, AttnSegmentF16, AttnSegmentF32, AttnFinish, Add, SiluMul,
+    RmsNorm, Rope, CopyRowsF16, CopyRowsF32, AttnSegmentF16, AttnSegmentF32, AttnFinish, Add, SiluMul, GeluMul,
+    Scale,
     MatmulF32, MatmulF16, MatmulBF16, MatmulQ4_0, MatmulQ4_1, MatmulQ5_0, MatmulQ5_1, MatmulQ8_0, MatmulQ4_K,
     MatmulQ5_K, MatmulQ6_K,
     GetRowsF32, GetRowsF16, GetRowsBF16, GetRowsQ4_0, GetRowsQ4_1, GetRowsQ5_0, GetRowsQ5_1, GetRowsQ8_0,
@@ -23,7 +24,7 @@ enum class ShaderId : int {
 inline const char* shader_name(ShaderId id) {
     static const char* const kNames[] = {
         "rms_norm", "rope", "copy_rows_f16", "copy_rows_f32", "attn_segment_f16", "attn_segment_f32",
-        "attn_finish", "add", "silu_mul",
+        "attn_finish", "add", "silu_mul", "gelu_mul", "scale",
         "matmul_f32", "matmul_f16", "matmul_bf16", "matmul_q4_0", "matmul_q4_1", "matmul_q5_0", "matmul_q5_1",
         "matmul_q8_0", "matmul_q4_k", "matmul_q5_k", "matmul_q6_k",
         "get_rows_f32", "get_rows_f16", "get_rows_bf16", "get_rows_q4_0", "get_rows_q4_1", "get_rows_q5_0",

@@ -112,8 +112,8 @@ void CommandStream::dispatch(ShaderId id, Bindings b, const void* push, size_t p
     Status st = ctx_->pipelines().pipeline(id, &pipe);
     if (!st.ok()) return fail(st);
     b[kParamsBinding] = arena_.buffer;
-    for (VkBuffer& x : b)
-        if (x == VK_NULL_HANDLE) x = dummy_.buffer;
+    for (Binding& x : b)
+        if (x.buffer == VK_NULL_HANDLE) x = Binding(dummy_.buffer);
     VkDescriptorSet set = VK_NULL_HANDLE;
     st = ctx_->pipelines().descriptor_set(b, &set);
     if (!st.ok()) return fail(st);

@@ -24,7 +24,8 @@ void VulkanBackend::clear_error() { stream().clear_error(); }
 Status VulkanBackend::take_error() {
     Status st = status();
     clear_error();
-    return st;
+    Status unsupported = Backend::take_error();
+    return st.ok() ? unsupported : st;
 }
 void VulkanBackend::fail(const Status& st) { stream().fail(st); }
 

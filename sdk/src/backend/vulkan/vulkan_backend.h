@@ -8,6 +8,8 @@
 
 #include "backend/backend.h"
 #include "backend/vulkan/vk_context.h"
+#include "backend/vulkan/vk_pipelines.h"
+#include "backend/vulkan/vk_shaders.h"
 
 namespace ekv {
 
@@ -46,7 +48,14 @@ public:
     void attention(const Tensor& q, const int32_t* q_pos, const KvView& kv, const AttentionParams& p,
                    Tensor& out) override;
     void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) override;
+    void gelu_mul(const Tensor& gate, const Tensor& up, Tensor& out) override;
+    void scale(const Tensor& x, float s, Tensor& out) override;
     void add(const Tensor& a, const Tensor& b, Tensor& out) override;
+    // Gemma's ops have shaders; Mamba's do not yet.
+    bool supports_op(BackendOp op) const override {
+        return op == BackendOp::RopeNeox || op == BackendOp::AttentionSoftcap || op == BackendOp::GeluMul ||
+               op == BackendOp::Scale;
+    }
     void copy_raw(const Tensor& src, Tensor& dst, int64_t n_rows) override;
     void copy_bytes(Buffer& src, size_t src_offset, Buffer& dst, size_t dst_offset, size_t bytes) override;
     void kivi_quantize_keys(const Tensor& src, int64_t src_row, Tensor& dst, int64_t dst_group,
@@ -59,6 +68,10 @@ public:
     // KIVI attention and quantization shaders are not written yet.
     bool supports_kv_format(KvFormat format) const override { return format == KvFormat::Plain; }
 
+    // The most bytes of a buffer one shader binding covers (a little under
+    // maxStorageBufferRange); ops split larger work into windows.
+    size_t max_binding_span() const;
+
     // The first failure since the last clear_error() (Ok if none).
     const Status& status() const;
     void clear_error();
@@ -69,22 +82,40 @@ private:
     void fail(const Status& st);
     // The VkBuffer of a tensor, or null (and a recorded error) when it has none.
     VkBuffer buffer_of(const Tensor& t, const char* op, const char* what);
+    // vulkan_ops.cpp. How an op binds bytes [first, end) of t's buffer: the
+    // whole buffer when the device binds it whole, else a window of at most
+    // maxStorageBufferRange; *base is the byte shader offsets count from.
+    // False (error recorded) when the span exceeds max_binding_span().
+    bool bind_span(const Tensor& t, size_t first, size_t end, const char* op, const char* what, vk::Binding* b,
+                   size_t* base);
+    // A plain F32/F16 tensor's binding, element offset and row stride for
+    // `rows` rows, after checking they lie inside its buffer.
+    bool bind_plain(const Tensor& t, int64_t rows, const char* op, const char* what, vk::Binding* b, uint32_t* off,
+                    uint32_t* stride);
+    size_t binding_alignment() const;  // of window offsets
     // The attention state scratch (grows at most to what the model reserved).
     bool ensure_attention_state(size_t bytes);
+    // One element-wise shader over F32 rows of a (and b when not null; s is
+    // OP_SCALE's factor), out = op(a, b); `op` names it in errors.
+    void eltwise(vk::ShaderId id, const char* op, const Tensor& a, const Tensor* b, float s, Tensor& out);
     // Word offset in the params arena of the (cos, sin) table for rope, reused
     // while the positions and frequencies repeat within one submission.
     bool rope_table(const int32_t* positions, int64_t n, const RopeParams& p, uint32_t* word_offset);
 
     std::shared_ptr<vk::Context> ctx_;
     std::unique_ptr<VulkanBuffer> attn_state_;
-    struct RopeCache {
+    struct RopeTable {
         uint64_t generation = ~0ull;
         std::vector<int32_t> positions;
         const float* inv_freq = nullptr;
         int32_t n_pairs = 0;
         float attn_factor = 0.f;
         uint32_t offset = 0;
-    } rope_cache_;
+    };
+    // Two tables: models that interleave two RoPE bases (Gemma's local and
+    // global layers) would otherwise rebuild one at every switch.
+    RopeTable rope_tables_[2];
+    int rope_next_ = 0;  // the table replaced next (the older one)
 };
 
 }  // namespace ekv

@@ -1,7 +1,10 @@
 // Vulkan backend: the compute ops. Each checks its tensors (types, widths,
 // bounds inside their buffers) on the host, copies small host inputs into the
 // params arena and records one or a few dispatches. Push-constant structs
-// mirror the `P` blocks of shaders/*.comp field by field.
+// mirror the `P` blocks of shaders/*.comp field by field. Buffers larger than
+// the device binds at once (maxStorageBufferRange: 128 MiB on lavapipe and
+// many mobile GPUs) are bound a window at a time, and matmul/get_rows split
+// work that spans more than one window.
 #include <algorithm>
 #include <cmath>
 #include <cstdarg>
@@ -34,10 +37,9 @@ Status invalid(const char* fmt, ...) {
 
 size_t element_bytes(DType t) { return t == DType::F32 ? 4 : 2; }
 
-// Element offset and row stride of a plain (F32/F16) tensor, after checking
-// alignment and that `rows` rows of `cols` elements lie inside its buffer.
-bool plain_layout(const Tensor& t, int64_t rows, const char* op, const char* name, uint32_t* off,
-                  uint32_t* stride, Status* err) {
+// Checks a plain (F32/F16) tensor: element-aligned rows, `rows` rows of
+// `cols` elements inside its buffer. *end: the byte after its last element.
+bool plain_extent(const Tensor& t, int64_t rows, const char* op, const char* name, size_t* end, Status* err) {
     const size_t es = element_bytes(t.type);
     if ((t.type != DType::F32 && t.type != DType::F16) || t.offset % es || t.row_bytes % es ||
         t.row_bytes < static_cast<size_t>(t.cols) * es) {
@@ -45,14 +47,12 @@ bool plain_layout(const Tensor& t, int64_t rows, const char* op, const char* nam
         return false;
     }
     const size_t size = t.buffer ? t.buffer->size() : 0;
-    const size_t end = rows > 0 ? t.offset + static_cast<size_t>(rows - 1) * t.row_bytes + t.cols * es : t.offset;
-    if (end > size) {
+    *end = rows > 0 ? t.offset + static_cast<size_t>(rows - 1) * t.row_bytes + t.cols * es : t.offset;
+    if (*end > size) {
         *err = invalid("%s: %s (%lld rows) extends past its buffer (%zu bytes)", op, name,
                        static_cast<long long>(rows), size);
         return false;
     }
-    *off = static_cast<uint32_t>(t.offset / es);
-    *stride = static_cast<uint32_t>(t.row_bytes / es);
     return true;
 }
 
@@ -60,48 +60,113 @@ bool is_f32(const Tensor& t) { return t.type == DType::F32; }
 
 }  // namespace
 
+size_t VulkanBackend::binding_alignment() const {
+    return std::max<size_t>(16, ctx_->properties().limits.minStorageBufferOffsetAlignment);
+}
+
+size_t VulkanBackend::max_binding_span() const {
+    const size_t limit = ctx_->properties().limits.maxStorageBufferRange / 4 * 4;
+    return limit - binding_alignment() - 16;
+}
+
+bool VulkanBackend::bind_span(const Tensor& t, size_t first, size_t end, const char* op, const char* what,
+                              vk::Binding* b, size_t* base) {
+    const VkBuffer h = buffer_of(t, op, what);
+    if (!h) return false;
+    const size_t size = t.buffer->size();
+    const size_t limit = ctx_->properties().limits.maxStorageBufferRange / 4 * 4;
+    if (size + 32 <= limit) {  // the buffer's rounding and slack included (vk_memory.cpp)
+        *b = vk::Binding(h);
+        *base = 0;
+        return true;
+    }
+    if (end - first > max_binding_span()) {
+        fail(Error(EKV_ERR_UNSUPPORTED, "Vulkan %s: %s spans %zu bytes, more than %s binds at once (%zu)", op, what,
+                   end - first, device().name.c_str(), max_binding_span()));
+        return false;
+    }
+    // Windows start on a coarse grid when the span fits one, so the tensors
+    // of a buffer share a few descriptor sets; else just below the span.
+    // Either way the window keeps the 16 bytes of slack shaders may read.
+    const size_t align = binding_alignment();
+    const size_t grid = limit / 2 / align * align;
+    size_t start = first / grid * grid;
+    if (end + 16 > start + limit) start = first / align * align;
+    const size_t stop = std::min(start + limit, size + 16);
+    *b = vk::Binding(h, start, stop - start);
+    *base = start;
+    return true;
+}
+
+bool VulkanBackend::bind_plain(const Tensor& t, int64_t rows, const char* op, const char* what, vk::Binding* b,
+                               uint32_t* off, uint32_t* stride) {
+    if (!buffer_of(t, op, what)) return false;
+    Status err;
+    size_t end = 0, base = 0;
+    if (!plain_extent(t, rows, op, what, &end, &err)) {
+        fail(err);
+        return false;
+    }
+    if (!bind_span(t, t.offset, end, op, what, b, &base)) return false;
+    const size_t es = element_bytes(t.type);
+    *off = static_cast<uint32_t>((t.offset - base) / es);
+    *stride = static_cast<uint32_t>(t.row_bytes / es);
+    return true;
+}
+
 void VulkanBackend::get_rows(const Tensor& table, const int32_t* ids, int32_t n, Tensor& out) {
     if (!stream().ok() || n <= 0) return;
     const int variant = vk::weight_variant(table.type);
     if (variant < 0) return fail(invalid("get_rows: table type %s unsupported", dtype_name(table.type)));
-    const VkBuffer tb = buffer_of(table, "get_rows", "table"), ob = buffer_of(out, "get_rows", "out");
-    if (!tb || !ob) return;
-    Status err;
+    if (!buffer_of(table, "get_rows", "table")) return;
+    if (!is_f32(out) || out.cols != table.cols)
+        return fail(invalid("get_rows: out must be F32 with the table's width"));
+    vk::Binding ob;
     uint32_t o_off = 0, o_stride = 0;
-    if (!is_f32(out) || out.cols != table.cols || !plain_layout(out, n, "get_rows", "out", &o_off, &o_stride, &err))
-        return fail(err.ok() ? invalid("get_rows: out must be F32 with the table's width") : err);
-    if (table.offset % (table.type == DType::F32 ? 4 : 2) || table.offset + static_cast<size_t>(table.rows) * table.row_bytes > table.buffer->size())
+    if (!bind_plain(out, n, "get_rows", "out", &ob, &o_off, &o_stride)) return;
+    const size_t rb = table.row_bytes;
+    if (table.offset % (table.type == DType::F32 ? 4 : 2) ||
+        table.offset + static_cast<size_t>(table.rows) * rb > table.buffer->size())
         return fail(invalid("get_rows: table outside its buffer"));
-    uint32_t ids_off = 0;
-    int32_t* dst = reinterpret_cast<int32_t*>(stream().params(static_cast<size_t>(n) * 4, &ids_off));
-    if (!dst) return;
-    for (int32_t i = 0; i < n; ++i) {
+    for (int32_t i = 0; i < n; ++i)
         if (ids[i] < 0 || ids[i] >= table.rows)
             return fail(invalid("get_rows: id %d outside [0, %lld)", ids[i], static_cast<long long>(table.rows)));
-        dst[i] = ids[i];
+    if (rb > max_binding_span()) return fail(invalid("get_rows: a table row of %zu bytes exceeds one binding", rb));
+    // A table past one binding (a large vocabulary) is read in row chunks;
+    // each chunk's dispatch writes the outputs whose ids fall in it (the
+    // shader skips the others' out-of-range ids).
+    const int64_t chunk = static_cast<int64_t>(max_binding_span() / rb);
+    for (int64_t c0 = 0; c0 < table.rows; c0 += chunk) {
+        const int64_t rows = std::min(chunk, table.rows - c0);
+        if (std::none_of(ids, ids + n, [&](int32_t id) { return id >= c0 && id < c0 + rows; })) continue;
+        vk::Binding tb;
+        size_t base = 0;
+        const size_t first = table.offset + static_cast<size_t>(c0) * rb;
+        if (!bind_span(table, first, first + static_cast<size_t>(rows) * rb, "get_rows", "table", &tb, &base)) return;
+        uint32_t ids_off = 0;
+        int32_t* dst = reinterpret_cast<int32_t*>(stream().params(static_cast<size_t>(n) * 4, &ids_off));
+        if (!dst) return;
+        for (int32_t i = 0; i < n; ++i) dst[i] = ids[i] >= c0 && ids[i] < c0 + rows ? ids[i] - static_cast<int32_t>(c0) : -1;
+        struct {
+            uint32_t w_off, w_row_bytes, o_off, o_stride, k, ids_off, n_rows;
+        } pc = {static_cast<uint32_t>(first - base), static_cast<uint32_t>(rb), o_off, o_stride,
+                static_cast<uint32_t>(table.cols), ids_off, static_cast<uint32_t>(rows)};
+        stream().dispatch(vk::get_rows_shader(variant), {tb, VK_NULL_HANDLE, ob, VK_NULL_HANDLE, VK_NULL_HANDLE}, &pc,
+                          sizeof pc, groups(groups(static_cast<uint64_t>(table.cols), 32), kGroup),
+                          static_cast<uint32_t>(n));
     }
-    struct {
-        uint32_t w_off, w_row_bytes, o_off, o_stride, k, ids_off, n_rows;
-    } pc = {static_cast<uint32_t>(table.offset), static_cast<uint32_t>(table.row_bytes), o_off, o_stride,
-            static_cast<uint32_t>(table.cols), ids_off, static_cast<uint32_t>(table.rows)};
-    stream().dispatch(vk::get_rows_shader(variant), {tb, VK_NULL_HANDLE, ob, VK_NULL_HANDLE, VK_NULL_HANDLE}, &pc,
-                      sizeof pc, groups(groups(static_cast<uint64_t>(table.cols), 32), kGroup),
-                      static_cast<uint32_t>(n));
 }
 
 void VulkanBackend::rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) {
     if (!stream().ok() || x.rows <= 0) return;
-    const VkBuffer xb = buffer_of(x, "rms_norm", "x"), wb = buffer_of(weight, "rms_norm", "weight"),
-                   ob = buffer_of(out, "rms_norm", "out");
-    if (!xb || !wb || !ob) return;
-    Status err;
-    uint32_t x_off, x_stride, w_off, w_stride, o_off, o_stride;
     if (!is_f32(x) || !is_f32(weight) || !is_f32(out) || weight.cols < x.cols || out.cols < x.cols)
         return fail(invalid("rms_norm: x, weight, out must be F32 of matching width"));
-    if (!plain_layout(x, x.rows, "rms_norm", "x", &x_off, &x_stride, &err) ||
-        !plain_layout(weight, 1, "rms_norm", "weight", &w_off, &w_stride, &err) ||
-        !plain_layout(out, x.rows, "rms_norm", "out", &o_off, &o_stride, &err))
-        return fail(err);
+    vk::Binding xb, wb, ob;
+    uint32_t x_off, x_stride, w_off, w_stride, o_off, o_stride;
+    if (!bind_plain(x, x.rows, "rms_norm", "x", &xb, &x_off, &x_stride) ||
+        !bind_plain(weight, 1, "rms_norm", "weight", &wb, &w_off, &w_stride) ||
+        !bind_plain(out, x.rows, "rms_norm", "out", &ob, &o_off, &o_stride))
+        return;
     struct {
         uint32_t x_off, x_stride, w_off, o_off, o_stride, n;
         float eps;
@@ -114,42 +179,62 @@ void VulkanBackend::matmul(const Tensor& w, const Tensor& x, Tensor& out) {
     if (!stream().ok() || x.rows <= 0) return;
     const int variant = vk::weight_variant(w.type);
     if (variant < 0) return fail(invalid("matmul: weight type %s unsupported", dtype_name(w.type)));
-    const VkBuffer wb = buffer_of(w, "matmul", "w"), xb = buffer_of(x, "matmul", "x"),
-                   ob = buffer_of(out, "matmul", "out");
-    if (!wb || !xb || !ob) return;
-    Status err;
-    uint32_t x_off, x_stride, o_off, o_stride;
+    if (!buffer_of(w, "matmul", "w")) return;
     if (!is_f32(x) || !is_f32(out) || x.cols != w.cols || out.cols != w.rows || out.rows < x.rows)
         return fail(invalid("matmul: x [%lld x %lld] and out [%lld x %lld] do not fit w [%lld x %lld]",
                             static_cast<long long>(x.rows), static_cast<long long>(x.cols),
                             static_cast<long long>(out.rows), static_cast<long long>(out.cols),
                             static_cast<long long>(w.rows), static_cast<long long>(w.cols)));
-    if (!plain_layout(x, x.rows, "matmul", "x", &x_off, &x_stride, &err) ||
-        !plain_layout(out, x.rows, "matmul", "out", &o_off, &o_stride, &err))
-        return fail(err);
+    const size_t rb = w.row_bytes;
     if (w.cols % dtype_traits(w.type).block_size || w.offset % (w.type == DType::F32 ? 4 : 2) ||
-        w.row_bytes < dtype_row_bytes(w.type, w.cols) ||
-        w.offset + static_cast<size_t>(w.rows) * w.row_bytes > w.buffer->size())
+        rb < dtype_row_bytes(w.type, w.cols) || w.offset + static_cast<size_t>(w.rows) * rb > w.buffer->size())
         return fail(invalid("matmul: weight layout does not fit its buffer"));
-    struct {
-        uint32_t w_off, w_row_bytes, x_off, x_stride, o_off, o_stride, k, n, t;
-    } pc = {static_cast<uint32_t>(w.offset), static_cast<uint32_t>(w.row_bytes), x_off, x_stride, o_off, o_stride,
-            static_cast<uint32_t>(w.cols), static_cast<uint32_t>(w.rows), static_cast<uint32_t>(x.rows)};
-    const uint64_t row_groups = groups(static_cast<uint64_t>(w.rows), 64 / ctx_->pipelines().matmul_lanes());
-    const uint32_t gx = row_groups < 65535 ? static_cast<uint32_t>(row_groups) : 65535u;  // the shader loops
-    stream().dispatch(vk::matmul_shader(variant), {wb, xb, ob, VK_NULL_HANDLE, VK_NULL_HANDLE}, &pc, sizeof pc, gx,
-                      groups(static_cast<uint64_t>(x.rows), kMatmulTokenTile));
+    const size_t span = max_binding_span();
+    if (rb > span || x.row_bytes > span || out.row_bytes > span)
+        return fail(invalid("matmul: a row exceeds one binding (%zu bytes)", span));
+    // Work past one binding is split: weight rows into chunks that each
+    // write their columns of out (a large vocabulary's output matrix), and
+    // tokens into chunks (all-logits batches over that vocabulary).
+    const int64_t w_chunk = static_cast<int64_t>(span / rb);
+    const int64_t t_chunk = static_cast<int64_t>(span / std::max(x.row_bytes, out.row_bytes));
+    for (int64_t t0 = 0; t0 < x.rows; t0 += t_chunk) {
+        const int64_t tokens = std::min(t_chunk, x.rows - t0);
+        vk::Binding xb, ob;
+        uint32_t x_off, x_stride, o_off, o_stride;
+        if (!bind_plain(x.row_range(t0, tokens), tokens, "matmul", "x", &xb, &x_off, &x_stride) ||
+            !bind_plain(out.row_range(t0, tokens), tokens, "matmul", "out", &ob, &o_off, &o_stride))
+            return;
+        for (int64_t r0 = 0; r0 < w.rows; r0 += w_chunk) {
+            const int64_t rows = std::min(w_chunk, w.rows - r0);
+            vk::Binding wb;
+            size_t base = 0;
+            const size_t first = w.offset + static_cast<size_t>(r0) * rb;
+            if (!bind_span(w, first, first + static_cast<size_t>(rows) * rb, "matmul", "w", &wb, &base)) return;
+            struct {
+                uint32_t w_off, w_row_bytes, x_off, x_stride, o_off, o_stride, k, n, t;
+            } pc = {static_cast<uint32_t>(first - base), static_cast<uint32_t>(rb), x_off, x_stride,
+                    o_off + static_cast<uint32_t>(r0), o_stride, static_cast<uint32_t>(w.cols),
+                    static_cast<uint32_t>(rows), static_cast<uint32_t>(tokens)};
+            const uint64_t row_groups = groups(static_cast<uint64_t>(rows), 64 / ctx_->pipelines().matmul_lanes());
+            const uint32_t gx = row_groups < 65535 ? static_cast<uint32_t>(row_groups) : 65535u;  // the shader loops
+            stream().dispatch(vk::matmul_shader(variant), {wb, xb, ob, VK_NULL_HANDLE, VK_NULL_HANDLE}, &pc,
+                              sizeof pc, gx, groups(static_cast<uint64_t>(tokens), kMatmulTokenTile));
+        }
+    }
 }
 
 bool VulkanBackend::rope_table(const int32_t* positions, int64_t n, const RopeParams& p, uint32_t* word_offset) {
     const int32_t n_pairs = p.rope_dim / 2;
-    RopeCache& c = rope_cache_;
-    if (c.generation == stream().generation() && c.inv_freq == p.inv_freq && c.n_pairs == n_pairs &&
-        c.attn_factor == p.attn_factor && static_cast<int64_t>(c.positions.size()) == n &&
-        std::equal(c.positions.begin(), c.positions.end(), positions)) {
-        *word_offset = c.offset;
-        return true;
+    for (const RopeTable& c : rope_tables_) {
+        if (c.generation == stream().generation() && c.inv_freq == p.inv_freq && c.n_pairs == n_pairs &&
+            c.attn_factor == p.attn_factor && static_cast<int64_t>(c.positions.size()) == n &&
+            std::equal(c.positions.begin(), c.positions.end(), positions)) {
+            *word_offset = c.offset;
+            return true;
+        }
     }
+    RopeTable& c = rope_tables_[rope_next_];
+    rope_next_ ^= 1;
     float* tab = reinterpret_cast<float*>(
         stream().params(static_cast<size_t>(n) * static_cast<size_t>(n_pairs) * 2 * sizeof(float), word_offset));
     if (!tab) return false;
@@ -174,21 +259,20 @@ bool VulkanBackend::rope_table(const int32_t* positions, int64_t n, const RopePa
 
 void VulkanBackend::rope(Tensor& x, const int32_t* positions, const RopeParams& p) {
     if (!stream().ok() || x.rows <= 0) return;
-    const VkBuffer xb = buffer_of(x, "rope", "x");
-    if (!xb) return;
-    Status err;
+    vk::Binding xb;
     uint32_t x_off, x_stride;
     if (!is_f32(x) || p.n_heads <= 0 || p.head_dim <= 0 || p.rope_dim < 0 || p.rope_dim > p.head_dim ||
         p.rope_dim % 2 || static_cast<int64_t>(p.n_heads) * p.head_dim > x.cols || (p.rope_dim > 0 && !p.inv_freq))
         return fail(invalid("rope: bad parameters for x of width %lld", static_cast<long long>(x.cols)));
-    if (!plain_layout(x, x.rows, "rope", "x", &x_off, &x_stride, &err)) return fail(err);
+    if (!bind_plain(x, x.rows, "rope", "x", &xb, &x_off, &x_stride)) return;
     if (p.rope_dim == 0) return;
     uint32_t table = 0;
     if (!rope_table(positions, x.rows, p, &table)) return;
     const uint32_t n_pairs = static_cast<uint32_t>(p.rope_dim / 2);
     struct {
-        uint32_t x_off, x_stride, n_heads, head_dim, n_pairs, table_off;
-    } pc = {x_off, x_stride, static_cast<uint32_t>(p.n_heads), static_cast<uint32_t>(p.head_dim), n_pairs, table};
+        uint32_t x_off, x_stride, n_heads, head_dim, n_pairs, table_off, neox;
+    } pc = {x_off, x_stride, static_cast<uint32_t>(p.n_heads), static_cast<uint32_t>(p.head_dim), n_pairs, table,
+            p.neox ? 1u : 0u};
     stream().dispatch(vk::ShaderId::Rope, {xb, VK_NULL_HANDLE, VK_NULL_HANDLE, VK_NULL_HANDLE, VK_NULL_HANDLE}, &pc,
                       sizeof pc, groups(static_cast<uint64_t>(p.n_heads) * n_pairs, kGroup),
                       static_cast<uint32_t>(x.rows));
@@ -196,16 +280,14 @@ void VulkanBackend::rope(Tensor& x, const int32_t* positions, const RopeParams& 
 
 void VulkanBackend::copy_rows(const Tensor& src, Tensor& dst, int64_t dst_row) {
     if (!stream().ok() || src.rows <= 0) return;
-    const VkBuffer sb = buffer_of(src, "copy_rows", "src"), db = buffer_of(dst, "copy_rows", "dst");
-    if (!sb || !db) return;
-    Status err;
+    vk::Binding sb, db;
     uint32_t s_off, s_stride, d_off, d_stride;
     if (!is_f32(src) || src.cols != dst.cols || dst_row < 0)
         return fail(invalid("copy_rows: src must be F32 of the destination's width"));
     Tensor d = dst.row_range(dst_row, src.rows);
-    if (!plain_layout(src, src.rows, "copy_rows", "src", &s_off, &s_stride, &err) ||
-        !plain_layout(d, src.rows, "copy_rows", "dst", &d_off, &d_stride, &err))
-        return fail(err);
+    if (!bind_plain(src, src.rows, "copy_rows", "src", &sb, &s_off, &s_stride) ||
+        !bind_plain(d, src.rows, "copy_rows", "dst", &db, &d_off, &d_stride))
+        return;
     struct {
         uint32_t s_off, s_stride, d_off, d_stride, cols;
     } pc = {s_off, s_stride, d_off, d_stride, static_cast<uint32_t>(src.cols)};
@@ -220,19 +302,19 @@ void VulkanBackend::copy_rows(const Tensor& src, Tensor& dst, int64_t dst_row) {
 void VulkanBackend::attention(const Tensor& q, const int32_t* q_pos, const KvView& kv, const AttentionParams& p,
                               Tensor& out) {
     if (!stream().ok() || q.rows <= 0) return;
-    const VkBuffer qb = buffer_of(q, "attention", "q"), ob = buffer_of(out, "attention", "out");
-    if (!qb || !ob) return;
     const int64_t width = static_cast<int64_t>(p.n_heads) * p.head_dim;
     if (p.n_heads <= 0 || p.n_kv_heads <= 0 || p.n_heads % p.n_kv_heads || p.head_dim <= 0 ||
         p.head_dim > kMaxHeadDim || !is_f32(q) || !is_f32(out) || q.cols < width || out.cols < width ||
         kv.n_segments < 0 || kv.n_segments > KvView::kMaxSegments)
         return fail(invalid("attention: unsupported shape (heads %d/%d, head_dim %d <= %d)", p.n_heads, p.n_kv_heads,
                             p.head_dim, kMaxHeadDim));
-    Status err;
+    if (!(p.softcap >= 0.f && std::isfinite(p.softcap)))
+        return fail(invalid("attention: softcap %g must be finite and >= 0", static_cast<double>(p.softcap)));
+    vk::Binding qb, ob;
     uint32_t q_off, q_stride, o_off, o_stride;
-    if (!plain_layout(q, q.rows, "attention", "q", &q_off, &q_stride, &err) ||
-        !plain_layout(out, q.rows, "attention", "out", &o_off, &o_stride, &err))
-        return fail(err);
+    if (!bind_plain(q, q.rows, "attention", "q", &qb, &q_off, &q_stride) ||
+        !bind_plain(out, q.rows, "attention", "out", &ob, &o_off, &o_stride))
+        return;
     const int64_t kv_width = static_cast<int64_t>(p.n_kv_heads) * p.head_dim;
     bool any_pinned = false;
     for (int s = 0; s < kv.n_segments; ++s) {
@@ -279,6 +361,8 @@ void VulkanBackend::attention(const Tensor& q, const int32_t* q_pos, const KvVie
         int32_t window;
         uint32_t pos_off, rot_off, n_pairs, init;
         float scale;
+        uint32_t neox;
+        float softcap;
     } pc{};
     pc.q_off = q_off;
     pc.q_stride = q_stride;
@@ -288,12 +372,14 @@ void VulkanBackend::attention(const Tensor& q, const int32_t* q_pos, const KvVie
     pc.pos_off = pos_off;
     pc.n_pairs = static_cast<uint32_t>(n_pairs);
     pc.scale = p.scale;
+    pc.neox = rotate && p.rope->neox ? 1u : 0u;
+    pc.softcap = p.softcap;
     const VkBuffer state = attn_state_->handle();
     const uint32_t gx = static_cast<uint32_t>(p.n_heads), gy = static_cast<uint32_t>(q.rows);
     // An empty view still runs one pass so the state starts empty.
     const int passes = kv.n_segments > 0 ? kv.n_segments : 1;
     for (int s = 0; s < passes; ++s) {
-        VkBuffer kb = VK_NULL_HANDLE, vb = VK_NULL_HANDLE;
+        vk::Binding kb, vb;
         vk::ShaderId shader = vk::ShaderId::AttnSegmentF32;
         pc.n_keys = 0;
         pc.k_off = pc.k_stride = pc.v_off = pc.v_stride = 0;
@@ -303,13 +389,10 @@ void VulkanBackend::attention(const Tensor& q, const int32_t* q_pos, const KvVie
         pc.rot_off = kNoRotation;
         if (kv.n_segments > 0) {
             const KvSegment& seg = kv.seg[s];
-            kb = buffer_of(seg.k, "attention", "segment K");
-            vb = buffer_of(seg.v, "attention", "segment V");
-            if (!kb || !vb) return;
             const int64_t rows = static_cast<int64_t>(seg.skip) + seg.n_tokens;
-            if (!plain_layout(seg.k, rows, "attention", "segment K", &pc.k_off, &pc.k_stride, &err) ||
-                !plain_layout(seg.v, rows, "attention", "segment V", &pc.v_off, &pc.v_stride, &err))
-                return fail(err);
+            if (!bind_plain(seg.k, rows, "attention", "segment K", &kb, &pc.k_off, &pc.k_stride) ||
+                !bind_plain(seg.v, rows, "attention", "segment V", &vb, &pc.v_off, &pc.v_stride))
+                return;
             shader = seg.k.type == DType::F16 ? vk::ShaderId::AttnSegmentF16 : vk::ShaderId::AttnSegmentF32;
             pc.n_keys = static_cast<uint32_t>(seg.n_tokens);
             pc.first_pos = seg.first_pos;
@@ -330,42 +413,41 @@ void VulkanBackend::attention(const Tensor& q, const int32_t* q_pos, const KvVie
 namespace {
 struct EltwisePush {
     uint32_t a_off, a_stride, b_off, b_stride, o_off, o_stride, cols;
+    float s;
 };
 }  // namespace
 
-void VulkanBackend::silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) {
-    if (!stream().ok() || gate.rows <= 0) return;
-    const VkBuffer gb = buffer_of(gate, "silu_mul", "gate"), ub = buffer_of(up, "silu_mul", "up"),
-                   ob = buffer_of(out, "silu_mul", "out");
-    if (!gb || !ub || !ob) return;
-    Status err;
+void VulkanBackend::eltwise(vk::ShaderId id, const char* op, const Tensor& a, const Tensor* b, float s,
+                            Tensor& out) {
+    if (!stream().ok() || a.rows <= 0) return;
+    vk::Binding ab, bb, ob;
     EltwisePush pc{};
-    pc.cols = static_cast<uint32_t>(gate.cols);
-    if (!is_f32(gate) || !is_f32(up) || !is_f32(out) || up.cols < gate.cols || out.cols < gate.cols)
-        return fail(invalid("silu_mul: gate, up, out must be F32 of matching width"));
-    if (!plain_layout(gate, gate.rows, "silu_mul", "gate", &pc.a_off, &pc.a_stride, &err) ||
-        !plain_layout(up, gate.rows, "silu_mul", "up", &pc.b_off, &pc.b_stride, &err) ||
-        !plain_layout(out, gate.rows, "silu_mul", "out", &pc.o_off, &pc.o_stride, &err))
-        return fail(err);
-    stream().dispatch(vk::ShaderId::SiluMul, {gb, ub, ob, VK_NULL_HANDLE, VK_NULL_HANDLE}, &pc, sizeof pc,
-                      groups(static_cast<uint64_t>(gate.cols), kGroup), static_cast<uint32_t>(gate.rows));
+    pc.cols = static_cast<uint32_t>(a.cols);
+    pc.s = s;
+    if (!is_f32(a) || (b && (!is_f32(*b) || b->cols < a.cols)) || !is_f32(out) || out.cols < a.cols)
+        return fail(invalid("%s: inputs and out must be F32 of matching width", op));
+    if (!bind_plain(a, a.rows, op, "a", &ab, &pc.a_off, &pc.a_stride) ||
+        (b && !bind_plain(*b, a.rows, op, "b", &bb, &pc.b_off, &pc.b_stride)) ||
+        !bind_plain(out, a.rows, op, "out", &ob, &pc.o_off, &pc.o_stride))
+        return;
+    stream().dispatch(id, {ab, bb, ob, VK_NULL_HANDLE, VK_NULL_HANDLE}, &pc, sizeof pc,
+                      groups(static_cast<uint64_t>(a.cols), kGroup), static_cast<uint32_t>(a.rows));
+}
+
+void VulkanBackend::silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) {
+    eltwise(vk::ShaderId::SiluMul, "silu_mul", gate, &up, 0.f, out);
+}
+
+void VulkanBackend::gelu_mul(const Tensor& gate, const Tensor& up, Tensor& out) {
+    eltwise(vk::ShaderId::GeluMul, "gelu_mul", gate, &up, 0.f, out);
 }
 
 void VulkanBackend::add(const Tensor& a, const Tensor& b, Tensor& out) {
-    if (!stream().ok() || a.rows <= 0) return;
-    const VkBuffer ab = buffer_of(a, "add", "a"), bb = buffer_of(b, "add", "b"), ob = buffer_of(out, "add", "out");
-    if (!ab || !bb || !ob) return;
-    Status err;
-    EltwisePush pc{};
-    pc.cols = static_cast<uint32_t>(a.cols);
-    if (!is_f32(a) || !is_f32(b) || !is_f32(out) || b.cols < a.cols || out.cols < a.cols)
-        return fail(invalid("add: a, b, out must be F32 of matching width"));
-    if (!plain_layout(a, a.rows, "add", "a", &pc.a_off, &pc.a_stride, &err) ||
-        !plain_layout(b, a.rows, "add", "b", &pc.b_off, &pc.b_stride, &err) ||
-        !plain_layout(out, a.rows, "add", "out", &pc.o_off, &pc.o_stride, &err))
-        return fail(err);
-    stream().dispatch(vk::ShaderId::Add, {ab, bb, ob, VK_NULL_HANDLE, VK_NULL_HANDLE}, &pc, sizeof pc,
-                      groups(static_cast<uint64_t>(a.cols), kGroup), static_cast<uint32_t>(a.rows));
+    eltwise(vk::ShaderId::Add, "add", a, &b, 0.f, out);
+}
+
+void VulkanBackend::scale(const Tensor& x, float s, Tensor& out) {
+    eltwise(vk::ShaderId::Scale, "scale", x, nullptr, s, out);
 }
 
 }  // namespace ekv
