@@ -8,6 +8,7 @@ const int kEnvironmentReady = [] {
     setenv("EKV_FIXTURES_DIR", EKV_DEFAULT_FIXTURES_DIR, 0);
     if (EKV_DEFAULT_SMOLLM2_GGUF[0] != '\0') setenv("EKV_SMOLLM2_GGUF", EKV_DEFAULT_SMOLLM2_GGUF, 0);
     if (EKV_DEFAULT_GEMMA3_GGUF[0] != '\0') setenv("EKV_GEMMA3_GGUF", EKV_DEFAULT_GEMMA3_GGUF, 0);
+    if (EKV_DEFAULT_WHISPER_GGUF[0] != '\0') setenv("EKV_WHISPER_GGUF", EKV_DEFAULT_WHISPER_GGUF, 0);
     return 0;
 }();
 }  // namespace

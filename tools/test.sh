@@ -9,7 +9,8 @@ cd "$root"
 models="$(tools/setup_deps.sh)"
 export EKV_SMOLLM2_GGUF="$(echo "$models" | tail -n 1)"
 export EKV_GEMMA3_GGUF="$(echo "$models" | tail -n 2 | head -n 1)"
-echo "== models: $EKV_SMOLLM2_GGUF $EKV_GEMMA3_GGUF"
+export EKV_WHISPER_GGUF="$(echo "$models" | tail -n 3 | head -n 1)"
+echo "== models: $EKV_SMOLLM2_GGUF $EKV_GEMMA3_GGUF $EKV_WHISPER_GGUF"
 
 start=$SECONDS
 for preset in cpu asan fuzz vulkan; do

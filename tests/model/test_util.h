@@ -34,6 +34,12 @@ inline std::string gemma3_path() {
     return p ? p : "";
 }
 
+// The real Whisper tiny.en (tools/setup_deps.sh converts it from PyPI).
+inline std::string whisper_path() {
+    const char* p = std::getenv("EKV_WHISPER_GGUF");
+    return p ? p : "";
+}
+
 struct ModelDeleter {
     void operator()(ekv_model* m) const { ekv_model_free(m); }
 };
