@@ -10,6 +10,11 @@ set(EKV_VK_SHADER_VARIANTS
   copy_rows_f32:copy_rows.comp:DST_F32
   attn_segment_f16:attention_segment.comp:KV_F16
   attn_segment_f32:attention_segment.comp:KV_F32
+  attn_segment_kivi:attention_segment.comp:KV_KIVI
+  kivi_keys_f16:kivi_quantize.comp:MODE_KEYS,SRC_F16
+  kivi_keys_f32:kivi_quantize.comp:MODE_KEYS,SRC_F32
+  kivi_values_f16:kivi_quantize.comp:MODE_VALUES,SRC_F16
+  kivi_values_f32:kivi_quantize.comp:MODE_VALUES,SRC_F32
   attn_finish:attention_finish.comp
   add:eltwise.comp:OP_ADD
   silu_mul:eltwise.comp:OP_SILU_MUL
@@ -19,3 +24,14 @@ foreach(t IN LISTS EKV_VK_WEIGHT_TYPES)
   string(TOLOWER ${t} lower)
   list(APPEND EKV_VK_SHADER_VARIANTS matmul_${lower}:matmul.comp:W_${t} get_rows_${lower}:get_rows.comp:W_${t})
 endforeach()
+# Mamba and Whisper ops (backend/vulkan/vulkan_model_ops.cpp).
+list(APPEND EKV_VK_SHADER_VARIANTS
+  gelu_erf:eltwise.comp:OP_GELU_ERF
+  ssm_conv_history:ssm_conv.comp:CONV_HISTORY
+  ssm_conv_input:ssm_conv.comp:CONV_INPUT
+  ssm_scan_delta:ssm_scan.comp:SCAN_DELTA
+  ssm_scan_stage:ssm_scan.comp:SCAN_STAGE
+  ssm_scan:ssm_scan.comp:SCAN
+  ssm_scan_skip:ssm_scan.comp:SCAN_SKIP
+  layer_norm:layer_norm.comp
+  im2col_1d:im2col_1d.comp)

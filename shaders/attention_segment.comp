@@ -4,15 +4,19 @@
 // state buffer, so a view of any number of segments, each in its own buffer,
 // is a sequence of passes followed by attention_finish. Keys are scored 64 at
 // a time (one per invocation); each invocation then accumulates its own
-// head dimensions. KV rows are read in place (F16 or F32). Optional: Gemma 2's
-// score soft-capping, and NeoX-style pairs in the pinned re-rotation.
+// head dimensions. KV rows are read in place (F16, F32, or KIVI codes with
+// their group ranges). Optional: Gemma 2's score soft-capping, and NeoX-style
+// pairs in the pinned re-rotation.
 layout(local_size_x = 64) in;
 
 #define MAX_HEAD_DIM 256
 #define NEG_BIG -3.0e38
 
 layout(std430, binding = 0) readonly buffer Q { float qf[]; };
-#if defined(KV_F16)
+#if defined(KV_KIVI)
+layout(std430, binding = 1) readonly buffer K { uint kw[]; };
+layout(std430, binding = 2) readonly buffer V { uint vw[]; };
+#elif defined(KV_F16)
 layout(std430, binding = 1) readonly buffer K { uint ku[]; };
 layout(std430, binding = 2) readonly buffer V { uint vu[]; };
 float k_at(uint e) { return unpackHalf2x16(ku[e >> 1])[e & 1u]; }
@@ -26,20 +30,18 @@ float v_at(uint e) { return vf[e]; }
 layout(std430, binding = 3) buffer State { float st[]; };
 layout(std430, binding = 4) readonly buffer Params { int params[]; };
 
+// What changes from step to step (the segment's extent and where it starts
+// in its buffers, the query positions) is read from the params arena, so a decode step's command
+// buffer can be replayed with new values.
 layout(push_constant) uniform P {
     uint q_off;       // floats
     uint q_stride;
-    uint k_off;       // elements
-    uint k_stride;
-    uint v_off;
-    uint v_stride;
+    uint k_stride;    // elements (KIVI: words per key group row)
+    uint v_stride;    // elements (KIVI: words per value row)
     uint n_heads;
     uint group;       // query heads per KV head
     uint head_dim;
-    uint n_keys;      // tokens of the segment
-    int first_pos;
-    uint skip;        // row of the segment's first token
-    int window;       // > 0: keys with q_pos - pos >= window are masked
+    uint seg_off;     // words into params: n_keys, first_pos, skip, window, k_off, v_off
     uint pos_off;     // words into params: query positions
     uint rot_off;     // words into params: per-token (cos, sin) re-rotation, or ~0u
     uint n_pairs;
@@ -47,7 +49,46 @@ layout(push_constant) uniform P {
     float scale;
     uint neox;        // re-rotation pairs: 1: (i, i + n_pairs), 0: (2i, 2i + 1)
     float softcap;    // > 0: score = softcap * tanh(score / softcap)
+    uint nbits;       // KIVI: code bits
+    uint kgroup;      // KIVI: tokens per key group = channels per value range
+    uint code_words;  // KIVI: words of one token's code row
 } p;
+
+// Where the segment's row 0 starts: elements (KIVI: words of key group row 0,
+// of value row 0). Set from the params at the start of main().
+uint k_off;
+uint v_off;
+
+// Element d of the cached key / value of segment row `row`, KV head `kvh`.
+#if defined(KV_KIVI)
+// Channel d of head kvh sits in byte d % L of the head's run of L code
+// bytes, at bit nbits * (d / L); x = code * scale + min.
+float key_at(uint row, uint kvh, uint d) {
+    const uint run = p.head_dim * p.nbits / 8u;
+    const uint byte_index = kvh * run + d % run;
+    const uint shift = 8u * (byte_index & 3u) + p.nbits * (d / run);
+    const uint grp = k_off + (row / p.kgroup) * p.k_stride;
+    const uint code = (kw[grp + (row % p.kgroup) * p.code_words + (byte_index >> 2)] >> shift) & ((1u << p.nbits) - 1u);
+    const uint ch = kvh * p.head_dim + d;
+    const uint scales = grp + p.kgroup * p.code_words;
+    const uint pairs = p.code_words * 16u / p.nbits;  // kv_width / 2
+    const float s = unpackHalf2x16(kw[scales + (ch >> 1)])[ch & 1u];
+    const float m = unpackHalf2x16(kw[scales + pairs + (ch >> 1)])[ch & 1u];
+    return float(code) * s + m;
+}
+float value_at(uint row, uint kvh, uint d) {
+    const uint run = p.head_dim * p.nbits / 8u;
+    const uint byte_index = kvh * run + d % run;
+    const uint shift = 8u * (byte_index & 3u) + p.nbits * (d / run);
+    const uint base = v_off + row * p.v_stride;
+    const uint code = (vw[base + (byte_index >> 2)] >> shift) & ((1u << p.nbits) - 1u);
+    const vec2 sm = unpackHalf2x16(vw[base + p.code_words + (kvh * p.head_dim + d) / p.kgroup]);
+    return float(code) * sm.x + sm.y;
+}
+#else
+float key_at(uint row, uint kvh, uint d) { return k_at(k_off + row * p.k_stride + kvh * p.head_dim + d); }
+float value_at(uint row, uint kvh, uint d) { return v_at(v_off + row * p.v_stride + kvh * p.head_dim + d); }
+#endif
 
 shared float qs[MAX_HEAD_DIM];
 shared float score_max[64];
@@ -67,6 +108,8 @@ void main() {
     const uint h = gl_WorkGroupID.x;
     const uint t = gl_WorkGroupID.y;
     const uint hd = p.head_dim;
+    k_off = uint(params[p.seg_off + 4u]);
+    v_off = uint(params[p.seg_off + 5u]);
     const uint qb = p.q_off + t * p.q_stride + h * hd;
     for (uint d = tid; d < hd; d += 64u) qs[d] = qf[qb + d];
     barrier();
@@ -96,17 +139,21 @@ void main() {
         for (uint j = 0u, d = tid; d < hd; ++j, d += 64u) acc[j] = st[sb + 2u + d];
     }
 
+    const int n_keys = params[p.seg_off];
+    const int first_pos = params[p.seg_off + 1u];
+    const uint skip = uint(params[p.seg_off + 2u]);
+    const int window = params[p.seg_off + 3u];
     const int pos = params[p.pos_off + t];
-    const int hi = min(int(p.n_keys), pos - p.first_pos + 1);
-    const int lo = p.window > 0 ? max(0, pos - p.window + 1 - p.first_pos) : 0;
-    const uint kv_col = (h / p.group) * hd;
+    const int hi = min(n_keys, pos - first_pos + 1);
+    const int lo = window > 0 ? max(0, pos - window + 1 - first_pos) : 0;
+    const uint kvh = h / p.group;
     for (int blk = lo; blk < hi; blk += 64) {
         const int i = blk + int(tid);
         float score = NEG_BIG;
         if (i < hi) {
-            const uint kb = p.k_off + (p.skip + uint(i)) * p.k_stride + kv_col;
+            const uint row = skip + uint(i);
             float dot = 0.0;
-            for (uint d = 0u; d < hd; ++d) dot += qs[d] * k_at(kb + d);
+            for (uint d = 0u; d < hd; ++d) dot += qs[d] * key_at(row, kvh, d);
             score = dot * p.scale;
             if (p.softcap > 0.0) score = soft_cap(score);
         }
@@ -128,10 +175,10 @@ void main() {
         }
         sum = sum * rescale + weight_sum[0];
         const uint cnt = uint(min(64, hi - blk));
-        const uint vb = p.v_off + (p.skip + uint(blk)) * p.v_stride + kv_col;
+        const uint row0 = skip + uint(blk);
         for (uint j = 0u, d = tid; d < hd; ++j, d += 64u) {
             float a = acc[j] * rescale;
-            for (uint k = 0u; k < cnt; ++k) a += weight[k] * v_at(vb + k * p.v_stride + d);
+            for (uint k = 0u; k < cnt; ++k) a += weight[k] * value_at(row0 + k, kvh, d);
             acc[j] = a;
         }
         m = new_m;

@@ -10,10 +10,13 @@ layout(std430, binding = 1) buffer D { uint du[]; };
 #else
 layout(std430, binding = 1) writeonly buffer D { float df[]; };
 #endif
+// The destination offset is a per-step value (the cache row), so it is read
+// from the params arena: a decode step's recorded commands stay the same.
+layout(std430, binding = 4) readonly buffer Params { uint params[]; };
 layout(push_constant) uniform P {
     uint s_off;       // floats
     uint s_stride;
-    uint d_off;       // elements of the destination type
+    uint d_param;     // params word holding the destination offset (elements of its type)
     uint d_stride;
     uint cols;
 } p;
@@ -48,8 +51,9 @@ uint f32_to_f16(float f) {
 void main() {
     const uint r = gl_WorkGroupID.y;
     const uint sb = p.s_off + r * p.s_stride;
+    const uint d_off = params[p.d_param];
 #if defined(DST_F16)
-    const uint first = p.d_off + r * p.d_stride;  // half index of element 0
+    const uint first = d_off + r * p.d_stride;  // half index of element 0
     const uint end = first + p.cols;
     const uint word = (first >> 1) + gl_GlobalInvocationID.x;
     if (word * 2u >= end) return;
@@ -70,6 +74,6 @@ void main() {
     }
 #else
     const uint c = gl_GlobalInvocationID.x;
-    if (c < p.cols) df[p.d_off + r * p.d_stride + c] = sf[sb + c];
+    if (c < p.cols) df[d_off + r * p.d_stride + c] = sf[sb + c];
 #endif
 }

@@ -25,6 +25,16 @@ void main() {
     const float a = af[p.a_off + r * p.a_stride + c];
 #if defined(OP_SCALE)
     of[p.o_off + r * p.o_stride + c] = a * p.s;
+#elif defined(OP_GELU_ERF)
+    // Exact GELU, a * Phi(a) = 0.5 a (1 + erf(a / sqrt 2)); GLSL has no erf.
+    // Abramowitz & Stegun 7.1.26: |error| < 1.5e-7 on erf, about a float's
+    // rounding of Phi, with exp underflowing to the right limit for large |a|.
+    const float z = abs(a) * 0.70710678118654752;
+    const float t = 1.0 / (1.0 + 0.3275911 * z);
+    const float poly =
+        t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+    const float q = poly * exp(-z * z);  // erfc(|a| / sqrt 2)
+    of[p.o_off + r * p.o_stride + c] = a * (a < 0.0 ? 0.5 * q : 1.0 - 0.5 * q);
 #else
     const float b = bf[p.b_off + r * p.b_stride + c];
 #if defined(OP_ADD)

@@ -106,22 +106,5 @@ TEST_F(VulkanAttention, MatchesCpuOverSegmentViews) {
     }
 }
 
-TEST_F(VulkanAttention, RefusesKiviSegmentsClearly) {
-    Tensor k = zeros(*vk_, DType::F32, 4, 64), q = zeros(*vk_, DType::F32, 1, 64), o = zeros(*vk_, DType::F32, 1, 64);
-    KvView view;
-    view.n_segments = 1;
-    view.seg[0].format = KvFormat::Kivi;
-    view.seg[0].k = k;
-    view.seg[0].v = k;
-    view.seg[0].n_tokens = 1;
-    AttentionParams p;
-    p.n_heads = p.n_kv_heads = 1;
-    p.head_dim = 64;
-    const int32_t pos = 0;
-    vk_->attention(q, &pos, view, p, o);
-    EXPECT_EQ(vkb().status().code(), EKV_ERR_UNSUPPORTED);
-    vkb().clear_error();
-}
-
 }  // namespace
 }  // namespace ekv_vk_test

@@ -16,15 +16,6 @@
 namespace ekv_vk_test {
 namespace {
 
-ekv_test::ModelPtr load_on(const std::string& path, ekv_backend_kind kind) {
-    ekv_model_params p = ekv_model_default_params();
-    p.backend = kind;
-    p.n_threads = 2;
-    ekv_model* m = nullptr;
-    EXPECT_EQ(ekv_model_load(path.c_str(), &p, &m), EKV_OK) << ekv_backend_name(kind) << ": " << ekv_last_error();
-    return ekv_test::ModelPtr(m);
-}
-
 // What one backend produced: the prompt's logits (every row, or the last),
 // then one row per greedy step, and the chosen tokens.
 struct GreedyRun {

@@ -1,6 +1,7 @@
 // Device listing through the C ABI, the no-driver and bad-index paths, and
 // the model-level check: SmolLM2-135M greedy tokens on Vulkan equal the CPU
 // backend's (and the prompt's logits agree closely).
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -82,18 +83,10 @@ TEST(VulkanValidation, ErrorsAreCounted) {
     EXPECT_GT(vk::validation_error_count(), before);
 }
 
-ekv_test::ModelPtr load_on(const std::string& path, ekv_backend_kind kind) {
-    ekv_model_params p = ekv_model_default_params();
-    p.backend = kind;
-    p.n_threads = 2;
-    ekv_model* m = nullptr;
-    EXPECT_EQ(ekv_model_load(path.c_str(), &p, &m), EKV_OK) << ekv_backend_name(kind) << ": " << ekv_last_error();
-    return ekv_test::ModelPtr(m);
-}
-
-// Prefill then greedy decode, step by step on both backends: every step's
-// logits agree closely and the chosen tokens are identical. (One prefill per
-// backend keeps the test short on lavapipe.)
+// Prefill then greedy decode, step by step on both backends, for the
+// dynamic, static, quantized (KIVI) and sink caches: every step's logits
+// agree closely and the chosen tokens are identical. One model per backend
+// (pipelines compile once on lavapipe) and short generations keep it quick.
 TEST(VulkanModel, SmolLM2GreedyTokensEqualCpu) {
     const int64_t validation_errors = vk::validation_error_count();
     const std::string path = ekv_test::smollm2_path();
@@ -107,41 +100,58 @@ TEST(VulkanModel, SmolLM2GreedyTokensEqualCpu) {
     EXPECT_EQ(info.backend, EKV_BACKEND_VULKAN) << info.device;
 
     const int32_t nv = ekv_test::n_vocab(models[0].get());
-    constexpr int kSteps = 8;
-    std::vector<int32_t> tokens[2];
-    std::vector<float> logits[2];
-    for (int b = 0; b < 2; ++b) {
-        ekv_model* m = models[b].get();
-        ekv_test::CachePtr c = ekv_test::make_cache(m, EKV_CACHE_DYNAMIC);
-        ASSERT_TRUE(c);
-        logits[b].resize(static_cast<size_t>(kSteps) * nv);
-        std::vector<int32_t> input = ref.input_ids;
-        for (int step = 0; step < kSteps; ++step) {
-            float* out = logits[b].data() + static_cast<size_t>(step) * nv;
-            ASSERT_EQ(ekv_forward(m, c.get(), input.data(), static_cast<int32_t>(input.size()), nullptr,
-                                  EKV_LOGITS_LAST, out, static_cast<size_t>(nv)),
-                      EKV_OK)
-                << ekv_backend_name(b ? EKV_BACKEND_VULKAN : EKV_BACKEND_CPU) << ": " << ekv_last_error();
-            tokens[b].push_back(ekv_test::argmax(out, nv));
-            input.assign(1, tokens[b].back());
+    struct Spec {
+        ekv_cache_type type;
+        int steps;
+        const char* name;
+    };
+    // The 30-token prompt fills KIVI groups of 8 past an 8-token residual,
+    // and wraps the sink cache's 24-token ring.
+    for (const Spec& s : {Spec{EKV_CACHE_DYNAMIC, 8, "dynamic"}, Spec{EKV_CACHE_STATIC, 4, "static"},
+                          Spec{EKV_CACHE_QUANTIZED, 4, "quantized"}, Spec{EKV_CACHE_SINK, 4, "sink"}}) {
+        SCOPED_TRACE(s.name);
+        std::vector<int32_t> tokens[2];
+        std::vector<float> logits[2];
+        for (int b = 0; b < 2; ++b) {
+            ekv_model* m = models[b].get();
+            ekv_cache_params cp = ekv_cache_default_params();
+            cp.type = s.type;
+            cp.max_cache_len = 64;
+            cp.q_group_size = 8;
+            cp.residual_length = 8;
+            cp.window_length = 24;
+            cp.num_sink_tokens = 4;
+            ekv_cache* raw = nullptr;
+            ASSERT_EQ(ekv_cache_create(m, &cp, &raw), EKV_OK) << ekv_last_error();
+            ekv_test::CachePtr c(raw);
+            logits[b].resize(static_cast<size_t>(s.steps) * nv);
+            std::vector<int32_t> input = ref.input_ids;
+            for (int step = 0; step < s.steps; ++step) {
+                float* out = logits[b].data() + static_cast<size_t>(step) * nv;
+                ASSERT_EQ(ekv_forward(m, c.get(), input.data(), static_cast<int32_t>(input.size()), nullptr,
+                                      EKV_LOGITS_LAST, out, static_cast<size_t>(nv)),
+                          EKV_OK)
+                    << ekv_backend_name(b ? EKV_BACKEND_VULKAN : EKV_BACKEND_CPU) << ": " << ekv_last_error();
+                tokens[b].push_back(ekv_test::argmax(out, nv));
+                input.assign(1, tokens[b].back());
+            }
         }
-    }
-    EXPECT_EQ(tokens[1], tokens[0]);
-    for (int step = 0; step < kSteps; ++step) {
-        // Summation order, exp and FMA differ; over 30 layers this stays well
-        // inside the 1e-2 the CPU backend is held to against HF transformers.
-        EXPECT_LT(ekv_test::normalized_max_error(logits[1].data() + static_cast<size_t>(step) * nv,
-                                                 logits[0].data() + static_cast<size_t>(step) * nv, nv),
-                  5e-3)
-            << "step " << step;
+        EXPECT_EQ(tokens[1], tokens[0]);
+        for (int step = 0; step < s.steps; ++step) {
+            // Summation order, exp and FMA differ; over 30 layers this stays well
+            // inside the 1e-2 the CPU backend is held to against HF transformers.
+            EXPECT_LT(ekv_test::normalized_max_error(logits[1].data() + static_cast<size_t>(step) * nv,
+                                                     logits[0].data() + static_cast<size_t>(step) * nv, nv),
+                      5e-3)
+                << "step " << step;
+        }
     }
     EXPECT_EQ(vk::validation_error_count(), validation_errors) << "Vulkan validation errors (see stderr)";
 }
 
 // The generic cache family on Vulkan (tiny model: lavapipe is slow): rings,
-// sinks and offloading give the CPU's logits; KIVI, which has no shaders yet,
-// is refused when the cache is created instead of failing in a forward.
-TEST(VulkanModel, CacheFamilyMatchesCpuAndKiviIsRefused) {
+// sinks, KIVI and offloading give the CPU's logits.
+TEST(VulkanModel, CacheFamilyMatchesCpu) {
     const int64_t validation_errors = vk::validation_error_count();
     const std::string path = ekv_test::fixtures_dir() + "/tiny_llama/tiny_llama_f32.gguf";
     ekv_test::ModelPtr models[2] = {load_on(path, EKV_BACKEND_CPU), load_on(path, EKV_BACKEND_VULKAN)};
@@ -156,6 +166,7 @@ TEST(VulkanModel, CacheFamilyMatchesCpuAndKiviIsRefused) {
     };
     for (const Spec& s : {Spec{EKV_CACHE_SLIDING_WINDOW, EKV_PLACEMENT_DEVICE, "sliding_window"},
                           Spec{EKV_CACHE_SINK, EKV_PLACEMENT_DEVICE, "sink"},
+                          Spec{EKV_CACHE_QUANTIZED, EKV_PLACEMENT_DEVICE, "quantized"},
                           Spec{EKV_CACHE_OFFLOADED, EKV_PLACEMENT_HOST, "offloaded"}}) {
         std::vector<float> logits[2];
         for (int b = 0; b < 2; ++b) {
@@ -163,6 +174,8 @@ TEST(VulkanModel, CacheFamilyMatchesCpuAndKiviIsRefused) {
             p.type = s.type;
             p.window_length = 24;
             p.num_sink_tokens = 4;
+            p.q_group_size = 8;
+            p.residual_length = 16;
             p.offload = s.offload;
             ekv_cache* raw = nullptr;
             ASSERT_EQ(ekv_cache_create(models[b].get(), &p, &raw), EKV_OK) << s.name << ": " << ekv_last_error();
@@ -179,19 +192,19 @@ TEST(VulkanModel, CacheFamilyMatchesCpuAndKiviIsRefused) {
         }
         // Float order differs (f16 KV rounding of slightly different keys);
         // this random model amplifies it (f32 vs f16 KV alone: ~7e-3).
-        // Observed: <= 1.5e-4.
-        for (size_t t = 0; t < stream.size(); ++t)
-            ASSERT_LT(ekv_test::normalized_max_error(logits[1].data() + t * nv, logits[0].data() + t * nv, nv), 1e-3)
-                << s.name << ", token " << t;
+        // Observed: <= 4.2e-4. KIVI codes sit on a coarse grid: a key a
+        // rounding apart can land on the neighbouring code (a whole step,
+        // range / 15), so the quantized cache is held to the 1e-2 the CPU
+        // backend meets against HF (observed 1.9e-3).
+        const double tolerance = s.type == EKV_CACHE_QUANTIZED ? 1e-2 : 1e-3;
+        double worst = 0;
+        for (size_t t = 0; t < stream.size(); ++t) {
+            const double err = ekv_test::normalized_max_error(logits[1].data() + t * nv, logits[0].data() + t * nv, nv);
+            worst = std::max(worst, err);
+            EXPECT_LT(err, tolerance) << s.name << ", token " << t;
+        }
+        std::printf("[ vulkan   ] %s: worst normalized logit error vs CPU %.2e\n", s.name, worst);
     }
-    ekv_cache_params q = ekv_cache_default_params();
-    q.type = EKV_CACHE_QUANTIZED;
-    q.q_group_size = 8;
-    q.residual_length = 16;
-    ekv_cache* raw = nullptr;
-    EXPECT_EQ(ekv_cache_create(models[1].get(), &q, &raw), EKV_ERR_UNSUPPORTED);
-    EXPECT_NE(std::string(ekv_last_error()).find("KIVI"), std::string::npos) << ekv_last_error();
-    EXPECT_EQ(raw, nullptr);
     EXPECT_EQ(vk::validation_error_count(), validation_errors) << "Vulkan validation errors (see stderr)";
 }
 

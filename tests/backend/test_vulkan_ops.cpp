@@ -515,8 +515,8 @@ TEST_F(VulkanOps, BadOpsAreReportedNotCrashing) {
     KiviParams kp;
     kp.nbits = 4;
     kp.group = 32;
-    vk_->kivi_quantize_values(kv, 0, 1, kv, 0, kp);
-    EXPECT_EQ(vkb().status().code(), EKV_ERR_UNSUPPORTED);
+    vk_->kivi_quantize_values(kv, 0, 1, kv, 0, kp);  // no head_dim, and an F32 destination
+    EXPECT_EQ(vkb().status().code(), EKV_ERR_INVALID_ARGUMENT);
     vkb().clear_error();
     vk_->synchronize();
     EXPECT_TRUE(vkb().status().ok());

@@ -19,6 +19,7 @@
 #include "backend/vulkan/vulkan_backend.h"
 #include "core/fp16.h"
 #include "core/quant.h"
+#include "model/test_util.h"
 
 namespace ekv_vk_test {
 
@@ -164,6 +165,16 @@ inline std::vector<uint8_t> random_weight(DType t, int64_t rows, int64_t cols, s
         }
     }
     return out;
+}
+
+// A model loaded through the C ABI on one backend (2 CPU threads).
+inline ekv_test::ModelPtr load_on(const std::string& path, ekv_backend_kind kind) {
+    ekv_model_params p = ekv_model_default_params();
+    p.backend = kind;
+    p.n_threads = 2;
+    ekv_model* m = nullptr;
+    EXPECT_EQ(ekv_model_load(path.c_str(), &p, &m), EKV_OK) << ekv_backend_name(kind) << ": " << ekv_last_error();
+    return ekv_test::ModelPtr(m);
 }
 
 }  // namespace ekv_vk_test

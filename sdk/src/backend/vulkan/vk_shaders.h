@@ -13,22 +13,26 @@ constexpr unsigned kPushConstantBytes = 128;
 
 enum class ShaderId : int {
     RmsNorm, Rope, CopyRowsF16, CopyRowsF32, AttnSegmentF16, AttnSegmentF32, AttnFinish, Add, SiluMul, GeluMul,
-    Scale,
+    Scale, AttnSegmentKivi, KiviKeysF16, KiviKeysF32, KiviValuesF16, KiviValuesF32,
     MatmulF32, MatmulF16, MatmulBF16, MatmulQ4_0, MatmulQ4_1, MatmulQ5_0, MatmulQ5_1, MatmulQ8_0, MatmulQ4_K,
     MatmulQ5_K, MatmulQ6_K,
     GetRowsF32, GetRowsF16, GetRowsBF16, GetRowsQ4_0, GetRowsQ4_1, GetRowsQ5_0, GetRowsQ5_1, GetRowsQ8_0,
     GetRowsQ4_K, GetRowsQ5_K, GetRowsQ6_K,
+    GeluErf, SsmConvHistory, SsmConvInput, SsmScanDelta, SsmScanStage, SsmScan, SsmScanSkip, LayerNorm, Im2Col1d,
     Count
 };
 
 inline const char* shader_name(ShaderId id) {
     static const char* const kNames[] = {
         "rms_norm", "rope", "copy_rows_f16", "copy_rows_f32", "attn_segment_f16", "attn_segment_f32",
-        "attn_finish", "add", "silu_mul", "gelu_mul", "scale",
+        "attn_finish", "add", "silu_mul", "gelu_mul", "scale", "attn_segment_kivi", "kivi_keys_f16", "kivi_keys_f32",
+        "kivi_values_f16", "kivi_values_f32",
         "matmul_f32", "matmul_f16", "matmul_bf16", "matmul_q4_0", "matmul_q4_1", "matmul_q5_0", "matmul_q5_1",
         "matmul_q8_0", "matmul_q4_k", "matmul_q5_k", "matmul_q6_k",
         "get_rows_f32", "get_rows_f16", "get_rows_bf16", "get_rows_q4_0", "get_rows_q4_1", "get_rows_q5_0",
-        "get_rows_q5_1", "get_rows_q8_0", "get_rows_q4_k", "get_rows_q5_k", "get_rows_q6_k"};
+        "get_rows_q5_1", "get_rows_q8_0", "get_rows_q4_k", "get_rows_q5_k", "get_rows_q6_k",
+        "gelu_erf", "ssm_conv_history", "ssm_conv_input", "ssm_scan_delta", "ssm_scan_stage", "ssm_scan",
+        "ssm_scan_skip", "layer_norm", "im2col_1d"};
     static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<int>(ShaderId::Count), "one name per id");
     return kNames[static_cast<int>(id)];
 }

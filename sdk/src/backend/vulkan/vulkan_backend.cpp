@@ -141,14 +141,6 @@ void VulkanBackend::copy_bytes(Buffer& src, size_t src_offset, Buffer& dst, size
     stream().copy(s->handle(), src_offset, d->handle(), dst_offset, bytes);
 }
 
-void VulkanBackend::kivi_quantize_keys(const Tensor&, int64_t, Tensor&, int64_t, const KiviParams&) {
-    fail(Error(EKV_ERR_UNSUPPORTED, "KIVI-quantized KV caches are not implemented on the Vulkan backend yet"));
-}
-
-void VulkanBackend::kivi_quantize_values(const Tensor&, int64_t, int64_t, Tensor&, int64_t, const KiviParams&) {
-    fail(Error(EKV_ERR_UNSUPPORTED, "KIVI-quantized KV caches are not implemented on the Vulkan backend yet"));
-}
-
 void VulkanBackend::read(const Tensor& src, void* host, size_t bytes) {
     if (!stream().ok() || bytes == 0) return;
     VulkanBuffer* vb = dynamic_cast<VulkanBuffer*>(src.buffer);

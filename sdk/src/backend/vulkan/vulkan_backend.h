@@ -50,11 +50,31 @@ public:
     void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) override;
     void gelu_mul(const Tensor& gate, const Tensor& up, Tensor& out) override;
     void scale(const Tensor& x, float s, Tensor& out) override;
+    // Mamba and Whisper ops (vulkan_model_ops.cpp).
+    void ssm_conv(const Tensor& x, const Tensor& state_in, const Tensor& w, const Tensor& b, Tensor& state_out,
+                  Tensor& out) override;
+    void ssm_scan(const Tensor& x, const Tensor& dt, const Tensor& dt_bias, const Tensor& a, const Tensor& bm,
+                  const Tensor& cm, const Tensor& d, const Tensor& state_in, Tensor& state_out, Tensor& y) override;
+    void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps, Tensor& out) override;
+    void gelu_erf(const Tensor& x, Tensor& out) override;
+    void add_bias(const Tensor& x, const Tensor& bias, Tensor& out) override;
+    void im2col_1d(const Tensor& x, int32_t kernel, int32_t stride, int32_t pad, Tensor& out) override;
     void add(const Tensor& a, const Tensor& b, Tensor& out) override;
-    // Gemma's ops have shaders; Mamba's do not yet.
+    // Gemma's, Mamba's and Whisper's ops all have shaders.
     bool supports_op(BackendOp op) const override {
-        return op == BackendOp::RopeNeox || op == BackendOp::AttentionSoftcap || op == BackendOp::GeluMul ||
-               op == BackendOp::Scale;
+        switch (op) {
+            case BackendOp::RopeNeox:
+            case BackendOp::AttentionSoftcap:
+            case BackendOp::GeluMul:
+            case BackendOp::Scale:
+            case BackendOp::SsmConv:
+            case BackendOp::SsmScan:
+            case BackendOp::LayerNorm:
+            case BackendOp::GeluErf:
+            case BackendOp::AddBias:
+            case BackendOp::Im2Col1d: return true;
+        }
+        return false;
     }
     void copy_raw(const Tensor& src, Tensor& dst, int64_t n_rows) override;
     void copy_bytes(Buffer& src, size_t src_offset, Buffer& dst, size_t dst_offset, size_t bytes) override;
@@ -65,8 +85,6 @@ public:
     void read(const Tensor& src, void* host, size_t bytes) override;
     void synchronize() override;
     Status take_error() override;
-    // KIVI attention and quantization shaders are not written yet.
-    bool supports_kv_format(KvFormat format) const override { return format == KvFormat::Plain; }
 
     // The most bytes of a buffer one shader binding covers (a little under
     // maxStorageBufferRange); ops split larger work into windows.
@@ -92,6 +110,12 @@ private:
     // `rows` rows, after checking they lie inside its buffer.
     bool bind_plain(const Tensor& t, int64_t rows, const char* op, const char* what, vk::Binding* b, uint32_t* off,
                     uint32_t* stride);
+    // The same for byte rows (KIVI codes) addressed as 32-bit words.
+    bool bind_words(const Tensor& t, int64_t rows, const char* op, const char* what, vk::Binding* b, uint32_t* off,
+                    uint32_t* stride);
+    // Whether the KIVI shaders handle this shape (they address codes and
+    // ranges as words: a token's code row must be a whole number of words).
+    static bool kivi_layout_ok(int64_t kv_width, const KiviParams& k, int32_t head_dim);
     size_t binding_alignment() const;  // of window offsets
     // The attention state scratch (grows at most to what the model reserved).
     bool ensure_attention_state(size_t bytes);

@@ -14,6 +14,7 @@
 #include "backend/vulkan/vk_shaders.h"
 #include "backend/vulkan/vk_stream.h"
 #include "backend/vulkan/vulkan_backend.h"
+#include "core/kivi.h"
 
 namespace ekv {
 namespace {
@@ -114,6 +115,28 @@ bool VulkanBackend::bind_plain(const Tensor& t, int64_t rows, const char* op, co
     return true;
 }
 
+bool VulkanBackend::bind_words(const Tensor& t, int64_t rows, const char* op, const char* what, vk::Binding* b,
+                               uint32_t* off, uint32_t* stride) {
+    if (!buffer_of(t, op, what)) return false;
+    const size_t end = t.offset + static_cast<size_t>(rows > 0 ? rows : 0) * t.row_bytes;
+    if (t.offset % 4 || t.row_bytes % 4 || rows < 0 || end > t.buffer->size()) {
+        fail(invalid("%s: %s must be word-aligned rows inside its buffer", op, what));
+        return false;
+    }
+    size_t base = 0;
+    if (!bind_span(t, t.offset, end, op, what, b, &base)) return false;
+    *off = static_cast<uint32_t>((t.offset - base) / 4);
+    *stride = static_cast<uint32_t>(t.row_bytes / 4);
+    return true;
+}
+
+bool VulkanBackend::kivi_layout_ok(int64_t kv_width, const KiviParams& k, int32_t head_dim) {
+    // The shaders address codes and f16 ranges as 32-bit words.
+    return kivi_nbits_supported(k.nbits) && k.group > 0 && k.head_dim == head_dim && head_dim > 0 &&
+           kv_width % head_dim == 0 && kv_width % k.group == 0 && (static_cast<int64_t>(head_dim) * k.nbits) % 8 == 0 &&
+           kivi_code_row_bytes(kv_width, k.nbits) % 4 == 0;
+}
+
 void VulkanBackend::get_rows(const Tensor& table, const int32_t* ids, int32_t n, Tensor& out) {
     if (!stream().ok() || n <= 0) return;
     const int variant = vk::weight_variant(table.type);
@@ -134,11 +157,11 @@ void VulkanBackend::get_rows(const Tensor& table, const int32_t* ids, int32_t n,
     if (rb > max_binding_span()) return fail(invalid("get_rows: a table row of %zu bytes exceeds one binding", rb));
     // A table past one binding (a large vocabulary) is read in row chunks;
     // each chunk's dispatch writes the outputs whose ids fall in it (the
-    // shader skips the others' out-of-range ids).
+    // shader skips the others' ids, marked -1). Every chunk is dispatched,
+    // even one no id falls in, so the commands do not depend on the tokens.
     const int64_t chunk = static_cast<int64_t>(max_binding_span() / rb);
     for (int64_t c0 = 0; c0 < table.rows; c0 += chunk) {
         const int64_t rows = std::min(chunk, table.rows - c0);
-        if (std::none_of(ids, ids + n, [&](int32_t id) { return id >= c0 && id < c0 + rows; })) continue;
         vk::Binding tb;
         size_t base = 0;
         const size_t first = table.offset + static_cast<size_t>(c0) * rb;
@@ -288,9 +311,13 @@ void VulkanBackend::copy_rows(const Tensor& src, Tensor& dst, int64_t dst_row) {
     if (!bind_plain(src, src.rows, "copy_rows", "src", &sb, &s_off, &s_stride) ||
         !bind_plain(d, src.rows, "copy_rows", "dst", &db, &d_off, &d_stride))
         return;
+    uint32_t d_param = 0;
+    uint32_t* d_word = reinterpret_cast<uint32_t*>(stream().params(4, &d_param));
+    if (!d_word) return;
+    *d_word = d_off;  // the cache row changes every step: a params value, not a push constant
     struct {
-        uint32_t s_off, s_stride, d_off, d_stride, cols;
-    } pc = {s_off, s_stride, d_off, d_stride, static_cast<uint32_t>(src.cols)};
+        uint32_t s_off, s_stride, d_param, d_stride, cols;
+    } pc = {s_off, s_stride, d_param, d_stride, static_cast<uint32_t>(src.cols)};
     const bool f16 = dst.type == DType::F16;
     // F16: one invocation per destination word; a row spans at most cols/2 + 1 words.
     const uint64_t per_row = f16 ? static_cast<uint64_t>(src.cols) / 2 + 1 : static_cast<uint64_t>(src.cols);
@@ -319,11 +346,14 @@ void VulkanBackend::attention(const Tensor& q, const int32_t* q_pos, const KvVie
     bool any_pinned = false;
     for (int s = 0; s < kv.n_segments; ++s) {
         const KvSegment& seg = kv.seg[s];
-        if (seg.format != KvFormat::Plain)
-            return fail(Error(EKV_ERR_UNSUPPORTED, "Vulkan attention: KIVI-quantized segments are not implemented yet"));
-        if (seg.k.type != seg.v.type || seg.k.cols < kv_width || seg.v.cols < kv_width || seg.n_tokens < 0 ||
-            seg.skip < 0)
+        if (seg.n_tokens < 0 || seg.skip < 0) return fail(invalid("attention: segment %d has a negative extent", s));
+        if (seg.format == KvFormat::Kivi) {
+            if (!kivi_layout_ok(kv_width, seg.kivi, p.head_dim))
+                return fail(invalid("attention: KIVI segment %d (%d bits, group %d) does not fit head_dim %d", s,
+                                    seg.kivi.nbits, seg.kivi.group, p.head_dim));
+        } else if (seg.k.type != seg.v.type || seg.k.cols < kv_width || seg.v.cols < kv_width) {
             return fail(invalid("attention: segment %d has mismatched or narrow K/V", s));
+        }
         if (seg.pinned && seg.n_tokens > 0) {
             if (!p.rope || !p.rope->inv_freq || p.rope->rope_dim < 0 || p.rope->rope_dim > p.head_dim ||
                 p.rope->rope_dim % 2)
@@ -335,12 +365,21 @@ void VulkanBackend::attention(const Tensor& q, const int32_t* q_pos, const KvVie
     if (!ensure_attention_state(state_bytes)) return;
 
     // Params: query positions, then (pinned segments) the per-token (cos, sin)
-    // that moves the query to min(q_pos, pinned_query_pos).
+    // that moves the query to min(q_pos, pinned_query_pos), then each pass's
+    // (n_keys, first_pos, skip, window, k_off, v_off): every per-step value
+    // lives here (a ring's runs move through its buffer), so the recorded
+    // commands of a decode step can be replayed.
     const bool rotate = any_pinned && p.rope->rope_dim > 0;
     const int32_t n_pairs = rotate ? p.rope->rope_dim / 2 : 0;
+    // An empty view still runs one pass so the state starts empty.
+    const int passes = kv.n_segments > 0 ? kv.n_segments : 1;
+    const size_t pos_rot_words = static_cast<size_t>(q.rows) * (1 + 2 * static_cast<size_t>(n_pairs));
     uint32_t pos_off = 0;
-    uint8_t* prm = stream().params(static_cast<size_t>(q.rows) * (1 + 2 * static_cast<size_t>(n_pairs)) * 4, &pos_off);
+    constexpr size_t kSegWords = 6;
+    uint8_t* prm = stream().params((pos_rot_words + kSegWords * static_cast<size_t>(passes)) * 4, &pos_off);
     if (!prm) return;
+    int32_t* seg_words = reinterpret_cast<int32_t*>(prm) + pos_rot_words;
+    const uint32_t seg_off = pos_off + static_cast<uint32_t>(pos_rot_words);
     int32_t* pos = reinterpret_cast<int32_t*>(prm);
     float* rot = reinterpret_cast<float*>(prm) + q.rows;
     for (int64_t t = 0; t < q.rows; ++t) {
@@ -355,14 +394,12 @@ void VulkanBackend::attention(const Tensor& q, const int32_t* q_pos, const KvVie
     const uint32_t rot_off = rotate ? pos_off + static_cast<uint32_t>(q.rows) : kNoRotation;
 
     struct {
-        uint32_t q_off, q_stride, k_off, k_stride, v_off, v_stride, n_heads, group, head_dim, n_keys;
-        int32_t first_pos;
-        uint32_t skip;
-        int32_t window;
-        uint32_t pos_off, rot_off, n_pairs, init;
+        uint32_t q_off, q_stride, k_stride, v_stride, n_heads, group, head_dim, seg_off, pos_off, rot_off, n_pairs,
+            init;
         float scale;
         uint32_t neox;
         float softcap;
+        uint32_t nbits, kgroup, code_words;
     } pc{};
     pc.q_off = q_off;
     pc.q_stride = q_stride;
@@ -376,30 +413,42 @@ void VulkanBackend::attention(const Tensor& q, const int32_t* q_pos, const KvVie
     pc.softcap = p.softcap;
     const VkBuffer state = attn_state_->handle();
     const uint32_t gx = static_cast<uint32_t>(p.n_heads), gy = static_cast<uint32_t>(q.rows);
-    // An empty view still runs one pass so the state starts empty.
-    const int passes = kv.n_segments > 0 ? kv.n_segments : 1;
     for (int s = 0; s < passes; ++s) {
         vk::Binding kb, vb;
         vk::ShaderId shader = vk::ShaderId::AttnSegmentF32;
-        pc.n_keys = 0;
-        pc.k_off = pc.k_stride = pc.v_off = pc.v_stride = 0;
-        pc.first_pos = 0;
-        pc.skip = 0;
-        pc.window = 0;
+        int32_t* sw = seg_words + kSegWords * s;  // n_keys, first_pos, skip, window, k_off, v_off
+        std::fill(sw, sw + kSegWords, 0);
+        uint32_t k_off = 0, v_off = 0;
+        pc.k_stride = pc.v_stride = 0;
+        pc.nbits = pc.kgroup = pc.code_words = 0;
         pc.rot_off = kNoRotation;
         if (kv.n_segments > 0) {
             const KvSegment& seg = kv.seg[s];
             const int64_t rows = static_cast<int64_t>(seg.skip) + seg.n_tokens;
-            if (!bind_plain(seg.k, rows, "attention", "segment K", &kb, &pc.k_off, &pc.k_stride) ||
-                !bind_plain(seg.v, rows, "attention", "segment V", &vb, &pc.v_off, &pc.v_stride))
-                return;
-            shader = seg.k.type == DType::F16 ? vk::ShaderId::AttnSegmentF16 : vk::ShaderId::AttnSegmentF32;
-            pc.n_keys = static_cast<uint32_t>(seg.n_tokens);
-            pc.first_pos = seg.first_pos;
-            pc.skip = static_cast<uint32_t>(seg.skip);
-            pc.window = seg.pinned ? 0 : kv.window;
+            if (seg.format == KvFormat::Kivi) {
+                const int64_t groups = (rows + seg.kivi.group - 1) / seg.kivi.group;
+                if (!bind_words(seg.k, groups, "attention", "KIVI keys", &kb, &k_off, &pc.k_stride) ||
+                    !bind_words(seg.v, rows, "attention", "KIVI values", &vb, &v_off, &pc.v_stride))
+                    return;
+                shader = vk::ShaderId::AttnSegmentKivi;
+                pc.nbits = static_cast<uint32_t>(seg.kivi.nbits);
+                pc.kgroup = static_cast<uint32_t>(seg.kivi.group);
+                pc.code_words = static_cast<uint32_t>(kivi_code_row_bytes(kv_width, seg.kivi.nbits) / 4);
+            } else {
+                if (!bind_plain(seg.k, rows, "attention", "segment K", &kb, &k_off, &pc.k_stride) ||
+                    !bind_plain(seg.v, rows, "attention", "segment V", &vb, &v_off, &pc.v_stride))
+                    return;
+                shader = seg.k.type == DType::F16 ? vk::ShaderId::AttnSegmentF16 : vk::ShaderId::AttnSegmentF32;
+            }
+            sw[0] = seg.n_tokens;
+            sw[1] = seg.first_pos;
+            sw[2] = seg.skip;
+            sw[3] = seg.pinned ? 0 : kv.window;
+            sw[4] = static_cast<int32_t>(k_off);
+            sw[5] = static_cast<int32_t>(v_off);
             pc.rot_off = seg.pinned ? rot_off : kNoRotation;
         }
+        pc.seg_off = seg_off + static_cast<uint32_t>(kSegWords * s);
         pc.init = s == 0 ? 1u : 0u;
         stream().dispatch(shader, {qb, kb, vb, state, VK_NULL_HANDLE}, &pc, sizeof pc, gx, gy);
     }
@@ -408,6 +457,65 @@ void VulkanBackend::attention(const Tensor& q, const int32_t* q_pos, const KvVie
     } fin = {o_off, o_stride, static_cast<uint32_t>(p.n_heads), static_cast<uint32_t>(p.head_dim)};
     stream().dispatch(vk::ShaderId::AttnFinish, {ob, VK_NULL_HANDLE, VK_NULL_HANDLE, state, VK_NULL_HANDLE}, &fin,
                       sizeof fin, gx, gy);
+}
+
+namespace {
+struct KiviPush {
+    uint32_t src_off, src_stride, dst_off, dst_stride, kv_width, head_dim, group, nbits, code_words;
+};
+}  // namespace
+
+// Both record one dispatch; every output word has one writer (kivi_quantize.comp).
+void VulkanBackend::kivi_quantize_keys(const Tensor& src, int64_t src_row, Tensor& dst, int64_t dst_group,
+                                       const KiviParams& p) {
+    if (!stream().ok()) return;
+    const int64_t kv_width = src.cols;
+    if (!kivi_layout_ok(kv_width, p, p.head_dim) || src_row < 0 || src_row + p.group > src.rows || dst_group < 0 ||
+        dst_group >= dst.rows || dst.row_bytes < kivi_key_group_bytes(kv_width, p.group, p.nbits))
+        return fail(invalid("kivi_quantize_keys: rows %lld+%d of %lld or group %lld of %lld do not fit (%d bits)",
+                            static_cast<long long>(src_row), p.group, static_cast<long long>(src.rows),
+                            static_cast<long long>(dst_group), static_cast<long long>(dst.rows), p.nbits));
+    KiviPush pc{};
+    vk::Binding sb, db;
+    uint32_t unused = 0;
+    if (!bind_plain(src.row_range(src_row, p.group), p.group, "kivi_quantize_keys", "src", &sb, &pc.src_off,
+                    &pc.src_stride) ||
+        !bind_words(dst.row_range(dst_group, 1), 1, "kivi_quantize_keys", "dst", &db, &pc.dst_off, &unused))
+        return;
+    pc.kv_width = static_cast<uint32_t>(kv_width);
+    pc.head_dim = static_cast<uint32_t>(p.head_dim);
+    pc.group = static_cast<uint32_t>(p.group);
+    pc.nbits = static_cast<uint32_t>(p.nbits);
+    pc.code_words = static_cast<uint32_t>(kivi_code_row_bytes(kv_width, p.nbits) / 4);
+    const uint32_t invocations = std::max(pc.code_words, pc.kv_width / 2);
+    stream().dispatch(src.type == DType::F16 ? vk::ShaderId::KiviKeysF16 : vk::ShaderId::KiviKeysF32,
+                      {sb, db, VK_NULL_HANDLE, VK_NULL_HANDLE, VK_NULL_HANDLE}, &pc, sizeof pc,
+                      groups(invocations, kGroup), 1);
+}
+
+void VulkanBackend::kivi_quantize_values(const Tensor& src, int64_t src_row, int64_t n, Tensor& dst, int64_t dst_row,
+                                         const KiviParams& p) {
+    if (!stream().ok() || n <= 0) return;
+    const int64_t kv_width = src.cols;
+    if (!kivi_layout_ok(kv_width, p, p.head_dim) || src_row < 0 || src_row + n > src.rows || dst_row < 0 ||
+        dst_row + n > dst.rows || dst.row_bytes < kivi_value_row_bytes(kv_width, p.group, p.nbits))
+        return fail(invalid("kivi_quantize_values: %lld rows from %lld into row %lld of %lld do not fit (%d bits)",
+                            static_cast<long long>(n), static_cast<long long>(src_row),
+                            static_cast<long long>(dst_row), static_cast<long long>(dst.rows), p.nbits));
+    KiviPush pc{};
+    vk::Binding sb, db;
+    if (!bind_plain(src.row_range(src_row, n), n, "kivi_quantize_values", "src", &sb, &pc.src_off, &pc.src_stride) ||
+        !bind_words(dst.row_range(dst_row, n), n, "kivi_quantize_values", "dst", &db, &pc.dst_off, &pc.dst_stride))
+        return;
+    pc.kv_width = static_cast<uint32_t>(kv_width);
+    pc.head_dim = static_cast<uint32_t>(p.head_dim);
+    pc.group = static_cast<uint32_t>(p.group);
+    pc.nbits = static_cast<uint32_t>(p.nbits);
+    pc.code_words = static_cast<uint32_t>(kivi_code_row_bytes(kv_width, p.nbits) / 4);
+    const uint32_t invocations = std::max(pc.code_words, pc.kv_width / pc.group);
+    stream().dispatch(src.type == DType::F16 ? vk::ShaderId::KiviValuesF16 : vk::ShaderId::KiviValuesF32,
+                      {sb, db, VK_NULL_HANDLE, VK_NULL_HANDLE, VK_NULL_HANDLE}, &pc, sizeof pc,
+                      groups(invocations, kGroup), static_cast<uint32_t>(n));
 }
 
 namespace {

@@ -1,0 +1,257 @@
+// Vulkan backend: the Mamba ops (ssm_conv, ssm_scan) and Whisper's
+// (layer_norm, gelu_erf, add_bias, im2col_1d), semantics in
+// backend/backend.h, checked like vulkan_ops.cpp's. Push-constant structs
+// mirror the `P` blocks of shaders/*.comp field by field. A pipeline binds at
+// most four tensors (binding 4 is the params arena), so the Mamba ops, which
+// read up to ten, run as a few dispatches: see ssm_conv.comp and
+// ssm_scan.comp.
+#include <algorithm>
+#include <cstdarg>
+#include <cstdio>
+
+#include "backend/vulkan/vk_pipelines.h"
+#include "backend/vulkan/vk_shaders.h"
+#include "backend/vulkan/vk_stream.h"
+#include "backend/vulkan/vulkan_backend.h"
+
+namespace ekv {
+namespace {
+
+constexpr uint32_t kGroup = 64;              // local size of every shader
+constexpr uint32_t kMaxStatesPerLane = 16;   // MAX_PER_LANE in ssm_scan.comp
+constexpr uint64_t kMaxGroups = 65535;       // grids that loop (ssm_scan) stay under every device's limit
+
+uint32_t groups(uint64_t n, uint32_t per) { return static_cast<uint32_t>((n + per - 1) / per); }
+
+Status invalid(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+Status invalid(const char* fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    std::vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return Status(EKV_ERR_INVALID_ARGUMENT, std::string("Vulkan ") + msg);
+}
+
+bool is_f32(const Tensor& t) { return t.type == DType::F32; }
+
+// Whether two F32 tensors' rows may share memory (conservative: the byte
+// spans of interleaved strided views count as overlapping).
+bool overlaps(const Tensor& a, const Tensor& b) {
+    if (!a.buffer || a.buffer != b.buffer || a.rows <= 0 || b.rows <= 0 || a.cols <= 0 || b.cols <= 0) return false;
+    const size_t a_end = a.offset + static_cast<size_t>(a.rows - 1) * a.row_bytes + static_cast<size_t>(a.cols) * 4;
+    const size_t b_end = b.offset + static_cast<size_t>(b.rows - 1) * b.row_bytes + static_cast<size_t>(b.cols) * 4;
+    return a.offset < b_end && b.offset < a_end;
+}
+
+struct ConvPush {
+    uint32_t in_off, in_stride, w_off, w_stride, b_off, o_off, o_stride, so_off, so_stride, n_ch, n_t, k;
+};
+
+struct ScanPush {
+    uint32_t in0_off, in0_stride, in1_off, in1_stride, in2_off, in2_stride, out_off, out_stride;
+    uint32_t n_ch, n_st, n_t, s_delta, s_x, s_b, s_c, s_h, lanes, per_lane;
+};
+
+struct EltwisePush {  // eltwise.comp
+    uint32_t a_off, a_stride, b_off, b_stride, o_off, o_stride, cols;
+    float s;
+};
+
+}  // namespace
+
+void VulkanBackend::ssm_conv(const Tensor& x, const Tensor& state_in, const Tensor& w, const Tensor& b,
+                             Tensor& state_out, Tensor& out) {
+    if (!stream().ok()) return;
+    const int64_t n_ch = x.cols, n_t = x.rows, k = w.cols, hist = k - 1;
+    if (!is_f32(x) || !is_f32(w) || !is_f32(b) || !is_f32(out) || !is_f32(state_out) || k < 1 || n_ch < 1 ||
+        n_t < 0 || w.rows != n_ch || b.cols < n_ch || out.cols != n_ch || out.rows != n_t || state_out.rows != hist ||
+        state_out.cols != n_ch || (hist > 0 && (!is_f32(state_in) || state_in.rows != hist || state_in.cols != n_ch)))
+        return fail(invalid("ssm_conv: shapes do not fit (x %lldx%lld, w %lldx%lld, state %lldx%lld)",
+                            static_cast<long long>(n_t), static_cast<long long>(n_ch), static_cast<long long>(w.rows),
+                            static_cast<long long>(k), static_cast<long long>(state_out.rows),
+                            static_cast<long long>(state_out.cols)));
+    // out is written before x's taps are read, state_out while state_in is
+    // still being read: neither may share memory with an input.
+    if (overlaps(out, x) || overlaps(out, state_in) || overlaps(state_out, x) || overlaps(state_out, state_in) ||
+        overlaps(state_out, out))
+        return fail(invalid("ssm_conv: out and state_out must not share memory with the inputs or each other"));
+    if (n_t == 0) {  // the state carries over unchanged
+        if (hist > 0) copy_rows(state_in, state_out, 0);
+        return;
+    }
+    vk::Binding xb, wb, bb, ob, sib, sob;
+    uint32_t x_off, x_stride, w_off, w_stride, b_off, b_stride, o_off, o_stride;
+    uint32_t si_off = 0, si_stride = 0, so_off = 0, so_stride = 0;
+    if (!bind_plain(x, n_t, "ssm_conv", "x", &xb, &x_off, &x_stride) ||
+        !bind_plain(w, n_ch, "ssm_conv", "w", &wb, &w_off, &w_stride) ||
+        !bind_plain(b, 1, "ssm_conv", "b", &bb, &b_off, &b_stride) ||
+        !bind_plain(out, n_t, "ssm_conv", "out", &ob, &o_off, &o_stride) ||
+        (hist > 0 && (!bind_plain(state_in, hist, "ssm_conv", "state_in", &sib, &si_off, &si_stride) ||
+                      !bind_plain(state_out, hist, "ssm_conv", "state_out", &sob, &so_off, &so_stride))))
+        return;
+    const uint32_t c = static_cast<uint32_t>(n_ch), t = static_cast<uint32_t>(n_t), kk = static_cast<uint32_t>(k);
+    const ConvPush history = {si_off, si_stride, w_off, w_stride, b_off, o_off, o_stride, 0, 0, c, t, kk};
+    stream().dispatch(vk::ShaderId::SsmConvHistory, {sib, wb, bb, ob, VK_NULL_HANDLE}, &history, sizeof history,
+                      groups(c, kGroup), t);
+    // The new state's rows that still come from state_in (fewer inputs than
+    // history rows: decoding), then the taps from x and the rows they give.
+    if (hist > n_t) copy_rows(state_in.row_range(n_t, hist - n_t), state_out, 0);
+    const ConvPush input = {x_off, x_stride, w_off, w_stride, 0, o_off, o_stride, so_off, so_stride, c, t, kk};
+    stream().dispatch(vk::ShaderId::SsmConvInput, {xb, wb, sob, ob, VK_NULL_HANDLE}, &input, sizeof input,
+                      groups(c, kGroup), t + static_cast<uint32_t>(hist));
+}
+
+void VulkanBackend::ssm_scan(const Tensor& x, const Tensor& dt, const Tensor& dt_bias, const Tensor& a,
+                             const Tensor& bm, const Tensor& cm, const Tensor& d, const Tensor& state_in,
+                             Tensor& state_out, Tensor& y) {
+    if (!stream().ok()) return;
+    const int64_t n_ch = x.cols, n_t = x.rows, n_st = a.cols;
+    if (!is_f32(x) || !is_f32(dt) || !is_f32(dt_bias) || !is_f32(a) || !is_f32(bm) || !is_f32(cm) || !is_f32(d) ||
+        !is_f32(state_in) || !is_f32(state_out) || !is_f32(y) || n_ch < 1 || n_st < 1 || n_t < 0 ||
+        dt.cols != n_ch || dt.rows != n_t || dt_bias.cols < n_ch || a.rows != n_ch || bm.cols != n_st ||
+        cm.cols != n_st || bm.rows != n_t || cm.rows != n_t || d.cols < n_ch || state_in.rows != n_ch ||
+        state_in.cols != n_st || state_out.rows != n_ch || state_out.cols != n_st || y.cols != n_ch || y.rows != n_t)
+        return fail(invalid("ssm_scan: shapes do not fit (x %lldx%lld, a %lldx%lld)", static_cast<long long>(n_t),
+                            static_cast<long long>(n_ch), static_cast<long long>(a.rows),
+                            static_cast<long long>(n_st)));
+    if (n_t == 0) return copy_rows(state_in, state_out, 0);  // the state carries over
+    if (n_st > static_cast<int64_t>(kGroup * kMaxStatesPerLane))
+        return fail(Error(EKV_ERR_UNSUPPORTED, "Vulkan ssm_scan: %lld states per channel (at most %u)",
+                          static_cast<long long>(n_st), kGroup * kMaxStatesPerLane));
+    // Scratch S (ssm_scan.comp): delta and x [T x C], B and C [T x N], h [C x N].
+    const uint64_t tc = static_cast<uint64_t>(n_t * n_ch), tn = static_cast<uint64_t>(n_t * n_st);
+    const uint64_t words = 2 * tc + 2 * tn + static_cast<uint64_t>(n_ch * n_st);
+    if (words * 4 > max_binding_span())
+        return fail(Error(EKV_ERR_UNSUPPORTED, "Vulkan ssm_scan: %lld tokens x %lld channels need more scratch than "
+                          "one binding holds; pass fewer tokens", static_cast<long long>(n_t),
+                          static_cast<long long>(n_ch)));
+    vk::Binding xb, dtb, dbb, ab, bmb, cmb, db, sib, sob, yb;
+    uint32_t x_off, x_stride, dt_off, dt_stride, db_off, db_stride, a_off, a_stride, bm_off, bm_stride, cm_off,
+        cm_stride, d_off, d_stride, si_off, si_stride, so_off, so_stride, y_off, y_stride;
+    if (!bind_plain(x, n_t, "ssm_scan", "x", &xb, &x_off, &x_stride) ||
+        !bind_plain(dt, n_t, "ssm_scan", "dt", &dtb, &dt_off, &dt_stride) ||
+        !bind_plain(dt_bias, 1, "ssm_scan", "dt_bias", &dbb, &db_off, &db_stride) ||
+        !bind_plain(a, n_ch, "ssm_scan", "a", &ab, &a_off, &a_stride) ||
+        !bind_plain(bm, n_t, "ssm_scan", "bm", &bmb, &bm_off, &bm_stride) ||
+        !bind_plain(cm, n_t, "ssm_scan", "cm", &cmb, &cm_off, &cm_stride) ||
+        !bind_plain(d, 1, "ssm_scan", "d", &db, &d_off, &d_stride) ||
+        !bind_plain(state_in, n_ch, "ssm_scan", "state_in", &sib, &si_off, &si_stride) ||
+        !bind_plain(state_out, n_ch, "ssm_scan", "state_out", &sob, &so_off, &so_stride) ||
+        !bind_plain(y, n_t, "ssm_scan", "y", &yb, &y_off, &y_stride))
+        return;
+    // The attention state buffer doubles as S: ops run in order, and no
+    // attention keeps anything in it between calls.
+    if (!ensure_attention_state(static_cast<size_t>(words) * 4)) return;
+    const VkBuffer s = attn_state_->handle();
+
+    ScanPush pc{};
+    pc.n_ch = static_cast<uint32_t>(n_ch);
+    pc.n_st = static_cast<uint32_t>(n_st);
+    pc.n_t = static_cast<uint32_t>(n_t);
+    pc.s_delta = 0;
+    pc.s_x = static_cast<uint32_t>(tc);
+    pc.s_b = static_cast<uint32_t>(2 * tc);
+    pc.s_c = static_cast<uint32_t>(2 * tc + tn);
+    pc.s_h = static_cast<uint32_t>(2 * tc + 2 * tn);
+    // Invocations per channel: the states rounded up to a power of two, at most a workgroup.
+    pc.lanes = 1;
+    while (pc.lanes < pc.n_st && pc.lanes < kGroup) pc.lanes *= 2;
+    pc.per_lane = (pc.n_st + pc.lanes - 1) / pc.lanes;
+    const uint32_t gc = groups(pc.n_ch, kGroup), gt = pc.n_t;
+
+    ScanPush delta = pc;
+    delta.in0_off = dt_off, delta.in0_stride = dt_stride, delta.in1_off = db_off;
+    delta.in2_off = x_off, delta.in2_stride = x_stride;
+    stream().dispatch(vk::ShaderId::SsmScanDelta, {dtb, dbb, xb, s, VK_NULL_HANDLE}, &delta, sizeof delta, gc, gt);
+
+    ScanPush stage = pc;
+    stage.in0_off = bm_off, stage.in0_stride = bm_stride, stage.in1_off = cm_off, stage.in1_stride = cm_stride;
+    stage.in2_off = si_off, stage.in2_stride = si_stride;
+    const uint64_t staged = 2 * tn + static_cast<uint64_t>(n_ch * n_st);
+    stream().dispatch(vk::ShaderId::SsmScanStage, {bmb, cmb, sib, s, VK_NULL_HANDLE}, &stage, sizeof stage,
+                      static_cast<uint32_t>(std::min<uint64_t>(groups(staged, kGroup), kMaxGroups)), 1);
+
+    ScanPush scan = pc;
+    scan.in1_off = a_off, scan.in1_stride = a_stride, scan.in2_off = so_off, scan.in2_stride = so_stride;
+    scan.out_off = y_off, scan.out_stride = y_stride;
+    const uint64_t channel_groups = groups(pc.n_ch, kGroup / pc.lanes);
+    stream().dispatch(vk::ShaderId::SsmScan, {s, ab, sob, yb, VK_NULL_HANDLE}, &scan, sizeof scan,
+                      static_cast<uint32_t>(std::min(channel_groups, kMaxGroups)), 1);
+
+    ScanPush skip = pc;
+    skip.in1_off = d_off, skip.out_off = y_off, skip.out_stride = y_stride;
+    stream().dispatch(vk::ShaderId::SsmScanSkip, {s, db, VK_NULL_HANDLE, yb, VK_NULL_HANDLE}, &skip, sizeof skip, gc,
+                      gt);
+}
+
+void VulkanBackend::layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps, Tensor& out) {
+    if (!stream().ok() || x.rows <= 0) return;
+    if (!is_f32(x) || !is_f32(weight) || !is_f32(bias) || !is_f32(out) || x.cols < 1 || weight.cols < x.cols ||
+        bias.cols < x.cols || out.cols < x.cols || out.rows < x.rows)
+        return fail(invalid("layer_norm: x, weight, bias, out must be F32 of matching width"));
+    vk::Binding xb, wb, bb, ob;
+    uint32_t x_off, x_stride, w_off, w_stride, b_off, b_stride, o_off, o_stride;
+    if (!bind_plain(x, x.rows, "layer_norm", "x", &xb, &x_off, &x_stride) ||
+        !bind_plain(weight, 1, "layer_norm", "weight", &wb, &w_off, &w_stride) ||
+        !bind_plain(bias, 1, "layer_norm", "bias", &bb, &b_off, &b_stride) ||
+        !bind_plain(out, x.rows, "layer_norm", "out", &ob, &o_off, &o_stride))
+        return;
+    struct {
+        uint32_t x_off, x_stride, w_off, b_off, o_off, o_stride, n;
+        float eps;
+    } pc = {x_off, x_stride, w_off, b_off, o_off, o_stride, static_cast<uint32_t>(x.cols), eps};
+    stream().dispatch(vk::ShaderId::LayerNorm, {xb, wb, ob, bb, VK_NULL_HANDLE}, &pc, sizeof pc,
+                      static_cast<uint32_t>(x.rows), 1);
+}
+
+void VulkanBackend::gelu_erf(const Tensor& x, Tensor& out) {
+    eltwise(vk::ShaderId::GeluErf, "gelu_erf", x, nullptr, 0.f, out);
+}
+
+// eltwise.comp's add with a zero row stride for the bias: every row adds row 0.
+void VulkanBackend::add_bias(const Tensor& x, const Tensor& bias, Tensor& out) {
+    if (!stream().ok() || x.rows <= 0) return;
+    if (!is_f32(x) || !is_f32(bias) || !is_f32(out) || bias.cols < x.cols || out.cols < x.cols)
+        return fail(invalid("add_bias: x, bias, out must be F32 of matching width"));
+    vk::Binding xb, bb, ob;
+    EltwisePush pc{};
+    pc.cols = static_cast<uint32_t>(x.cols);
+    uint32_t unused_stride = 0;
+    if (!bind_plain(x, x.rows, "add_bias", "x", &xb, &pc.a_off, &pc.a_stride) ||
+        !bind_plain(bias, 1, "add_bias", "bias", &bb, &pc.b_off, &unused_stride) ||
+        !bind_plain(out, x.rows, "add_bias", "out", &ob, &pc.o_off, &pc.o_stride))
+        return;
+    pc.b_stride = 0;
+    stream().dispatch(vk::ShaderId::Add, {xb, bb, ob, VK_NULL_HANDLE, VK_NULL_HANDLE}, &pc, sizeof pc,
+                      groups(static_cast<uint64_t>(x.cols), kGroup), static_cast<uint32_t>(x.rows));
+}
+
+void VulkanBackend::im2col_1d(const Tensor& x, int32_t kernel, int32_t stride, int32_t pad, Tensor& out) {
+    if (!stream().ok()) return;
+    if (!is_f32(x) || !is_f32(out) || kernel <= 0 || stride <= 0 || pad < 0 || x.rows < 1 || x.cols < 1 ||
+        out.cols < x.cols * kernel)
+        return fail(invalid("im2col_1d: bad parameters (kernel %d, stride %d, pad %d) or out narrower than %lld",
+                            kernel, stride, pad, static_cast<long long>(x.cols * kernel)));
+    const int64_t padded = x.rows + 2 * static_cast<int64_t>(pad);
+    const int64_t rows = padded >= kernel ? (padded - kernel) / stride + 1 : 0;
+    if (out.rows != rows)
+        return fail(invalid("im2col_1d: out has %lld rows, the convolution gives %lld",
+                            static_cast<long long>(out.rows), static_cast<long long>(rows)));
+    if (rows == 0) return;
+    if (overlaps(x, out)) return fail(invalid("im2col_1d: out must not share memory with x"));
+    vk::Binding xb, ob;
+    uint32_t x_off, x_stride, o_off, o_stride;
+    if (!bind_plain(x, x.rows, "im2col_1d", "x", &xb, &x_off, &x_stride) ||
+        !bind_plain(out, rows, "im2col_1d", "out", &ob, &o_off, &o_stride))
+        return;
+    struct {
+        uint32_t x_off, x_stride, x_rows, o_off, o_stride, channels, kernel, stride, pad;
+    } pc = {x_off,    x_stride, static_cast<uint32_t>(x.rows),  o_off, o_stride, static_cast<uint32_t>(x.cols),
+            static_cast<uint32_t>(kernel), static_cast<uint32_t>(stride), static_cast<uint32_t>(pad)};
+    stream().dispatch(vk::ShaderId::Im2Col1d, {xb, VK_NULL_HANDLE, ob, VK_NULL_HANDLE, VK_NULL_HANDLE}, &pc,
+                      sizeof pc, groups(static_cast<uint64_t>(x.cols) * static_cast<uint64_t>(kernel), kGroup),
+                      static_cast<uint32_t>(rows));
+}
+
+}  // namespace ekv
