@@ -100,6 +100,8 @@ int cmd_bench(int argc, char** argv, int first) {
     }
 
     std::vector<double> prefill_rates, decode_rates;
+    // The decode steps' device submissions: how many replayed a recording.
+    uint64_t decode_submits = 0, decode_replays = 0, decode_record_ns = 0;
     for (long long rep = 0; rep < reps; ++rep) {
         st = ekv_cache_reset(cache.get());
         if (st != EKV_OK) return library_error(out, st, "resetting the cache");
@@ -107,6 +109,9 @@ int cmd_bench(int argc, char** argv, int first) {
         st = ekv_forward(model.get(), cache.get(), prompt.data(), static_cast<int32_t>(ctx), nullptr, EKV_LOGITS_LAST,
                          logits.data(), logits.size());
         if (st != EKV_OK) return library_error(out, st, "prefill forward");
+        ekv_backend_stats before = ekv_backend_stats_default();
+        st = ekv_model_get_backend_stats(model.get(), &before);
+        if (st != EKV_OK) return library_error(out, st, "reading backend stats");
         const double t1 = now_seconds();
         for (long long i = 0; i < n_decode; ++i) {
             const int32_t next = argmax(logits);
@@ -115,6 +120,12 @@ int cmd_bench(int argc, char** argv, int first) {
             if (st != EKV_OK) return library_error(out, st, "decode forward " + std::to_string(i));
         }
         const double t2 = now_seconds();
+        ekv_backend_stats after = ekv_backend_stats_default();
+        st = ekv_model_get_backend_stats(model.get(), &after);
+        if (st != EKV_OK) return library_error(out, st, "reading backend stats");
+        decode_submits += after.submissions - before.submissions;
+        decode_replays += after.replayed_submissions - before.replayed_submissions;
+        decode_record_ns += after.record_ns - before.record_ns;
         prefill_rates.push_back(safe_rate(static_cast<double>(ctx), t1 - t0));
         decode_rates.push_back(safe_rate(static_cast<double>(n_decode), t2 - t1));
         if (!out.json)
@@ -143,6 +154,13 @@ int cmd_bench(int argc, char** argv, int first) {
         std::printf("kv: %.2f MiB (%llu B/token), peak RSS %.1f MiB, %lld threads\n",
                     stats.used_bytes / (1024.0 * 1024.0), static_cast<unsigned long long>(stats.bytes_per_token),
                     peak_rss / (1024.0 * 1024.0), threads);
+        if (decode_submits > 0) {
+            const uint64_t recorded = decode_submits - decode_replays;
+            std::printf("decode submissions: %llu, %llu replayed; recording %.1f us per recorded one\n",
+                        static_cast<unsigned long long>(decode_submits),
+                        static_cast<unsigned long long>(decode_replays),
+                        recorded > 0 ? decode_record_ns / 1e3 / static_cast<double>(recorded) : 0.0);
+        }
         return kExitOk;
     }
     JsonWriter w;
@@ -156,6 +174,9 @@ int cmd_bench(int argc, char** argv, int first) {
     w.field("reps", reps);
     w.field("kv_bytes", static_cast<unsigned long long>(stats.used_bytes));
     cache_json(w, cache.get());
+    w.field("decode_submissions", static_cast<unsigned long long>(decode_submits));
+    w.field("decode_replayed_submissions", static_cast<unsigned long long>(decode_replays));
+    w.field("decode_record_ns", static_cast<unsigned long long>(decode_record_ns));
     w.field("peak_rss_bytes", static_cast<unsigned long long>(peak_rss));
     w.field("threads", threads);
     w.field("int8_activations", args.has("--int8-activations"));

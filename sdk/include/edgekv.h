@@ -206,6 +206,22 @@ typedef struct ekv_model_info {
 EKV_API ekv_model_info ekv_model_info_default(void);
 EKV_API ekv_status ekv_model_get_info(const ekv_model *model, ekv_model_info *out);
 
+/* Work the model's backend submitted to its device (zeros on the CPU
+ * backend). On Vulkan a forward is one submission; when its commands equal
+ * the previous forward's (a decode step over a static-shape cache: static,
+ * sliding_window, sink, offloaded_static) the command buffer recorded then is
+ * submitted again instead of being recorded anew, the per-step values read
+ * from a buffer. EKV_VULKAN_REPLAY=0 turns replay off (for comparison). */
+typedef struct ekv_backend_stats {
+    size_t struct_size;
+    uint64_t submissions;           /* command buffers submitted */
+    uint64_t replayed_submissions;  /* of which replayed without recording */
+    uint64_t record_ns;             /* host time spent recording them */
+} ekv_backend_stats;
+
+EKV_API ekv_backend_stats ekv_backend_stats_default(void);
+EKV_API ekv_status ekv_model_get_backend_stats(const ekv_model *model, ekv_backend_stats *out);
+
 /* Copies the string metadata value `key` (e.g. "general.name") into buf
  * (NUL-terminated). *out_len (optional) receives the length without NUL; if
  * cap is too small EKV_ERR_BUFFER_TOO_SMALL is returned with *out_len set. */

@@ -38,6 +38,7 @@ static const any_fn k_all_functions[] = {
     (any_fn)ekv_device_info_default, (any_fn)ekv_device_count, (any_fn)ekv_device_get_info,
     (any_fn)ekv_model_default_params, (any_fn)ekv_model_load, (any_fn)ekv_model_free,
     (any_fn)ekv_model_info_default, (any_fn)ekv_model_get_info, (any_fn)ekv_model_meta_string,
+    (any_fn)ekv_backend_stats_default, (any_fn)ekv_model_get_backend_stats,
     (any_fn)ekv_cache_type_name, (any_fn)ekv_cache_type_from_name, (any_fn)ekv_cache_default_params,
     (any_fn)ekv_cache_create, (any_fn)ekv_cache_free, (any_fn)ekv_cache_get_type, (any_fn)ekv_cache_seq_len,
     (any_fn)ekv_cache_capacity, (any_fn)ekv_cache_stats_default, (any_fn)ekv_cache_get_stats,
@@ -79,6 +80,7 @@ static void uses_every_type(void) {
     ekv_model_info model_info = ekv_model_info_default();
     ekv_cache_params cache_params = ekv_cache_default_params();
     ekv_cache_stats cache_stats = ekv_cache_stats_default();
+    ekv_backend_stats backend_stats = ekv_backend_stats_default();
     ekv_generate_params gen_params = ekv_generate_default_params();
     ekv_generate_result gen_result = ekv_generate_default_result();
     size_t i;
@@ -96,6 +98,7 @@ static void uses_every_type(void) {
     CHECK(model_info.struct_size == sizeof model_info);
     CHECK(cache_params.struct_size == sizeof cache_params);
     CHECK(cache_stats.struct_size == sizeof cache_stats);
+    CHECK(backend_stats.struct_size == sizeof backend_stats && backend_stats.submissions == 0);
     CHECK(gen_params.struct_size == sizeof gen_params);
     CHECK(gen_result.struct_size == sizeof gen_result);
 

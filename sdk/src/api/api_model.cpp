@@ -84,6 +84,27 @@ ekv_status ekv_model_get_info(const ekv_model* model, ekv_model_info* out) {
     });
 }
 
+ekv_backend_stats ekv_backend_stats_default(void) {
+    ekv_backend_stats s;
+    std::memset(&s, 0, sizeof s);
+    s.struct_size = sizeof s;
+    return s;
+}
+
+ekv_status ekv_model_get_backend_stats(const ekv_model* model, ekv_backend_stats* out) {
+    return api::guarded([&]() -> Status {
+        EKV_CHECK_HANDLE(model, "model");
+        EKV_TRY(api::check_params(out, sizeof(ekv_backend_stats), "out"));
+        const BackendStats bs = model->model->backend->stats();
+        ekv_backend_stats s = ekv_backend_stats_default();
+        s.submissions = bs.submissions;
+        s.replayed_submissions = bs.replayed_submissions;
+        s.record_ns = bs.record_ns;
+        api::write_struct(out, s);
+        return Status::Ok();
+    });
+}
+
 ekv_status ekv_model_meta_string(const ekv_model* model, const char* key, char* buf, size_t cap, size_t* out_len) {
     return api::guarded([&]() -> Status {
         EKV_CHECK_HANDLE(model, "model");

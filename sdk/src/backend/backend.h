@@ -154,6 +154,13 @@ struct DeviceDescription {
     int32_t n_threads = 1;
 };
 
+// What a device backend submitted (the C ABI's ekv_backend_stats).
+struct BackendStats {
+    uint64_t submissions = 0;
+    uint64_t replayed_submissions = 0;
+    uint64_t record_ns = 0;
+};
+
 class Backend {
 public:
     virtual ~Backend() = default;
@@ -267,6 +274,8 @@ public:
         unsupported_error_ = Status::Ok();
         return e;
     }
+    // Device submissions so far (ekv_backend_stats); none on the CPU.
+    virtual BackendStats stats() const { return {}; }
     // KV formats its attention and cache ops handle; caches are refused at
     // creation otherwise, never half-run.
     virtual bool supports_kv_format(KvFormat format) const {

@@ -108,6 +108,7 @@ void Context::destroy_buffer(RawBuffer& b) {
     if (b.buffer == VK_NULL_HANDLE && b.memory == VK_NULL_HANDLE) return;
     // Recorded or running commands may still use it: finish them first.
     if (stream_ && stream_->busy()) stream_->flush();
+    if (stream_) stream_->invalidate_recording();  // it may bind this buffer
     if (pipelines_ && b.buffer != VK_NULL_HANDLE) pipelines_->evict(b.buffer);
     if (b.buffer != VK_NULL_HANDLE) vkDestroyBuffer(device_, b.buffer, nullptr);
     if (b.memory != VK_NULL_HANDLE) vkFreeMemory(device_, b.memory, nullptr);  // unmaps too

@@ -1,5 +1,7 @@
 #include "backend/vulkan/vk_stream.h"
 
+#include <chrono>
+#include <cstdlib>
 #include <cstring>
 
 #include "backend/vulkan/vk_util.h"
@@ -15,6 +17,15 @@ constexpr VkAccessFlags kAll =
     VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
 
 }  // namespace
+
+bool CommandStream::Command::operator==(const Command& o) const {
+    if (kind != o.kind) return false;
+    if (kind == Dispatch)
+        return pipeline == o.pipeline && bindings == o.bindings && gx == o.gx && gy == o.gy &&
+               push_bytes == o.push_bytes && std::memcmp(push, o.push, push_bytes) == 0;
+    return src == o.src && dst == o.dst && src_offset == o.src_offset && dst_offset == o.dst_offset &&
+           bytes == o.bytes;
+}
 
 Status CommandStream::init(Context& ctx) {
     ctx_ = &ctx;
@@ -40,6 +51,10 @@ Status CommandStream::init(Context& ctx) {
     if (!arena_.mapped) return Error(EKV_ERR_BACKEND, "the Vulkan params arena is not host-visible");
     EKV_TRY(ctx.create_buffer(256, Placement::Device, &dummy_));
     reads_.reserve(64);
+    commands_.reserve(1024);
+    recorded_.reserve(1024);
+    const char* replay = std::getenv("EKV_VULKAN_REPLAY");
+    replay_enabled_ = !(replay && std::strcmp(replay, "0") == 0);
     return Status::Ok();
 }
 
@@ -61,12 +76,7 @@ void CommandStream::release() {
 void CommandStream::fail(const Status& st) {
     if (!error_.ok() || st.ok()) return;
     error_ = st;
-    if (recording_) {  // drop what was recorded: the stream's results are wrong anyway
-        vkEndCommandBuffer(cmd_);
-        vkResetCommandBuffer(cmd_, 0);
-        recording_ = false;
-        has_commands_ = false;
-    }
+    commands_.clear();  // drop what was logged: the stream's results are wrong anyway
     reads_.clear();
 }
 
@@ -74,29 +84,9 @@ void CommandStream::clear_error() {
     if (error_.code() != EKV_ERR_DEVICE_LOST) error_ = Status::Ok();
 }
 
-bool CommandStream::begin() {
+bool CommandStream::log(const Command& c) {
     if (!error_.ok()) return false;
-    if (!recording_) {
-        VkCommandBufferBeginInfo bi{};
-        bi.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO;
-        bi.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
-        VkResult r = vkBeginCommandBuffer(cmd_, &bi);
-        if (r != VK_SUCCESS) {
-            fail(vk_status(r, "vkBeginCommandBuffer"));
-            return false;
-        }
-        recording_ = true;
-        has_commands_ = false;
-    }
-    if (has_commands_) {
-        // Every op may read what the previous one wrote: one global barrier.
-        VkMemoryBarrier mb{};
-        mb.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER;
-        mb.srcAccessMask = kWrites;
-        mb.dstAccessMask = kAll;
-        vkCmdPipelineBarrier(cmd_, kWorkStages, kWorkStages, 0, 1, &mb, 0, nullptr, 0, nullptr);
-    }
-    has_commands_ = true;
+    commands_.push_back(c);
     return true;
 }
 
@@ -108,32 +98,92 @@ void CommandStream::dispatch(ShaderId id, Bindings b, const void* push, size_t p
         fail(Error(EKV_ERR_UNSUPPORTED, "%s: %u x %u workgroups exceed the device limit", shader_name(id), gx, gy));
         return;
     }
-    VkPipeline pipe = VK_NULL_HANDLE;
-    Status st = ctx_->pipelines().pipeline(id, &pipe);
+    if (push_bytes > kPushConstantBytes) {
+        fail(Error(EKV_ERR_BACKEND, "%s: %zu bytes of push constants", shader_name(id), push_bytes));
+        return;
+    }
+    Command c;
+    // The pipeline is created now, so a shader that fails to build is
+    // reported by the op that needs it.
+    Status st = ctx_->pipelines().pipeline(id, &c.pipeline);
     if (!st.ok()) return fail(st);
     b[kParamsBinding] = arena_.buffer;
     for (Binding& x : b)
         if (x.buffer == VK_NULL_HANDLE) x = Binding(dummy_.buffer);
-    VkDescriptorSet set = VK_NULL_HANDLE;
-    st = ctx_->pipelines().descriptor_set(b, &set);
-    if (!st.ok()) return fail(st);
-    if (!begin()) return;
-    const VkPipelineLayout layout = ctx_->pipelines().layout();
-    vkCmdBindPipeline(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
-    vkCmdBindDescriptorSets(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, layout, 0, 1, &set, 0, nullptr);
-    vkCmdPushConstants(cmd_, layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, static_cast<uint32_t>(push_bytes), push);
-    vkCmdDispatch(cmd_, gx, gy, 1);
+    c.bindings = b;
+    c.push_bytes = static_cast<uint32_t>(push_bytes);
+    std::memcpy(c.push, push, push_bytes);
+    c.gx = gx;
+    c.gy = gy;
+    log(c);
 }
 
 void CommandStream::copy(VkBuffer src, size_t src_offset, VkBuffer dst, size_t dst_offset, size_t bytes) {
-    if (!error_.ok() || bytes == 0 || !begin()) return;
-    VkBufferCopy region{src_offset, dst_offset, bytes};
-    vkCmdCopyBuffer(cmd_, src, dst, 1, &region);
+    if (bytes == 0) return;
+    Command c;
+    c.kind = Command::Copy;
+    c.src = src;
+    c.src_offset = src_offset;
+    c.dst = dst;
+    c.dst_offset = dst_offset;
+    c.bytes = bytes;
+    log(c);
 }
 
 void CommandStream::fill_zero(VkBuffer dst) {
-    if (!error_.ok() || !begin()) return;
-    vkCmdFillBuffer(cmd_, dst, 0, VK_WHOLE_SIZE, 0);
+    Command c;
+    c.kind = Command::Fill;
+    c.dst = dst;
+    log(c);
+}
+
+bool CommandStream::record() {
+    VkResult r = vkResetCommandBuffer(cmd_, 0);
+    VkCommandBufferBeginInfo bi{};
+    bi.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO;  // not one-time: it may be replayed
+    if (r == VK_SUCCESS) r = vkBeginCommandBuffer(cmd_, &bi);
+    if (r != VK_SUCCESS) {
+        fail(vk_status(r, "vkBeginCommandBuffer"));
+        return false;
+    }
+    const VkPipelineLayout layout = ctx_->pipelines().layout();
+    VkMemoryBarrier mb{};
+    mb.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER;
+    for (size_t i = 0; i < commands_.size(); ++i) {
+        const Command& c = commands_[i];
+        if (i > 0) {  // every op may read what the previous one wrote: one global barrier
+            mb.srcAccessMask = kWrites;
+            mb.dstAccessMask = kAll;
+            vkCmdPipelineBarrier(cmd_, kWorkStages, kWorkStages, 0, 1, &mb, 0, nullptr, 0, nullptr);
+        }
+        if (c.kind == Command::Dispatch) {
+            VkDescriptorSet set = VK_NULL_HANDLE;
+            const Status st = ctx_->pipelines().descriptor_set(c.bindings, &set);
+            if (!st.ok()) {
+                vkEndCommandBuffer(cmd_);
+                fail(st);
+                return false;
+            }
+            vkCmdBindPipeline(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, c.pipeline);
+            vkCmdBindDescriptorSets(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, layout, 0, 1, &set, 0, nullptr);
+            vkCmdPushConstants(cmd_, layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, c.push_bytes, c.push);
+            vkCmdDispatch(cmd_, c.gx, c.gy, 1);
+        } else if (c.kind == Command::Copy) {
+            const VkBufferCopy region{c.src_offset, c.dst_offset, c.bytes};
+            vkCmdCopyBuffer(cmd_, c.src, c.dst, 1, &region);
+        } else {
+            vkCmdFillBuffer(cmd_, c.dst, 0, VK_WHOLE_SIZE, 0);
+        }
+    }
+    mb.srcAccessMask = kWrites;
+    mb.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
+    vkCmdPipelineBarrier(cmd_, kWorkStages, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, nullptr, 0, nullptr);
+    r = vkEndCommandBuffer(cmd_);
+    if (r != VK_SUCCESS) {
+        fail(vk_status(r, "vkEndCommandBuffer"));
+        return false;
+    }
+    return true;
 }
 
 uint8_t* CommandStream::params(size_t bytes, uint32_t* word_offset) {
@@ -201,32 +251,39 @@ Status CommandStream::upload(VkBuffer dst, size_t dst_offset, const void* src, s
     return Status::Ok();
 }
 
-void CommandStream::flush() {
-    if (recording_) {
-        if (has_commands_) {
-            VkMemoryBarrier mb{};
-            mb.sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER;
-            mb.srcAccessMask = kWrites;
-            mb.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
-            vkCmdPipelineBarrier(cmd_, kWorkStages, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, nullptr, 0, nullptr);
-        }
-        VkResult r = vkEndCommandBuffer(cmd_);
-        if (r != VK_SUCCESS) return fail(vk_status(r, "vkEndCommandBuffer"));
-        VkSubmitInfo si{};
-        si.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO;
-        si.commandBufferCount = 1;
-        si.pCommandBuffers = &cmd_;
-        r = vkQueueSubmit(ctx_->queue(), 1, &si, fence_);
-        if (r == VK_SUCCESS) r = vkWaitForFences(ctx_->device(), 1, &fence_, VK_TRUE, UINT64_MAX);
-        recording_ = false;
-        has_commands_ = false;
-        if (r != VK_SUCCESS) {
-            vkResetCommandBuffer(cmd_, 0);
-            return fail(vk_status(r, "vkQueueSubmit/vkWaitForFences"));
-        }
-        vkResetFences(ctx_->device(), 1, &fence_);
-        vkResetCommandBuffer(cmd_, 0);
+void CommandStream::submit(bool replay) {
+    VkSubmitInfo si{};
+    si.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO;
+    si.commandBufferCount = 1;
+    si.pCommandBuffers = &cmd_;
+    VkResult r = vkQueueSubmit(ctx_->queue(), 1, &si, fence_);
+    if (r == VK_SUCCESS) r = vkWaitForFences(ctx_->device(), 1, &fence_, VK_TRUE, UINT64_MAX);
+    if (r != VK_SUCCESS) {
+        recorded_valid_ = false;
+        return fail(vk_status(r, "vkQueueSubmit/vkWaitForFences"));
     }
+    vkResetFences(ctx_->device(), 1, &fence_);
+    ++stats_.submissions;
+    if (replay) ++stats_.replayed_submissions;
+}
+
+void CommandStream::flush() {
+    if (!commands_.empty() && error_.ok()) {
+        const bool replay = replay_enabled_ && recorded_valid_ && commands_ == recorded_;
+        if (!replay) {
+            recorded_valid_ = false;
+            const auto t0 = std::chrono::steady_clock::now();
+            const bool recorded = record();
+            stats_.record_ns += static_cast<uint64_t>(
+                std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
+            if (recorded) {
+                recorded_.swap(commands_);  // both keep their capacity: no per-step allocation
+                recorded_valid_ = true;
+            }
+        }
+        if (recorded_valid_) submit(replay);
+    }
+    commands_.clear();
     if (error_.ok())
         for (const PendingRead& rd : reads_) std::memcpy(rd.dst, rd.src, rd.bytes);
     reads_.clear();

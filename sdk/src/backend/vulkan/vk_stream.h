@@ -1,9 +1,17 @@
-// The command stream: ops are recorded into one command buffer, separated by
-// a memory barrier, and submitted together by flush() (the backend's
-// synchronize), so a forward is one submission. Small per-op data (token ids,
-// positions, rotation tables) is copied at record time into a host-visible
-// params arena bound at binding 4 of every pipeline; it is reused after each
-// flush. Reads back to the host are done after the wait.
+// The command stream: ops are logged as commands and recorded into one
+// command buffer, separated by a memory barrier, and submitted together by
+// flush() (the backend's synchronize), so a forward is one submission. Small
+// per-op data (token ids, positions, rotation tables, cache rows) is copied
+// at log time into a host-visible params arena bound at binding 4 of every
+// pipeline; it is reused after each flush. Reads back to the host are done
+// after the wait.
+//
+// Replay: when a flush's commands equal the previous flush's (a decode step
+// over a static-shape cache: the same dispatches, bindings, push constants
+// and params offsets, only the params' values differ), the command buffer
+// recorded for the previous one is submitted again instead of re-recording
+// it. Destroying a buffer (which may free descriptor sets the recording
+// uses) invalidates the recording. EKV_VULKAN_REPLAY=0 turns replay off.
 //
 // Ops are void in the Backend interface, so the first failure (pipeline
 // creation, out of memory, lost device, invalid op) is kept as a sticky
@@ -31,7 +39,7 @@ public:
     // Forgets a recoverable error (not a lost device).
     void clear_error();
 
-    bool busy() const { return recording_; }
+    bool busy() const { return !commands_.empty(); }
     // Incremented by every flush: data in the params arena is gone after it.
     uint64_t generation() const { return generation_; }
 
@@ -50,11 +58,29 @@ public:
     // Synchronous upload into device memory through staging.
     Status upload(VkBuffer dst, size_t dst_offset, const void* src, size_t bytes);
 
-    // Submits what was recorded, waits, then does the pending reads.
+    // Submits what was logged (replaying the previous recording when the
+    // commands are the same), waits, then does the pending reads.
     void flush();
+    // Buffers the recorded commands may use are going away.
+    void invalidate_recording() { recorded_valid_ = false; }
+    // Submissions, replays and recording time so far.
+    const BackendStats& stats() const { return stats_; }
 
 private:
-    bool begin();  // starts recording or inserts the barrier after the previous command
+    struct Command {
+        enum Kind : uint32_t { Dispatch, Copy, Fill } kind = Dispatch;
+        VkPipeline pipeline = VK_NULL_HANDLE;
+        Bindings bindings{};
+        uint32_t push_bytes = 0;
+        uint32_t gx = 0, gy = 0;
+        VkBuffer src = VK_NULL_HANDLE, dst = VK_NULL_HANDLE;
+        size_t src_offset = 0, dst_offset = 0, bytes = 0;
+        uint8_t push[kPushConstantBytes] = {};
+        bool operator==(const Command& o) const;
+    };
+    bool log(const Command& c);
+    bool record();  // commands_ into cmd_ (with barriers); fails the stream on error
+    void submit(bool replay);  // cmd_, then waits
     bool ensure_staging(size_t bytes);
 
     struct PendingRead {
@@ -70,8 +96,11 @@ private:
     RawBuffer arena_, staging_, dummy_;
     size_t arena_used_ = 0;
     size_t staging_used_ = 0;
-    bool recording_ = false;
-    bool has_commands_ = false;
+    std::vector<Command> commands_;  // logged since the last flush
+    std::vector<Command> recorded_;  // what cmd_ holds
+    bool recorded_valid_ = false;
+    bool replay_enabled_ = true;
+    BackendStats stats_;
     std::vector<PendingRead> reads_;
     Status error_;
     uint64_t generation_ = 0;

@@ -155,5 +155,6 @@ void VulkanBackend::read(const Tensor& src, void* host, size_t bytes) {
 }
 
 void VulkanBackend::synchronize() { stream().flush(); }
+BackendStats VulkanBackend::stats() const { return ctx_->stream().stats(); }
 
 }  // namespace ekv

@@ -85,6 +85,7 @@ public:
     void read(const Tensor& src, void* host, size_t bytes) override;
     void synchronize() override;
     Status take_error() override;
+    BackendStats stats() const override;
 
     // The most bytes of a buffer one shader binding covers (a little under
     // maxStorageBufferRange); ops split larger work into windows.
