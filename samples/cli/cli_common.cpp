@@ -53,7 +53,7 @@ CommandSpec with_cache_options(CommandSpec spec) {
         {"--q-group-size", "G", "KIVI group: tokens per key group, channels per value group (default 64)"},
         {"--residual-length", "R", "KIVI: newest tokens kept in full precision (default 128)"},
         {"--kv-dtype", "T", "storage of full-precision KV: f16 or f32 (default f16)"},
-        {"--offload", "WHERE", "device, host (prefetched per layer) or unified (zero copy)"},
+        {"--offload", "WHERE", "device, host (staged per layer on a discrete GPU, read in place on unified memory) or unified (zero copy)"},
     };
     spec.options.insert(spec.options.end(), cache.begin(), cache.end());
     return spec;

@@ -251,8 +251,10 @@ typedef enum ekv_kv_dtype {
 /* The placement axis: where the KV lives. */
 typedef enum ekv_placement {
     EKV_PLACEMENT_DEVICE = 0,  /* device memory (the offloaded types default to HOST) */
-    EKV_PLACEMENT_HOST = 1,    /* host memory; each layer is prefetched into a device
-                                * double buffer while the previous layer computes */
+    EKV_PLACEMENT_HOST = 1,    /* host memory; on a device with its own memory each
+                                * layer is prefetched into a device double buffer
+                                * while the previous layer computes; a unified-memory
+                                * device (and the CPU) reads it in place */
     EKV_PLACEMENT_UNIFIED = 2  /* host memory the device reads in place (zero copy);
                                 * refused on a device without unified memory */
 } ekv_placement;

@@ -208,5 +208,68 @@ TEST(VulkanModel, CacheFamilyMatchesCpu) {
     EXPECT_EQ(vk::validation_error_count(), validation_errors) << "Vulkan validation errors (see stderr)";
 }
 
+// Offloading: KV in host memory. lavapipe shares host memory (unified), so
+// the shaders read the host copy in place and nothing sits in device memory;
+// with device memory the host cannot map (how a discrete GPU behaves) each
+// layer is staged into a device double buffer, prefetched a layer ahead.
+// Both give the CPU's logits; the stats say where the bytes are.
+TEST(VulkanModel, OffloadedKvIsReadInPlaceOrStaged) {
+    const int64_t validation_errors = vk::validation_error_count();
+    const std::string path = ekv_test::fixtures_dir() + "/tiny_llama/tiny_llama_f32.gguf";
+    ekv_test::ModelPtr cpu = load_on(path, EKV_BACKEND_CPU);
+    ASSERT_TRUE(cpu);
+    const int32_t nv = ekv_test::n_vocab(cpu.get());
+    ekv_model_info info = ekv_model_info_default();
+    ASSERT_EQ(ekv_model_get_info(cpu.get(), &info), EKV_OK);
+    std::vector<int32_t> stream;
+    for (int i = 0; i < 60; ++i) stream.push_back(3 + (i * 71) % (nv - 3));
+    // A chunk of 40, then single tokens; the logits of every position.
+    auto run = [&](ekv_model* m, ekv_cache_type type, ekv_cache_stats* stats) {
+        std::vector<float> logits(stream.size() * static_cast<size_t>(nv));
+        ekv_cache_params p = ekv_cache_default_params();
+        p.type = type;
+        p.max_cache_len = 64;
+        ekv_cache* raw = nullptr;
+        EXPECT_EQ(ekv_cache_create(m, &p, &raw), EKV_OK) << ekv_last_error();
+        ekv_test::CachePtr c(raw);
+        for (size_t at = 0; c && at < stream.size(); at += at < 40 ? 40 : 1) {
+            const int32_t n = at < 40 ? 40 : 1;
+            EXPECT_EQ(ekv_forward(m, c.get(), stream.data() + at, n, nullptr, EKV_LOGITS_ALL,
+                                  logits.data() + at * nv, static_cast<size_t>(n) * nv),
+                      EKV_OK)
+                << ekv_last_error();
+        }
+        *stats = ekv_cache_stats_default();
+        if (c) EXPECT_EQ(ekv_cache_get_stats(c.get(), stats), EKV_OK);
+        return logits;
+    };
+    for (ekv_cache_type type : {EKV_CACHE_OFFLOADED, EKV_CACHE_OFFLOADED_STATIC}) {
+        ekv_cache_stats ref_stats, s;
+        const std::vector<float> ref = run(cpu.get(), type, &ref_stats);
+        for (bool discrete : {false, true}) {
+            if (discrete) setenv("EKV_VULKAN_UNMAPPED_DEVICE_MEMORY", "1", 1);
+            ekv_test::ModelPtr vk = load_on(path, EKV_BACKEND_VULKAN);
+            unsetenv("EKV_VULKAN_UNMAPPED_DEVICE_MEMORY");
+            ASSERT_TRUE(vk);
+            const std::vector<float> got = run(vk.get(), type, &s);
+            const char* name = ekv_cache_type_name(type);
+            double worst = 0;
+            for (size_t t = 0; t < stream.size(); ++t)
+                worst = std::max(worst, ekv_test::normalized_max_error(got.data() + t * nv, ref.data() + t * nv, nv));
+            EXPECT_LT(worst, 1e-3) << name << (discrete ? " (staged)" : " (in place)");
+            EXPECT_EQ(s.host_bytes, ref_stats.host_bytes) << name;
+            if (discrete)  // two layers' worth staged on the device
+                EXPECT_EQ(s.device_bytes * static_cast<uint64_t>(info.n_layers), 2 * s.host_bytes) << name;
+            else
+                EXPECT_EQ(s.device_bytes, 0u) << name << ": a unified device reads host KV in place";
+            std::printf("[ vulkan   ] %s %s: host %llu B, device %llu B, worst normalized logit error %.2e\n", name,
+                        discrete ? "staged (unmapped device memory)" : "in place (unified)",
+                        static_cast<unsigned long long>(s.host_bytes), static_cast<unsigned long long>(s.device_bytes),
+                        worst);
+        }
+    }
+    EXPECT_EQ(vk::validation_error_count(), validation_errors) << "Vulkan validation errors (see stderr)";
+}
+
 }  // namespace
 }  // namespace ekv_vk_test

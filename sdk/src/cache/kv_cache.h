@@ -1,6 +1,7 @@
 // The attention KV cache for every point of the three axes: storage (F16/F32
 // rows or KIVI), retention (unbounded, fixed, window ring, sinks + ring) and
-// placement (device, host with a prefetched device double buffer, unified).
+// placement (device; host: staged into a prefetched device double buffer on
+// a discrete device, read in place on a unified one; unified).
 // Token addressing lives in kv_layout.h; files in cache_file.cpp.
 //
 // Sinks and positions (StreamingLLM): keys are stored rotated at their
@@ -55,7 +56,11 @@ public:
 
 private:
     KvCache(const KvLayout& layout, Backend& backend);
-    bool staged() const { return layout_.cfg.placement == Placement::Host; }
+    // Host placement on a device with its own memory: each layer is copied
+    // into a device double buffer before use. Where the device reads host
+    // memory directly (unified memory: integrated GPUs, lavapipe, the CPU)
+    // the kernels read the host copy in place: zero-copy, no staging.
+    bool staged() const { return layout_.cfg.placement == Placement::Host && !backend_->device().unified_memory; }
     Status allocate(int64_t plain_rows, int64_t groups);
     Status reserve_token_ids(int64_t need);
     Status allocate_set(int64_t plain_rows, int64_t groups, Placement placement, LayerBuffers* out) const;

@@ -28,6 +28,9 @@ Status Context::open(int32_t index) {
     desc_ = describe_device(phys_, chosen);
     const char* unmapped = std::getenv("EKV_VULKAN_UNMAPPED_DEVICE_MEMORY");
     map_device_memory_ = !(unmapped && unmapped[0] == '1');
+    // Device memory the host cannot map is how a discrete GPU behaves: then
+    // the caches stage host-placed KV too (the path tests cover on lavapipe).
+    if (!map_device_memory_) desc_.unified_memory = false;
 
     // Prefer a compute queue family without graphics (async compute), else any with compute.
     uint32_t n = 0;

@@ -45,8 +45,8 @@ public:
     // Memory (vk_memory.cpp). Storage + transfer usage, bound whole by the
     // shaders, or a window at a time past maxStorageBufferRange.
     // EKV_VULKAN_UNMAPPED_DEVICE_MEMORY=1 leaves Device buffers unmapped even
-    // on UMA devices, so tests on lavapipe cover the staging paths of
-    // discrete GPUs.
+    // on UMA devices (which then describe themselves as not unified), so
+    // tests on lavapipe cover the staging paths of discrete GPUs.
     Status create_buffer(size_t bytes, Placement placement, RawBuffer* out);
     // Waits for recorded work that may still use it, then frees it.
     void destroy_buffer(RawBuffer& b);
