@@ -35,3 +35,9 @@ list(APPEND EKV_VK_SHADER_VARIANTS
   ssm_scan_skip:ssm_scan.comp:SCAN_SKIP
   layer_norm:layer_norm.comp
   im2col_1d:im2col_1d.comp)
+# Matmul with each unit's 32-element dot in float16 (EKV_VULKAN_F16_ACCUMULATE=1
+# on devices with shaderFloat16), same weight order as above.
+foreach(t IN LISTS EKV_VK_WEIGHT_TYPES)
+  string(TOLOWER ${t} lower)
+  list(APPEND EKV_VK_SHADER_VARIANTS matmul_f16acc_${lower}:matmul.comp:W_${t},ACC_F16)
+endforeach()

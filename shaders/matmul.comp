@@ -6,8 +6,19 @@
 // shared-memory reduction (skipped when LANES == 1) sums their dots.
 // LANES is a specialization constant: wide on GPUs (coalesced reads), 1 on
 // CPU implementations where every workgroup barrier is expensive.
+// ACC_F16 (needs shaderFloat16): each unit's 32-element dot is multiplied
+// and summed in float16 (weights and activations rounded to half), then
+// added to the f32 accumulator, so the half-precision error stays bounded
+// per 32-element unit instead of growing along the row. Products or unit
+// sums past the half range (65504) become infinities.
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
+#if defined(ACC_F16)
+#extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
+#define UNIT_T float16_t
+#else
+#define UNIT_T float
+#endif
 layout(local_size_x = 64) in;
 layout(constant_id = 0) const uint LANES = 16u;
 
@@ -50,13 +61,13 @@ void main() {
                 [[unroll]] for (uint i = 0u; i < TT; ++i) {
                     if (t0 + i < p.t) {
                         const uint xb = p.x_off + (t0 + i) * p.x_stride + u * 32u;
-                        float s = 0.0;
+                        UNIT_T s = UNIT_T(0.0);
                         if (whole) {
-                            [[unroll]] for (uint j = 0u; j < 32u; ++j) s += v[j] * xf[xb + j];
+                            [[unroll]] for (uint j = 0u; j < 32u; ++j) s += UNIT_T(v[j]) * UNIT_T(xf[xb + j]);
                         } else {
-                            for (uint j = 0u; j < p.k - u * 32u; ++j) s += v[j] * xf[xb + j];
+                            for (uint j = 0u; j < p.k - u * 32u; ++j) s += UNIT_T(v[j]) * UNIT_T(xf[xb + j]);
                         }
-                        acc[i] += s;
+                        acc[i] += float(s);
                     }
                 }
             }

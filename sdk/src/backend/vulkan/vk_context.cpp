@@ -1,6 +1,7 @@
 #include "backend/vulkan/vk_context.h"
 
 #include <cstdlib>
+#include <cstring>
 #include <new>
 #include <vector>
 
@@ -9,6 +10,33 @@
 #include "backend/vulkan/vk_util.h"
 
 namespace ekv::vk {
+namespace {
+
+bool has_device_extension(VkPhysicalDevice dev, const char* name) {
+    uint32_t n = 0;
+    if (vkEnumerateDeviceExtensionProperties(dev, nullptr, &n, nullptr) != VK_SUCCESS) return false;
+    std::vector<VkExtensionProperties> exts(n);
+    if (vkEnumerateDeviceExtensionProperties(dev, nullptr, &n, exts.data()) != VK_SUCCESS) return false;
+    for (const VkExtensionProperties& e : exts)
+        if (std::strcmp(e.extensionName, name) == 0) return true;
+    return false;
+}
+
+// shaderFloat16 through VK_KHR_shader_float16_int8: the instance targets
+// Vulkan 1.1, where the feature is not core, so the extension is what the
+// device must offer (and what open() enables).
+bool query_shader_float16(VkPhysicalDevice dev) {
+    if (!has_device_extension(dev, VK_KHR_SHADER_FLOAT16_INT8_EXTENSION_NAME)) return false;
+    VkPhysicalDeviceShaderFloat16Int8FeaturesKHR f16{};
+    f16.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES_KHR;
+    VkPhysicalDeviceFeatures2 features{};
+    features.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2;
+    features.pNext = &f16;
+    vkGetPhysicalDeviceFeatures2(dev, &features);
+    return f16.shaderFloat16 == VK_TRUE;
+}
+
+}  // namespace
 
 Status Context::create(int32_t index, std::shared_ptr<Context>* out) {
     std::shared_ptr<Context> ctx(new (std::nothrow) Context());
@@ -31,6 +59,9 @@ Status Context::open(int32_t index) {
     // Device memory the host cannot map is how a discrete GPU behaves: then
     // the caches stage host-placed KV too (the path tests cover on lavapipe).
     if (!map_device_memory_) desc_.unified_memory = false;
+    shader_float16_ = query_shader_float16(phys_);
+    const char* f16_acc = std::getenv("EKV_VULKAN_F16_ACCUMULATE");
+    f16_accumulate_ = f16_acc && f16_acc[0] == '1' && shader_float16_;
 
     // Prefer a compute queue family without graphics (async compute), else any with compute.
     uint32_t n = 0;
@@ -55,6 +86,17 @@ Status Context::open(int32_t index) {
     dci.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO;
     dci.queueCreateInfoCount = 1;
     dci.pQueueCreateInfos = &qci;
+    // Only shaderFloat16 is enabled (no 8-bit arithmetic, no 16-bit storage:
+    // the f16acc matmul converts in registers).
+    VkPhysicalDeviceShaderFloat16Int8FeaturesKHR f16_features{};
+    f16_features.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES_KHR;
+    f16_features.shaderFloat16 = VK_TRUE;
+    const char* const f16_extension = VK_KHR_SHADER_FLOAT16_INT8_EXTENSION_NAME;
+    if (shader_float16_) {
+        dci.pNext = &f16_features;
+        dci.enabledExtensionCount = 1;
+        dci.ppEnabledExtensionNames = &f16_extension;
+    }
     VkResult r = vkCreateDevice(phys_, &dci, nullptr, &device_);
     if (r != VK_SUCCESS) {
         device_ = VK_NULL_HANDLE;

@@ -40,6 +40,13 @@ public:
     const VkPhysicalDeviceProperties& properties() const { return props_; }
     const DeviceDescription& description() const { return desc_; }
     PipelineCache& pipelines() { return *pipelines_; }
+    // The device offers float16 shader arithmetic (shaderFloat16 of
+    // VK_KHR_shader_float16_int8), enabled on the logical device when so.
+    bool shader_float16() const { return shader_float16_; }
+    // Matmul runs its f16-accumulation variants: EKV_VULKAN_F16_ACCUMULATE=1
+    // was set when the device opened and it has shaderFloat16. Requested on a
+    // device without it: silently the default f32 variants (HF-exact).
+    bool f16_accumulate() const { return f16_accumulate_; }
     CommandStream& stream() { return *stream_; }
 
     // Memory (vk_memory.cpp). Storage + transfer usage, bound whole by the
@@ -64,6 +71,8 @@ private:
     VkPhysicalDeviceMemoryProperties mem_props_{};
     DeviceDescription desc_;
     bool map_device_memory_ = true;
+    bool shader_float16_ = false;
+    bool f16_accumulate_ = false;
     std::unique_ptr<PipelineCache> pipelines_;
     std::unique_ptr<CommandStream> stream_;
 };

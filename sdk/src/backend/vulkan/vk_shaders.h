@@ -19,6 +19,8 @@ enum class ShaderId : int {
     GetRowsF32, GetRowsF16, GetRowsBF16, GetRowsQ4_0, GetRowsQ4_1, GetRowsQ5_0, GetRowsQ5_1, GetRowsQ8_0,
     GetRowsQ4_K, GetRowsQ5_K, GetRowsQ6_K,
     GeluErf, SsmConvHistory, SsmConvInput, SsmScanDelta, SsmScanStage, SsmScan, SsmScanSkip, LayerNorm, Im2Col1d,
+    MatmulF16AccF32, MatmulF16AccF16, MatmulF16AccBF16, MatmulF16AccQ4_0, MatmulF16AccQ4_1, MatmulF16AccQ5_0,
+    MatmulF16AccQ5_1, MatmulF16AccQ8_0, MatmulF16AccQ4_K, MatmulF16AccQ5_K, MatmulF16AccQ6_K,
     Count
 };
 
@@ -32,7 +34,10 @@ inline const char* shader_name(ShaderId id) {
         "get_rows_f32", "get_rows_f16", "get_rows_bf16", "get_rows_q4_0", "get_rows_q4_1", "get_rows_q5_0",
         "get_rows_q5_1", "get_rows_q8_0", "get_rows_q4_k", "get_rows_q5_k", "get_rows_q6_k",
         "gelu_erf", "ssm_conv_history", "ssm_conv_input", "ssm_scan_delta", "ssm_scan_stage", "ssm_scan",
-        "ssm_scan_skip", "layer_norm", "im2col_1d"};
+        "ssm_scan_skip", "layer_norm", "im2col_1d",
+        "matmul_f16acc_f32", "matmul_f16acc_f16", "matmul_f16acc_bf16", "matmul_f16acc_q4_0", "matmul_f16acc_q4_1",
+        "matmul_f16acc_q5_0", "matmul_f16acc_q5_1", "matmul_f16acc_q8_0", "matmul_f16acc_q4_k", "matmul_f16acc_q5_k",
+        "matmul_f16acc_q6_k"};
     static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<int>(ShaderId::Count), "one name per id");
     return kNames[static_cast<int>(id)];
 }
@@ -56,6 +61,10 @@ inline int weight_variant(DType t) {
 }
 inline ShaderId matmul_shader(int variant) {
     return static_cast<ShaderId>(static_cast<int>(ShaderId::MatmulF32) + variant);
+}
+// The matmul variant whose per-unit dots run in float16 (needs shaderFloat16).
+inline ShaderId matmul_f16acc_shader(int variant) {
+    return static_cast<ShaderId>(static_cast<int>(ShaderId::MatmulF16AccF32) + variant);
 }
 inline ShaderId get_rows_shader(int variant) {
     return static_cast<ShaderId>(static_cast<int>(ShaderId::GetRowsF32) + variant);

@@ -9,31 +9,22 @@
 #include <cstdarg>
 #include <cstdio>
 
+#include "backend/vulkan/vk_op_util.h"
 #include "backend/vulkan/vk_pipelines.h"
 #include "backend/vulkan/vk_shaders.h"
 #include "backend/vulkan/vk_stream.h"
 #include "backend/vulkan/vulkan_backend.h"
 
 namespace ekv {
+using vk::groups;
+using vk::invalid;
+using vk::is_f32;
+using vk::kGroup;
+
 namespace {
 
-constexpr uint32_t kGroup = 64;              // local size of every shader
 constexpr uint32_t kMaxStatesPerLane = 16;   // MAX_PER_LANE in ssm_scan.comp
 constexpr uint64_t kMaxGroups = 65535;       // grids that loop (ssm_scan) stay under every device's limit
-
-uint32_t groups(uint64_t n, uint32_t per) { return static_cast<uint32_t>((n + per - 1) / per); }
-
-Status invalid(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
-Status invalid(const char* fmt, ...) {
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    std::vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return Status(EKV_ERR_INVALID_ARGUMENT, std::string("Vulkan ") + msg);
-}
-
-bool is_f32(const Tensor& t) { return t.type == DType::F32; }
 
 // Whether two F32 tensors' rows may share memory (conservative: the byte
 // spans of interleaved strided views count as overlapping).

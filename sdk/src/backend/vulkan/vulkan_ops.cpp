@@ -7,9 +7,9 @@
 // work that spans more than one window.
 #include <algorithm>
 #include <cmath>
-#include <cstdarg>
 #include <cstdio>
 
+#include "backend/vulkan/vk_op_util.h"
 #include "backend/vulkan/vk_pipelines.h"
 #include "backend/vulkan/vk_shaders.h"
 #include "backend/vulkan/vk_stream.h"
@@ -17,24 +17,16 @@
 #include "core/kivi.h"
 
 namespace ekv {
+using vk::groups;
+using vk::invalid;
+using vk::is_f32;
+using vk::kGroup;
+
 namespace {
 
-constexpr uint32_t kGroup = 64;           // local size of every shader
 constexpr uint32_t kMatmulTokenTile = 4;  // TT in matmul.comp
 constexpr int32_t kMaxHeadDim = 256;      // MAX_HEAD_DIM in attention_segment.comp
 constexpr uint32_t kNoRotation = 0xFFFFFFFFu;
-
-uint32_t groups(uint64_t n, uint32_t per) { return static_cast<uint32_t>((n + per - 1) / per); }
-
-Status invalid(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
-Status invalid(const char* fmt, ...) {
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    std::vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return Status(EKV_ERR_INVALID_ARGUMENT, std::string("Vulkan ") + msg);
-}
 
 size_t element_bytes(DType t) { return t == DType::F32 ? 4 : 2; }
 
@@ -56,8 +48,6 @@ bool plain_extent(const Tensor& t, int64_t rows, const char* op, const char* nam
     }
     return true;
 }
-
-bool is_f32(const Tensor& t) { return t.type == DType::F32; }
 
 }  // namespace
 
@@ -240,8 +230,10 @@ void VulkanBackend::matmul(const Tensor& w, const Tensor& x, Tensor& out) {
                     static_cast<uint32_t>(rows), static_cast<uint32_t>(tokens)};
             const uint64_t row_groups = groups(static_cast<uint64_t>(rows), 64 / ctx_->pipelines().matmul_lanes());
             const uint32_t gx = row_groups < 65535 ? static_cast<uint32_t>(row_groups) : 65535u;  // the shader loops
-            stream().dispatch(vk::matmul_shader(variant), {wb, xb, ob, VK_NULL_HANDLE, VK_NULL_HANDLE}, &pc,
-                              sizeof pc, gx, groups(static_cast<uint64_t>(tokens), kMatmulTokenTile));
+            const vk::ShaderId shader =
+                ctx_->f16_accumulate() ? vk::matmul_f16acc_shader(variant) : vk::matmul_shader(variant);
+            stream().dispatch(shader, {wb, xb, ob, VK_NULL_HANDLE, VK_NULL_HANDLE}, &pc, sizeof pc, gx,
+                              groups(static_cast<uint64_t>(tokens), kMatmulTokenTile));
         }
     }
 }
@@ -463,6 +455,17 @@ namespace {
 struct KiviPush {
     uint32_t src_off, src_stride, dst_off, dst_stride, kv_width, head_dim, group, nbits, code_words;
 };
+
+// The shape fields; the offsets are filled by binding the tensors.
+KiviPush kivi_push(int64_t kv_width, const KiviParams& p) {
+    KiviPush pc{};
+    pc.kv_width = static_cast<uint32_t>(kv_width);
+    pc.head_dim = static_cast<uint32_t>(p.head_dim);
+    pc.group = static_cast<uint32_t>(p.group);
+    pc.nbits = static_cast<uint32_t>(p.nbits);
+    pc.code_words = static_cast<uint32_t>(kivi_code_row_bytes(kv_width, p.nbits) / 4);
+    return pc;
+}
 }  // namespace
 
 // Both record one dispatch; every output word has one writer (kivi_quantize.comp).
@@ -475,18 +478,13 @@ void VulkanBackend::kivi_quantize_keys(const Tensor& src, int64_t src_row, Tenso
         return fail(invalid("kivi_quantize_keys: rows %lld+%d of %lld or group %lld of %lld do not fit (%d bits)",
                             static_cast<long long>(src_row), p.group, static_cast<long long>(src.rows),
                             static_cast<long long>(dst_group), static_cast<long long>(dst.rows), p.nbits));
-    KiviPush pc{};
+    KiviPush pc = kivi_push(kv_width, p);
     vk::Binding sb, db;
     uint32_t unused = 0;
     if (!bind_plain(src.row_range(src_row, p.group), p.group, "kivi_quantize_keys", "src", &sb, &pc.src_off,
                     &pc.src_stride) ||
         !bind_words(dst.row_range(dst_group, 1), 1, "kivi_quantize_keys", "dst", &db, &pc.dst_off, &unused))
         return;
-    pc.kv_width = static_cast<uint32_t>(kv_width);
-    pc.head_dim = static_cast<uint32_t>(p.head_dim);
-    pc.group = static_cast<uint32_t>(p.group);
-    pc.nbits = static_cast<uint32_t>(p.nbits);
-    pc.code_words = static_cast<uint32_t>(kivi_code_row_bytes(kv_width, p.nbits) / 4);
     const uint32_t invocations = std::max(pc.code_words, pc.kv_width / 2);
     stream().dispatch(src.type == DType::F16 ? vk::ShaderId::KiviKeysF16 : vk::ShaderId::KiviKeysF32,
                       {sb, db, VK_NULL_HANDLE, VK_NULL_HANDLE, VK_NULL_HANDLE}, &pc, sizeof pc,
@@ -502,16 +500,11 @@ void VulkanBackend::kivi_quantize_values(const Tensor& src, int64_t src_row, int
         return fail(invalid("kivi_quantize_values: %lld rows from %lld into row %lld of %lld do not fit (%d bits)",
                             static_cast<long long>(n), static_cast<long long>(src_row),
                             static_cast<long long>(dst_row), static_cast<long long>(dst.rows), p.nbits));
-    KiviPush pc{};
+    KiviPush pc = kivi_push(kv_width, p);
     vk::Binding sb, db;
     if (!bind_plain(src.row_range(src_row, n), n, "kivi_quantize_values", "src", &sb, &pc.src_off, &pc.src_stride) ||
         !bind_words(dst.row_range(dst_row, n), n, "kivi_quantize_values", "dst", &db, &pc.dst_off, &pc.dst_stride))
         return;
-    pc.kv_width = static_cast<uint32_t>(kv_width);
-    pc.head_dim = static_cast<uint32_t>(p.head_dim);
-    pc.group = static_cast<uint32_t>(p.group);
-    pc.nbits = static_cast<uint32_t>(p.nbits);
-    pc.code_words = static_cast<uint32_t>(kivi_code_row_bytes(kv_width, p.nbits) / 4);
     const uint32_t invocations = std::max(pc.code_words, pc.kv_width / pc.group);
     stream().dispatch(src.type == DType::F16 ? vk::ShaderId::KiviValuesF16 : vk::ShaderId::KiviValuesF32,
                       {sb, db, VK_NULL_HANDLE, VK_NULL_HANDLE, VK_NULL_HANDLE}, &pc, sizeof pc,
