@@ -15,6 +15,12 @@ constexpr uint32_t kGroup = 64;  // local size of every shader
 
 inline uint32_t groups(uint64_t n, uint32_t per) { return static_cast<uint32_t>((n + per - 1) / per); }
 
+// The push constants of eltwise.comp (add, scale, gated products, bias).
+struct EltwisePush {
+    uint32_t a_off, a_stride, b_off, b_stride, o_off, o_stride, cols;
+    float s;
+};
+
 inline bool is_f32(const Tensor& t) { return t.type == DType::F32; }
 
 // EKV_ERR_INVALID_ARGUMENT, the message prefixed with "Vulkan ".

@@ -84,10 +84,8 @@ void CommandStream::clear_error() {
     if (error_.code() != EKV_ERR_DEVICE_LOST) error_ = Status::Ok();
 }
 
-bool CommandStream::log(const Command& c) {
-    if (!error_.ok()) return false;
-    commands_.push_back(c);
-    return true;
+void CommandStream::log(const Command& c) {
+    if (error_.ok()) commands_.push_back(c);
 }
 
 void CommandStream::dispatch(ShaderId id, Bindings b, const void* push, size_t push_bytes, uint32_t gx,

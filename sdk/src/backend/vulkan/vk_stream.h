@@ -78,7 +78,7 @@ private:
         uint8_t push[kPushConstantBytes] = {};
         bool operator==(const Command& o) const;
     };
-    bool log(const Command& c);
+    void log(const Command& c);  // dropped after a failure
     bool record();  // commands_ into cmd_ (with barriers); fails the stream on error
     void submit(bool replay);  // cmd_, then waits
     bool ensure_staging(size_t bytes);

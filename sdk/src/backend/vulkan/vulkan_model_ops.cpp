@@ -6,8 +6,6 @@
 // read up to ten, run as a few dispatches: see ssm_conv.comp and
 // ssm_scan.comp.
 #include <algorithm>
-#include <cstdarg>
-#include <cstdio>
 
 #include "backend/vulkan/vk_op_util.h"
 #include "backend/vulkan/vk_pipelines.h"
@@ -20,6 +18,7 @@ using vk::groups;
 using vk::invalid;
 using vk::is_f32;
 using vk::kGroup;
+using vk::EltwisePush;
 
 namespace {
 
@@ -42,11 +41,6 @@ struct ConvPush {
 struct ScanPush {
     uint32_t in0_off, in0_stride, in1_off, in1_stride, in2_off, in2_stride, out_off, out_stride;
     uint32_t n_ch, n_st, n_t, s_delta, s_x, s_b, s_c, s_h, lanes, per_lane;
-};
-
-struct EltwisePush {  // eltwise.comp
-    uint32_t a_off, a_stride, b_off, b_stride, o_off, o_stride, cols;
-    float s;
 };
 
 }  // namespace

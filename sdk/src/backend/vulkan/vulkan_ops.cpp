@@ -21,6 +21,7 @@ using vk::groups;
 using vk::invalid;
 using vk::is_f32;
 using vk::kGroup;
+using vk::EltwisePush;
 
 namespace {
 
@@ -510,13 +511,6 @@ void VulkanBackend::kivi_quantize_values(const Tensor& src, int64_t src_row, int
                       {sb, db, VK_NULL_HANDLE, VK_NULL_HANDLE, VK_NULL_HANDLE}, &pc, sizeof pc,
                       groups(invocations, kGroup), static_cast<uint32_t>(n));
 }
-
-namespace {
-struct EltwisePush {
-    uint32_t a_off, a_stride, b_off, b_stride, o_off, o_stride, cols;
-    float s;
-};
-}  // namespace
 
 void VulkanBackend::eltwise(vk::ShaderId id, const char* op, const Tensor& a, const Tensor* b, float s,
                             Tensor& out) {
