@@ -236,6 +236,7 @@ const char* stop_reason_name(ekv_stop_reason r) {
         case EKV_STOP_STRING: return "stop_string";
         case EKV_STOP_CANCELLED: return "cancelled";
         case EKV_STOP_CACHE_FULL: return "cache_full";
+        case EKV_STOP_ERROR: return "error";
     }
     return "unknown";
 }

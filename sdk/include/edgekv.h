@@ -23,10 +23,29 @@
  *     ekv_cache_free(cache);
  *     ekv_model_free(model);
  *
+ * Step-wise, with a stop any thread may request:
+ *
+ *     ekv_cancel *stop = NULL;
+ *     ekv_cancel_create(&stop);             // ekv_cancel_trigger(stop) from a UI thread
+ *     gp.cancel = stop;
+ *     ekv_generator *gen = NULL;
+ *     ekv_generator_create(model, cache, prompt, n_prompt, &gp, &gen);
+ *     ekv_generator_event ev = ekv_generator_event_default();
+ *     char text[256];
+ *     while (ekv_generator_next(gen, &ev, text, sizeof text) == EKV_OK) {
+ *         fputs(text, stdout);              // UTF-8 complete, never part of a stop string
+ *         if (ev.type == EKV_EVENT_DONE) break;
+ *     }
+ *     ekv_generator_free(gen);
+ *     ekv_cancel_free(stop);
+ *
  * Conventions:
  *  - Opaque handles. Params/result structs start with `struct_size`; always
- *    initialise them with their ekv_*_default_*() function so that fields added
- *    later keep old callers working.
+ *    initialise them with their ekv_*_init(&p, sizeof p) function (or the
+ *    static inline ekv_*_default_*() wrappers, which compile into the
+ *    caller), so that a library with larger structs never writes past an
+ *    older caller's struct: the library reads and writes only the first
+ *    struct_size bytes and defaults the rest.
  *  - Every fallible function returns an ekv_status. On failure a human readable
  *    message is available from ekv_last_error() (thread-local, valid until the
  *    next edgekv call on the same thread). Nothing is written to outputs on
@@ -34,8 +53,23 @@
  *  - ekv_*_free(NULL) is a no-op. Strings returned as `const char*` are owned by
  *    the library and live as long as stated; buffers passed in are owned by the
  *    caller.
- *  - Threads: a loaded ekv_model is immutable and may be shared across threads.
- *    An ekv_cache (the per-conversation state) is used by one thread at a time.
+ *  - Threads: a loaded ekv_model is immutable and may be shared across threads:
+ *    any number of caches of one model may run ekv_forward, ekv_generate,
+ *    ekv_encode_audio and generators on different threads at once. On the CPU
+ *    they run in parallel (each cache has its own execution stream; the worker
+ *    threads go to one forward at a time and the others run on their calling
+ *    thread). On Vulkan the device has one queue and stream: forwards of
+ *    different caches take turns inside the library (they wait, never race).
+ *    An ekv_cache (the per-conversation state) is used by one thread at a
+ *    time: a call that finds it in use by another thread returns
+ *    EKV_ERR_INVALID_STATE ("cache is busy") and changes nothing.
+ *  - Lifetimes: caches, detokenizers and generators keep their model alive,
+ *    and generators their cache: ekv_model_free / ekv_cache_free drop the
+ *    caller's reference and the last object to go frees the memory, so the
+ *    objects may be freed in any order (as garbage collectors do).
+ *  - Stop requests: an ekv_cancel may be triggered from any thread at any
+ *    moment; calls that take one return EKV_ERR_CANCELLED (the generator: an
+ *    end event with EKV_STOP_CANCELLED) and leave the cache as before.
  *  - No C++ exception ever crosses this ABI; the library never aborts on bad
  *    input.
  */
@@ -73,6 +107,11 @@ extern "C" {
 /* Encoded as major*10000 + minor*100 + patch. */
 #define EKV_VERSION_NUMBER (EKV_VERSION_MAJOR * 10000 + EKV_VERSION_MINOR * 100 + EKV_VERSION_PATCH)
 
+#define EKV_STRINGIFY_(x) #x
+#define EKV_STRINGIFY(x) EKV_STRINGIFY_(x)
+#define EKV_VERSION_STRING \
+    EKV_STRINGIFY(EKV_VERSION_MAJOR) "." EKV_STRINGIFY(EKV_VERSION_MINOR) "." EKV_STRINGIFY(EKV_VERSION_PATCH)
+
 /* Version string of the linked library, e.g. "0.1.0". Static storage. */
 EKV_API const char *ekv_version(void);
 /* EKV_VERSION_NUMBER of the linked library (may differ from the header's). */
@@ -108,6 +147,25 @@ EKV_API const char *ekv_status_string(ekv_status status);
  * library, valid until the next edgekv call on this thread. */
 EKV_API const char *ekv_last_error(void);
 
+/* ---- Log ------------------------------------------------------------------ */
+
+typedef enum ekv_log_level {
+    EKV_LOG_ERROR = 0,
+    EKV_LOG_WARN = 1,
+    EKV_LOG_INFO = 2,
+    EKV_LOG_DEBUG = 3
+} ekv_log_level;
+
+/* Receives every message the library would print (driver and Vulkan
+ * validation messages included), one complete line without newline. Called
+ * from whichever thread produced it, one call at a time. */
+typedef void (*ekv_log_callback)(ekv_log_level level, const char *message, void *user_data);
+
+/* Sets the process-wide log callback (NULL restores the default: warnings
+ * and errors to stderr). With a callback set the library writes nothing to
+ * stderr. */
+EKV_API void ekv_log_set_callback(ekv_log_callback callback, void *user_data);
+
 /* ---- Backends and devices ----------------------------------------------- */
 
 typedef enum ekv_backend_kind {
@@ -134,15 +192,42 @@ typedef struct ekv_device_info {
     int32_t n_threads;             /* CPU: worker threads used by default */
 } ekv_device_info;
 
-EKV_API ekv_device_info ekv_device_info_default(void);
+/* Initialises *info for a caller whose struct has `size` bytes (sizeof). */
+EKV_API ekv_status ekv_device_info_init(ekv_device_info *info, size_t size);
 /* Number of devices of a backend (0 if the backend is not built). */
 EKV_API ekv_status ekv_device_count(ekv_backend_kind kind, int32_t *out_count);
 /* Describes device `index` of `kind`; `out` must come from ekv_device_info_default(). */
 EKV_API ekv_status ekv_device_get_info(ekv_backend_kind kind, int32_t index, ekv_device_info *out);
 
+/* ---- Stop requests -------------------------------------------------------- */
+
+/* A stop request shared between the thread that runs a long call and any
+ * other thread. Triggering is sticky until ekv_cancel_reset: a call started
+ * with a triggered request returns EKV_ERR_CANCELLED at once. Polled between
+ * layers and chunks of a prefill (where the cache can be rewound exactly:
+ * not inside a sliding-window or sink cache whose ring would overwrite
+ * tokens it still needs, nor a Mamba state; there it is polled before the
+ * call starts and between tokens), between tokens of a generation, between
+ * encoder layers and during model load. Reference counted: whatever holds
+ * it (a cache it is attached to) keeps it alive. */
+typedef struct ekv_cancel ekv_cancel;
+EKV_API ekv_status ekv_cancel_create(ekv_cancel **out);
+/* Requests the stop. Any thread, any moment; never blocks. NULL is a no-op. */
+EKV_API void ekv_cancel_trigger(ekv_cancel *cancel);
+/* Clears the request so the object can be used for another call. */
+EKV_API void ekv_cancel_reset(ekv_cancel *cancel);
+/* 1 if triggered (and not reset since), else 0 (also for NULL). */
+EKV_API int ekv_cancel_is_triggered(const ekv_cancel *cancel);
+/* Drops the caller's reference. NULL is a no-op. */
+EKV_API void ekv_cancel_free(ekv_cancel *cancel);
+
 /* ---- Models --------------------------------------------------------------- */
 
 typedef struct ekv_model ekv_model;
+
+/* Model load progress in [0, 1]. Return nonzero to continue, 0 to stop the
+ * load (it then returns EKV_ERR_CANCELLED). */
+typedef int (*ekv_progress_callback)(float progress, void *user_data);
 
 typedef struct ekv_model_params {
     size_t struct_size;
@@ -154,15 +239,22 @@ typedef struct ekv_model_params {
      * them to 8 bits per block (llama.cpp's numerics): faster prefill, logits
      * about 1% of their spread away from HF. */
     int32_t int8_activations;
+    /* ---- fields after this line were added after v1 ---- */
+    ekv_cancel *cancel;              /* optional: stops the load (EKV_ERR_CANCELLED) */
+    ekv_progress_callback progress;  /* optional: called as weights load */
+    void *progress_user_data;
 } ekv_model_params;
 
-EKV_API ekv_model_params ekv_model_default_params(void);
+/* Initialises *params (defaults) for a caller whose struct has `size` bytes. */
+EKV_API ekv_status ekv_model_params_init(ekv_model_params *params, size_t size);
 
 /* Loads a model from a GGUF file (v2/v3, memory-mapped) or from a Hugging Face
  * model directory (config.json + *.safetensors + tokenizer.json).
  * On success *out owns the model; release it with ekv_model_free(). */
 EKV_API ekv_status ekv_model_load(const char *path, const ekv_model_params *params, ekv_model **out);
-/* Frees a model. All caches created from it must be freed first. NULL is a no-op. */
+/* Drops the caller's reference to a model. Caches, detokenizers and
+ * generators made from it keep it alive; the last to go frees it. NULL is a
+ * no-op. */
 EKV_API void ekv_model_free(ekv_model *model);
 
 typedef enum ekv_cache_type {
@@ -203,7 +295,7 @@ typedef struct ekv_model_info {
     int32_t n_recurrent_layers;   /* Mamba layers: a fixed-size state, no KV */
 } ekv_model_info;
 
-EKV_API ekv_model_info ekv_model_info_default(void);
+EKV_API ekv_status ekv_model_info_init(ekv_model_info *info, size_t size);
 EKV_API ekv_status ekv_model_get_info(const ekv_model *model, ekv_model_info *out);
 
 /* Work the model's backend submitted to its device (zeros on the CPU
@@ -219,7 +311,7 @@ typedef struct ekv_backend_stats {
     uint64_t record_ns;             /* host time spent recording them */
 } ekv_backend_stats;
 
-EKV_API ekv_backend_stats ekv_backend_stats_default(void);
+EKV_API ekv_status ekv_backend_stats_init(ekv_backend_stats *stats, size_t size);
 EKV_API ekv_status ekv_model_get_backend_stats(const ekv_model *model, ekv_backend_stats *out);
 
 /* Copies the string metadata value `key` (e.g. "general.name") into buf
@@ -276,14 +368,21 @@ typedef struct ekv_cache_params {
     ekv_placement offload;   /* placement (see ekv_placement) */
 } ekv_cache_params;
 
-EKV_API ekv_cache_params ekv_cache_default_params(void);
+EKV_API ekv_status ekv_cache_params_init(ekv_cache_params *params, size_t size);
 
 /* Creates an empty cache for `model`. Cache types not available yet for this
  * build or model return EKV_ERR_UNSUPPORTED with a message naming the reason.
- * On success *out owns the cache; free with ekv_cache_free(). The model must
- * outlive the cache. */
+ * On success *out owns the cache; free with ekv_cache_free(). The cache keeps
+ * its model alive. */
 EKV_API ekv_status ekv_cache_create(ekv_model *model, const ekv_cache_params *params, ekv_cache **out);
+/* Drops the caller's reference (a generator on the cache keeps it alive).
+ * NULL is a no-op. Not while another thread is inside a call on it. */
 EKV_API void ekv_cache_free(ekv_cache *cache);
+/* Attaches a stop request (NULL detaches) that ekv_forward, ekv_generate,
+ * generators and ekv_encode_audio on this cache honour besides their own.
+ * The cache holds a reference to it. Not while the cache is busy
+ * (EKV_ERR_INVALID_STATE): attach it before the calls it should stop. */
+EKV_API ekv_status ekv_cache_set_cancel(ekv_cache *cache, ekv_cancel *cancel);
 
 /* The resolved type (never EKV_CACHE_AUTO). */
 EKV_API ekv_status ekv_cache_get_type(const ekv_cache *cache, ekv_cache_type *out);
@@ -308,7 +407,7 @@ typedef struct ekv_cache_stats {
     int32_t tokens_held;        /* tokens whose keys/values are still held */
 } ekv_cache_stats;
 
-EKV_API ekv_cache_stats ekv_cache_stats_default(void);
+EKV_API ekv_status ekv_cache_stats_init(ekv_cache_stats *stats, size_t size);
 EKV_API ekv_status ekv_cache_get_stats(const ekv_cache *cache, ekv_cache_stats *out);
 /* Drops every token; keeps the allocation. */
 EKV_API ekv_status ekv_cache_reset(ekv_cache *cache);
@@ -353,8 +452,10 @@ EKV_API ekv_status ekv_forward(ekv_model *model, ekv_cache *cache, const int32_t
 /* ---- Generation ------------------------------------------------------------ */
 
 /* Called for every generated token with its text piece (UTF-8 complete: bytes
- * of an unfinished character are held back until the character completes).
- * Return nonzero to continue, 0 to cancel the generation. */
+ * of an unfinished character are held back until the character completes;
+ * text that may be the start of a stop string is held back until it cannot,
+ * and a stop string is never passed). Text still held at the end is passed
+ * in one more call with token -1. Return nonzero to continue, 0 to cancel. */
 typedef int (*ekv_token_callback)(int32_t token, const char *piece, size_t piece_len, void *user_data);
 
 typedef enum ekv_stop_reason {
@@ -363,8 +464,9 @@ typedef enum ekv_stop_reason {
     EKV_STOP_EOS = 2,         /* an end-of-generation token of the model */
     EKV_STOP_TOKEN = 3,       /* one of stop_tokens */
     EKV_STOP_STRING = 4,      /* one of stop_strings appeared in the text */
-    EKV_STOP_CANCELLED = 5,   /* the callback returned 0 */
-    EKV_STOP_CACHE_FULL = 6   /* a fixed-capacity cache filled up */
+    EKV_STOP_CANCELLED = 5,   /* the callback returned 0, or a stop request (ekv_cancel) */
+    EKV_STOP_CACHE_FULL = 6,  /* a fixed-capacity cache filled up */
+    EKV_STOP_ERROR = 7        /* a call failed; its status says why */
 } ekv_stop_reason;
 
 typedef struct ekv_generate_params {
@@ -385,9 +487,11 @@ typedef struct ekv_generate_params {
     int32_t use_cache;           /* 0 recomputes the whole sequence every step (default 1) */
     ekv_token_callback on_token; /* optional streaming callback */
     void *user_data;
+    /* ---- fields after this line were added after v1 ---- */
+    ekv_cancel *cancel;          /* optional stop request (see ekv_cancel) */
 } ekv_generate_params;
 
-EKV_API ekv_generate_params ekv_generate_default_params(void);
+EKV_API ekv_status ekv_generate_params_init(ekv_generate_params *params, size_t size);
 
 typedef struct ekv_generate_result {
     size_t struct_size;
@@ -401,18 +505,61 @@ typedef struct ekv_generate_result {
     ekv_stop_reason stop_reason;
 } ekv_generate_result;
 
-EKV_API ekv_generate_result ekv_generate_default_result(void);
+EKV_API ekv_status ekv_generate_result_init(ekv_generate_result *result, size_t size);
 
 /* Generates after `prompt`. With a cache, the prompt is matched against the
  * tokens the cache already holds (multi-turn reuse): only the new suffix is
  * computed; a diverging cache is cropped at the first difference. The
  * generated tokens end up in the cache too, except the last one. cache may be
  * NULL only with use_cache = 0. out_tokens (caller-owned, out_capacity) gets
- * the generated ids; generation stops when it is full. */
+ * the generated ids; generation stops when it is full. A loop over an
+ * ekv_generator. A stop request returns EKV_ERR_CANCELLED (the callback
+ * returning 0 returns EKV_OK); on any failure *result still says how many
+ * tokens were produced and why it stopped. */
 EKV_API ekv_status ekv_generate(ekv_model *model, ekv_cache *cache, const int32_t *prompt,
                                 int32_t n_prompt, const ekv_generate_params *params,
                                 int32_t *out_tokens, int32_t out_capacity,
                                 ekv_generate_result *result);
+
+/* Step-wise generation: one event per ekv_generator_next. */
+typedef struct ekv_generator ekv_generator;
+
+typedef enum ekv_event_type {
+    EKV_EVENT_TOKEN = 0,  /* a generated token and the text it released */
+    EKV_EVENT_DONE = 1    /* the end: stop_reason set, text holds what was still held */
+} ekv_event_type;
+
+typedef struct ekv_generator_event {
+    size_t struct_size;
+    ekv_event_type type;
+    int32_t token;               /* TOKEN: the id; DONE: -1 */
+    size_t text_len;             /* bytes written to the text buffer (without NUL) */
+    ekv_stop_reason stop_reason; /* DONE: why it ended; TOKEN: EKV_STOP_NONE */
+} ekv_generator_event;
+
+EKV_API ekv_status ekv_generator_event_init(ekv_generator_event *event, size_t size);
+
+/* Prepares a generation after `prompt` (copied) with the semantics of
+ * ekv_generate (prefix reuse, sampling, stop rules; on_token is not called).
+ * Nothing is computed until the first ekv_generator_next. The generator keeps
+ * the model and the cache alive; the cache may not be used by anything else
+ * until the generator is done or freed (EKV_ERR_INVALID_STATE). */
+EKV_API ekv_status ekv_generator_create(ekv_model *model, ekv_cache *cache, const int32_t *prompt, int32_t n_prompt,
+                                        const ekv_generate_params *params, ekv_generator **out);
+/* Runs to the next event (the first call does the prefill) and writes it to
+ * *event and its text, NUL-terminated, to text[text_cap]. When the text does
+ * not fit, EKV_ERR_BUFFER_TOO_SMALL sets event->text_len to the bytes needed
+ * (without NUL) and keeps the event: the next call returns it without
+ * computing anything. A stop request ends the generation with a DONE event
+ * (EKV_STOP_CANCELLED) and EKV_OK.
+ * After the DONE event, or a failure (which returns its status and leaves
+ * stop reason EKV_STOP_ERROR in the result), next returns
+ * EKV_ERR_INVALID_STATE. */
+EKV_API ekv_status ekv_generator_next(ekv_generator *gen, ekv_generator_event *event, char *text, size_t text_cap);
+/* Counts and times so far (final after the DONE event). */
+EKV_API ekv_status ekv_generator_get_result(const ekv_generator *gen, ekv_generate_result *out);
+/* Frees the generator (and its references). NULL is a no-op. */
+EKV_API void ekv_generator_free(ekv_generator *gen);
 
 /* ---- Text ------------------------------------------------------------------ */
 
@@ -454,6 +601,11 @@ EKV_API void ekv_detokenizer_free(ekv_detokenizer *detok);
 /* Appends a token; writes the newly completed text to buf (NUL-terminated). */
 EKV_API ekv_status ekv_detokenizer_push(ekv_detokenizer *detok, int32_t token, char *buf, size_t cap,
                                         size_t *len);
+/* End of stream: writes the bytes of an unfinished character as U+FFFD (or
+ * nothing) and empties the detokenizer. */
+EKV_API ekv_status ekv_detokenizer_flush(ekv_detokenizer *detok, char *buf, size_t cap, size_t *len);
+/* Drops held bytes: starts a new stream. */
+EKV_API ekv_status ekv_detokenizer_reset(ekv_detokenizer *detok);
 
 typedef struct ekv_chat_message {
     const char *role;     /* "system", "user" or "assistant" */
@@ -469,9 +621,36 @@ EKV_API ekv_status ekv_chat_apply_template(const ekv_model *model, const char *t
                                            int add_generation_prompt, char *buf, size_t cap,
                                            size_t *len);
 
+/* ---- Initialisers compiled into the caller ------------------------------- */
+
+/* By value, sized by the caller's own sizeof: safe against any library
+ * version. (The library also exports functions of these names returning the
+ * v1 layouts, for applications built against the first header.) */
+#ifndef EKV_BUILDING_LIBRARY
+#define EKV_DEFINE_DEFAULT_(type, fn, init) \
+    static inline type fn(void) {           \
+        type v;                             \
+        init(&v, sizeof v);                 \
+        return v;                           \
+    }
+EKV_DEFINE_DEFAULT_(ekv_device_info, ekv_device_info_default, ekv_device_info_init)
+EKV_DEFINE_DEFAULT_(ekv_model_params, ekv_model_default_params, ekv_model_params_init)
+EKV_DEFINE_DEFAULT_(ekv_model_info, ekv_model_info_default, ekv_model_info_init)
+EKV_DEFINE_DEFAULT_(ekv_backend_stats, ekv_backend_stats_default, ekv_backend_stats_init)
+EKV_DEFINE_DEFAULT_(ekv_cache_params, ekv_cache_default_params, ekv_cache_params_init)
+EKV_DEFINE_DEFAULT_(ekv_cache_stats, ekv_cache_stats_default, ekv_cache_stats_init)
+EKV_DEFINE_DEFAULT_(ekv_generate_params, ekv_generate_default_params, ekv_generate_params_init)
+EKV_DEFINE_DEFAULT_(ekv_generate_result, ekv_generate_default_result, ekv_generate_result_init)
+EKV_DEFINE_DEFAULT_(ekv_generator_event, ekv_generator_event_default, ekv_generator_event_init)
+#undef EKV_DEFINE_DEFAULT_
+#endif
+
 /* ===================================================================== */
 /*                 EXPERIMENTAL API (may change between minors)          */
 /* ===================================================================== */
+
+/* Opt in with #define EKV_EXPERIMENTAL before including this header. */
+#if defined(EKV_EXPERIMENTAL) || defined(EKV_BUILDING_LIBRARY)
 
 /* Peak resident set size of this process in bytes (0 if unknown). */
 EKV_API uint64_t ekv_peak_rss_bytes(void);
@@ -542,6 +721,8 @@ EKV_API ekv_status ekv_encode_audio(ekv_model *model, ekv_cache *cache, const fl
  * bin-major, n_frames = EKV_AUDIO_MEL_FRAMES for Whisper). */
 EKV_API ekv_status ekv_encode_mel(ekv_model *model, ekv_cache *cache, const float *mel, int32_t n_mel,
                                   int32_t n_frames);
+
+#endif /* EKV_EXPERIMENTAL */
 
 #ifdef __cplusplus
 }

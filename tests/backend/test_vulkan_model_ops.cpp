@@ -4,6 +4,7 @@
 // Jamba and Whisper fixtures give the CPU's greedy tokens and logits on
 // Vulkan with their natural caches, and (opt-in, slow on lavapipe) the real
 // Whisper tiny.en the CPU's transcript.
+#define EKV_EXPERIMENTAL  // the audio API
 #include <algorithm>
 #include <chrono>
 #include <cstdio>

@@ -5,6 +5,7 @@
  * against the library it also runs the model-free calls (defaults, names,
  * versions) and checks their basic contracts. Exit 0 = pass.
  */
+#define EKV_EXPERIMENTAL /* name the experimental section too */
 #include "edgekv.h"
 
 #include <stdio.h>
@@ -49,6 +50,14 @@ static const any_fn k_all_functions[] = {
     (any_fn)ekv_detokenizer_push, (any_fn)ekv_chat_apply_template, (any_fn)ekv_peak_rss_bytes,
     (any_fn)ekv_cache_save, (any_fn)ekv_cache_load, (any_fn)ekv_audio_read_wav, (any_fn)ekv_audio_free,
     (any_fn)ekv_audio_log_mel, (any_fn)ekv_encode_audio, (any_fn)ekv_encode_mel,
+    (any_fn)ekv_device_info_init, (any_fn)ekv_model_params_init, (any_fn)ekv_model_info_init,
+    (any_fn)ekv_backend_stats_init, (any_fn)ekv_cache_params_init, (any_fn)ekv_cache_stats_init,
+    (any_fn)ekv_generate_params_init, (any_fn)ekv_generate_result_init, (any_fn)ekv_generator_event_init,
+    (any_fn)ekv_generator_event_default, (any_fn)ekv_cancel_create, (any_fn)ekv_cancel_trigger,
+    (any_fn)ekv_cancel_reset, (any_fn)ekv_cancel_is_triggered, (any_fn)ekv_cancel_free,
+    (any_fn)ekv_cache_set_cancel, (any_fn)ekv_generator_create, (any_fn)ekv_generator_next,
+    (any_fn)ekv_generator_get_result, (any_fn)ekv_generator_free, (any_fn)ekv_detokenizer_flush,
+    (any_fn)ekv_detokenizer_reset,
 };
 
 static void uses_every_type(void) {
@@ -56,6 +65,11 @@ static void uses_every_type(void) {
     ekv_model *model = NULL;
     ekv_cache *cache = NULL;
     ekv_detokenizer *detok = NULL;
+    ekv_generator *generator = NULL;
+    ekv_cancel *cancel = NULL;
+    ekv_progress_callback progress = NULL;
+    ekv_event_type events[] = {EKV_EVENT_TOKEN, EKV_EVENT_DONE};
+    ekv_generator_event event = ekv_generator_event_default();
 
     ekv_status statuses[] = {EKV_OK, EKV_ERR_INVALID_ARGUMENT, EKV_ERR_OUT_OF_MEMORY, EKV_ERR_IO,
                              EKV_ERR_INVALID_FILE, EKV_ERR_UNSUPPORTED, EKV_ERR_UNSUPPORTED_ARCH,
@@ -71,7 +85,7 @@ static void uses_every_type(void) {
     ekv_placement placements[] = {EKV_PLACEMENT_DEVICE, EKV_PLACEMENT_HOST, EKV_PLACEMENT_UNIFIED};
     ekv_logits_mode modes[] = {EKV_LOGITS_LAST, EKV_LOGITS_ALL};
     ekv_stop_reason stops[] = {EKV_STOP_NONE, EKV_STOP_MAX_TOKENS, EKV_STOP_EOS, EKV_STOP_TOKEN,
-                               EKV_STOP_STRING, EKV_STOP_CANCELLED, EKV_STOP_CACHE_FULL};
+                               EKV_STOP_STRING, EKV_STOP_CANCELLED, EKV_STOP_CACHE_FULL, EKV_STOP_ERROR};
     ekv_special_token specials[] = {EKV_TOKEN_BOS, EKV_TOKEN_EOS, EKV_TOKEN_EOT, EKV_TOKEN_PAD};
     ekv_token_callback callback = count_tokens;
     ekv_chat_message message;
@@ -89,7 +103,10 @@ static void uses_every_type(void) {
     /* The published numbers are stable: check a few against the header. */
     CHECK(sizeof statuses / sizeof statuses[0] == 17 && statuses[16] == 16);
     CHECK(backends[3] == 3 && caches[11] == 11 && dtypes[1] == 1 && placements[2] == 2);
-    CHECK(modes[1] == 1 && stops[6] == 6 && specials[3] == 3);
+    CHECK(modes[1] == 1 && stops[7] == 7 && specials[3] == 3 && events[1] == 1);
+    CHECK(generator == NULL && cancel == NULL && progress == NULL);
+    CHECK(event.struct_size == sizeof event && event.token == -1);
+    CHECK(strcmp(ekv_version(), EKV_VERSION_STRING) == 0);
     CHECK(EKV_VERSION_NUMBER == EKV_VERSION_MAJOR * 10000 + EKV_VERSION_MINOR * 100 + EKV_VERSION_PATCH);
 
     /* Params and results carry their own size. */

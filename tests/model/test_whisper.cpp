@@ -4,6 +4,7 @@
 // greedy steps on HF's EncoderDecoderCache), greedy tokens identical; the
 // refusals (decoder before encoder, wrong sample rate, mamba/hybrid caches);
 // clone and save/load continuing identically; generic self-attention types.
+#define EKV_EXPERIMENTAL  // the audio API
 #include <cstdio>
 #include <cstring>
 
@@ -136,7 +137,7 @@ TEST_F(TinyWhisper, CrossAttentionKvMatchesHF) {
     ASSERT_TRUE(rows);
     CachePtr c = cache();
     encode(c.get());
-    ekv::Cache& kc = *c->cache;
+    ekv::Cache& kc = c->session->cache();
     ASSERT_EQ(kc.cross_len(), 1500);
     double worst = 0;
     int checked = 0;

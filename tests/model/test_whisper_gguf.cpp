@@ -2,6 +2,7 @@
 // positional embedding stored in the file (instead of computed sinusoids)
 // gives the same logits; missing or misshapen tensors and bad metadata are
 // refused at load with the tensor's or key's name.
+#define EKV_EXPERIMENTAL  // the audio API
 #include <cmath>
 #include <cstdio>
 #include <functional>

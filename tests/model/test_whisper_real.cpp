@@ -3,6 +3,7 @@
 // espeak-ng's "The quick brown fox jumps over the lazy dog." (a committed
 // 16 kHz WAV, tools/make_speech_fixture.py) through the C ABI only: WAV
 // reader, encoder, greedy decoding, detokenizer.
+#define EKV_EXPERIMENTAL  // the audio API
 #include <gtest/gtest.h>
 
 #include <cctype>

@@ -335,7 +335,9 @@ TEST_F(NoAllocTest, TinyLlamaGenerateContinuation) {
     EXPECT_GT(r.n_prompt_reused, 0);
     std::printf("ekv_generate continuation: %ld allocations (8 tokens), %ld (48 tokens)\n", short_turn, long_turn);
     EXPECT_EQ(short_turn, long_turn) << "allocations grow with the number of generated tokens";
-    EXPECT_LE(long_turn, 2) << "logits buffer and token sequence only";
+    // Sized once per call: the generator, its logits buffer, the token
+    // sequence and two text buffers (the token's piece and the released text).
+    EXPECT_LE(long_turn, 5) << "generator, logits, token sequence and text buffers only";
 }
 
 }  // namespace

@@ -32,7 +32,15 @@ Status check_pair(const ekv_model* model, const ekv_cache* cache) {
 
 Status encode_mel(ekv_model* model, ekv_cache* cache, const float* mel, int32_t n_mel, int32_t n_frames) {
     const Model& m = *model->model;
-    return m.arch->encode(*cache->cache, *cache->ws, mel, n_mel, n_frames);
+    api::CacheUse use(cache);
+    EKV_TRY(use.status());
+    const CancelSet cancel = api::cancel_set(nullptr, cache);
+    if (cancel.raised()) return Error(EKV_ERR_CANCELLED, "cancelled before encoding");
+    Session& s = *cache->session;
+    s.ws().cancel = cancel;
+    const Status st = m.arch->encode(s.cache(), s.ws(), mel, n_mel, n_frames);
+    s.ws().cancel = CancelSet();
+    return st;
 }
 
 }  // namespace

@@ -38,30 +38,13 @@ ekv_status ekv_cache_type_from_name(const char* name, ekv_cache_type* out) {
     });
 }
 
-ekv_cache_params ekv_cache_default_params(void) {
-    ekv_cache_params p;
-    std::memset(&p, 0, sizeof p);
-    p.struct_size = sizeof p;
-    p.type = EKV_CACHE_AUTO;
-    p.dtype = EKV_KV_F16;
-    p.nbits = 4;
-    p.q_group_size = 64;
-    p.residual_length = 128;
-    p.num_sink_tokens = 4;  // StreamingLLM's choice
-    p.offload = EKV_PLACEMENT_DEVICE;
-    return p;
-}
-
 ekv_status ekv_cache_create(ekv_model* model, const ekv_cache_params* params, ekv_cache** out) {
     return api::guarded([&]() -> Status {
         EKV_CHECK_HANDLE(model, "model");
         EKV_CHECK_HANDLE(out, "out");
         *out = nullptr;
-        ekv_cache_params p = ekv_cache_default_params();
-        if (params) {
-            EKV_TRY(api::check_params(params, offsetof(ekv_cache_params, dtype) + sizeof(ekv_kv_dtype), "params"));
-            std::memcpy(&p, params, params->struct_size < sizeof p ? params->struct_size : sizeof p);
-        }
+        ekv_cache_params p;
+        EKV_TRY(api::read_params(params, api::cache_params_defaults(), "params", &p));
         const Model& m = *model->model;
         const int type = api::enum_int(p.type), dtype = api::enum_int(p.dtype), offload = api::enum_int(p.offload);
         if (type < EKV_CACHE_AUTO || type > EKV_CACHE_ENCODER_DECODER)
@@ -74,22 +57,22 @@ ekv_status ekv_cache_create(ekv_model* model, const ekv_cache_params* params, ek
         EKV_TRY(m.arch->check_cache(resolved));
         CacheConfig cc;
         EKV_TRY(resolve_cache_config(p, resolved, m.cache_shape(), *m.backend, &cc));
-        std::unique_ptr<ekv_cache> c(new ekv_cache());
-        c->owner = model;
-        EKV_TRY(create_cache(cc, m.cache_shape(), *m.backend, &c->cache));
-        EKV_TRY(m.arch->create_workspace(&c->ws));
-        *out = c.release();
+        std::unique_ptr<Session> session;
+        EKV_TRY(Session::create(m, cc, &session));
+        *out = api::wrap_cache(model, std::move(session));
         return Status::Ok();
     });
 }
 
-void ekv_cache_free(ekv_cache* cache) { delete cache; }
+void ekv_cache_free(ekv_cache* cache) { api::release(cache); }
 
 ekv_status ekv_cache_get_type(const ekv_cache* cache, ekv_cache_type* out) {
     return api::guarded([&]() -> Status {
         EKV_CHECK_HANDLE(cache, "cache");
         EKV_CHECK_HANDLE(out, "out");
-        *out = cache->cache->type();
+        api::CacheUse use(cache);
+        EKV_TRY(use.status());
+        *out = cache->session->cache().type();
         return Status::Ok();
     });
 }
@@ -98,7 +81,9 @@ ekv_status ekv_cache_seq_len(const ekv_cache* cache, int32_t* out) {
     return api::guarded([&]() -> Status {
         EKV_CHECK_HANDLE(cache, "cache");
         EKV_CHECK_HANDLE(out, "out");
-        *out = cache->cache->seq_len();
+        api::CacheUse use(cache);
+        EKV_TRY(use.status());
+        *out = cache->session->cache().seq_len();
         return Status::Ok();
     });
 }
@@ -107,31 +92,29 @@ ekv_status ekv_cache_capacity(const ekv_cache* cache, int32_t* out) {
     return api::guarded([&]() -> Status {
         EKV_CHECK_HANDLE(cache, "cache");
         EKV_CHECK_HANDLE(out, "out");
-        *out = cache->cache->capacity();
+        api::CacheUse use(cache);
+        EKV_TRY(use.status());
+        *out = cache->session->cache().capacity();
         return Status::Ok();
     });
-}
-
-ekv_cache_stats ekv_cache_stats_default(void) {
-    ekv_cache_stats s;
-    std::memset(&s, 0, sizeof s);
-    s.struct_size = sizeof s;
-    return s;
 }
 
 ekv_status ekv_cache_get_stats(const ekv_cache* cache, ekv_cache_stats* out) {
     return api::guarded([&]() -> Status {
         EKV_CHECK_HANDLE(cache, "cache");
-        EKV_TRY(api::check_params(out, offsetof(ekv_cache_stats, tokens_forwarded) + sizeof(uint64_t), "out"));
-        const CacheStats cs = cache->cache->stats();
-        ekv_cache_stats s = ekv_cache_stats_default();
+        EKV_TRY(api::check_params(out, 0, "out"));
+        api::CacheUse use(cache);
+        EKV_TRY(use.status());
+        const Cache& c = cache->session->cache();
+        const CacheStats cs = c.stats();
+        ekv_cache_stats s = api::zeroed_struct<ekv_cache_stats>();
         s.seq_len = cs.seq_len;
         s.capacity = cs.capacity;
         s.device_bytes = cs.device_bytes;
         s.host_bytes = cs.host_bytes;
         s.used_bytes = cs.used_bytes;
         s.bytes_per_token = cs.bytes_per_token;
-        s.tokens_forwarded = cache->cache->tokens_forwarded();
+        s.tokens_forwarded = c.tokens_forwarded();
         s.tokens_held = cs.tokens_held;
         api::write_struct(out, s);
         return Status::Ok();
@@ -140,16 +123,18 @@ ekv_status ekv_cache_get_stats(const ekv_cache* cache, ekv_cache_stats* out) {
 
 ekv_status ekv_cache_reset(ekv_cache* cache) {
     return api::guarded([&]() -> Status {
-        EKV_CHECK_HANDLE(cache, "cache");
-        cache->cache->reset();
+        api::CacheUse use(cache);
+        EKV_TRY(use.status());
+        cache->session->cache().reset();
         return Status::Ok();
     });
 }
 
 ekv_status ekv_cache_crop(ekv_cache* cache, int32_t new_len) {
     return api::guarded([&]() -> Status {
-        EKV_CHECK_HANDLE(cache, "cache");
-        return cache->cache->crop(new_len);
+        api::CacheUse use(cache);
+        EKV_TRY(use.status());
+        return cache->session->cache().crop(new_len);
     });
 }
 
@@ -158,12 +143,11 @@ ekv_status ekv_cache_clone(const ekv_cache* cache, ekv_cache** out) {
         EKV_CHECK_HANDLE(cache, "cache");
         EKV_CHECK_HANDLE(out, "out");
         *out = nullptr;
-        const Model& m = *cache->owner->model;
-        std::unique_ptr<ekv_cache> c(new ekv_cache());
-        c->owner = cache->owner;
-        EKV_TRY(cache->cache->clone(*m.backend, &c->cache));
-        EKV_TRY(m.arch->create_workspace(&c->ws));
-        *out = c.release();
+        api::CacheUse use(cache);
+        EKV_TRY(use.status());
+        std::unique_ptr<Session> session;
+        EKV_TRY(cache->session->clone(&session));
+        *out = api::wrap_cache(cache->owner, std::move(session));
         return Status::Ok();
     });
 }
@@ -172,7 +156,9 @@ ekv_status ekv_cache_save(const ekv_cache* cache, const char* path) {
     return api::guarded([&]() -> Status {
         EKV_CHECK_HANDLE(cache, "cache");
         EKV_CHECK_HANDLE(path, "path");
-        return cache->cache->save(path);
+        api::CacheUse use(cache);
+        EKV_TRY(use.status());
+        return cache->session->cache().save(path);
     });
 }
 
@@ -182,13 +168,9 @@ ekv_status ekv_cache_load(ekv_model* model, const char* path, ekv_cache** out) {
         EKV_CHECK_HANDLE(path, "path");
         EKV_CHECK_HANDLE(out, "out");
         *out = nullptr;
-        const Model& m = *model->model;
-        std::unique_ptr<ekv_cache> c(new ekv_cache());
-        c->owner = model;
-        EKV_TRY(load_cache(path, m.cache_shape(), *m.backend, &c->cache));
-        EKV_TRY(m.arch->check_cache(c->cache->type()));
-        EKV_TRY(m.arch->create_workspace(&c->ws));
-        *out = c.release();
+        std::unique_ptr<Session> session;
+        EKV_TRY(Session::load(*model->model, path, &session));
+        *out = api::wrap_cache(model, std::move(session));
         return Status::Ok();
     });
 }

@@ -36,7 +36,7 @@ using namespace ekv;
 
 extern "C" {
 
-const char* ekv_version(void) { return "0.1.0"; }
+const char* ekv_version(void) { return EKV_VERSION_STRING; }
 int ekv_version_number(void) { return EKV_VERSION_NUMBER; }
 
 const char* ekv_status_string(ekv_status status) {
@@ -96,13 +96,6 @@ int ekv_backend_available(ekv_backend_kind kind) {
     return backend_device_count(kind) > 0 ? 1 : 0;
 }
 
-ekv_device_info ekv_device_info_default(void) {
-    ekv_device_info d;
-    std::memset(&d, 0, sizeof d);
-    d.struct_size = sizeof d;
-    return d;
-}
-
 ekv_status ekv_device_count(ekv_backend_kind kind, int32_t* out_count) {
     return api::guarded([&]() -> Status {
         EKV_CHECK_HANDLE(out_count, "out_count");
@@ -116,13 +109,13 @@ ekv_status ekv_device_count(ekv_backend_kind kind, int32_t* out_count) {
 
 ekv_status ekv_device_get_info(ekv_backend_kind kind, int32_t index, ekv_device_info* out) {
     return api::guarded([&]() -> Status {
-        EKV_TRY(api::check_params(out, sizeof(ekv_device_info), "out"));
+        EKV_TRY(api::check_params(out, 0, "out"));
         const int k = api::enum_int(kind);
         if (k < EKV_BACKEND_AUTO || k > EKV_BACKEND_CUDA)
             return Error(EKV_ERR_INVALID_ARGUMENT, "unknown backend kind %d", k);
         DeviceDescription d;
         EKV_TRY(backend_device_info(kind, index, &d));
-        ekv_device_info info = ekv_device_info_default();
+        ekv_device_info info = api::zeroed_struct<ekv_device_info>();
         info.backend = d.kind;
         info.index = d.index;
         std::snprintf(info.name, sizeof info.name, "%s", d.name.c_str());

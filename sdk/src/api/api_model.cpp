@@ -8,26 +8,13 @@ using namespace ekv;
 
 extern "C" {
 
-ekv_model_params ekv_model_default_params(void) {
-    ekv_model_params p;
-    std::memset(&p, 0, sizeof p);
-    p.struct_size = sizeof p;
-    p.backend = EKV_BACKEND_AUTO;
-    p.device_index = 0;
-    p.n_threads = 0;
-    return p;
-}
-
 ekv_status ekv_model_load(const char* path, const ekv_model_params* params, ekv_model** out) {
     return api::guarded([&]() -> Status {
         EKV_CHECK_HANDLE(path, "path");
         EKV_CHECK_HANDLE(out, "out");
         *out = nullptr;
-        ekv_model_params p = ekv_model_default_params();
-        if (params) {
-            EKV_TRY(api::check_params(params, offsetof(ekv_model_params, n_threads) + sizeof(int32_t), "params"));
-            std::memcpy(&p, params, params->struct_size < sizeof p ? params->struct_size : sizeof p);
-        }
+        ekv_model_params p;
+        EKV_TRY(api::read_params(params, api::model_params_defaults(), "params", &p));
         const int backend = api::enum_int(p.backend);
         if (backend < EKV_BACKEND_AUTO || backend > EKV_BACKEND_CUDA)
             return Error(EKV_ERR_INVALID_ARGUMENT, "unknown backend kind %d", backend);
@@ -38,28 +25,25 @@ ekv_status ekv_model_load(const char* path, const ekv_model_params* params, ekv_
         bo.device_index = p.device_index;
         bo.n_threads = p.n_threads;
         bo.int8_activations = p.int8_activations != 0;
-        EKV_TRY(load_model(path, p.backend, bo, &m->model));
+        LoadMonitor monitor;
+        monitor.cancel = p.cancel ? &p.cancel->flag : nullptr;
+        monitor.callback = p.progress;
+        monitor.user_data = p.progress_user_data;
+        EKV_TRY(load_model(path, p.backend, bo, &m->model, &monitor));
         *out = m.release();
         return Status::Ok();
     });
 }
 
-void ekv_model_free(ekv_model* model) { delete model; }
-
-ekv_model_info ekv_model_info_default(void) {
-    ekv_model_info i;
-    std::memset(&i, 0, sizeof i);
-    i.struct_size = sizeof i;
-    return i;
-}
+void ekv_model_free(ekv_model* model) { api::release(model); }
 
 ekv_status ekv_model_get_info(const ekv_model* model, ekv_model_info* out) {
     return api::guarded([&]() -> Status {
         EKV_CHECK_HANDLE(model, "model");
-        EKV_TRY(api::check_params(out, offsetof(ekv_model_info, natural_cache) + sizeof(ekv_cache_type), "out"));
+        EKV_TRY(api::check_params(out, 0, "out"));
         const Model& m = *model->model;
         const ModelInfo& mi = m.info();
-        ekv_model_info i = ekv_model_info_default();
+        ekv_model_info i = api::zeroed_struct<ekv_model_info>();
         std::snprintf(i.architecture, sizeof i.architecture, "%s", mi.architecture.c_str());
         std::snprintf(i.name, sizeof i.name, "%s", mi.name.c_str());
         i.n_layers = mi.n_layers;
@@ -84,19 +68,16 @@ ekv_status ekv_model_get_info(const ekv_model* model, ekv_model_info* out) {
     });
 }
 
-ekv_backend_stats ekv_backend_stats_default(void) {
-    ekv_backend_stats s;
-    std::memset(&s, 0, sizeof s);
-    s.struct_size = sizeof s;
-    return s;
-}
-
 ekv_status ekv_model_get_backend_stats(const ekv_model* model, ekv_backend_stats* out) {
     return api::guarded([&]() -> Status {
         EKV_CHECK_HANDLE(model, "model");
         EKV_TRY(api::check_params(out, sizeof(ekv_backend_stats), "out"));
-        const BackendStats bs = model->model->backend->stats();
-        ekv_backend_stats s = ekv_backend_stats_default();
+        BackendStats bs;
+        {
+            std::lock_guard<std::recursive_mutex> lock(model->model->exclusive);
+            bs = model->model->backend->stats();
+        }
+        ekv_backend_stats s = api::zeroed_struct<ekv_backend_stats>();
         s.submissions = bs.submissions;
         s.replayed_submissions = bs.replayed_submissions;
         s.record_ns = bs.record_ns;

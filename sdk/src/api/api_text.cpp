@@ -91,7 +91,9 @@ ekv_status ekv_detokenizer_create(const ekv_model* model, ekv_detokenizer** out)
         EKV_TRY(need_tokenizer(model, &tok));
         EKV_CHECK_HANDLE(out, "out");
         std::unique_ptr<ekv_detokenizer> d(new ekv_detokenizer());
-        d->owner = model;
+        ekv_model* owner = const_cast<ekv_model*>(model);
+        api::retain(owner);  // the detokenizer keeps its model alive
+        d->owner = owner;
         *out = d.release();
         return Status::Ok();
     });
@@ -113,6 +115,29 @@ ekv_status ekv_detokenizer_push(ekv_detokenizer* detok, int32_t token, char* buf
         std::string text;
         detok->utf8.push(detok->piece, &text);
         return api::copy_out(text, buf, cap, len);
+    });
+}
+
+ekv_status ekv_detokenizer_flush(ekv_detokenizer* detok, char* buf, size_t cap, size_t* len) {
+    return api::guarded([&]() -> Status {
+        EKV_CHECK_HANDLE(detok, "detok");
+        // An unfinished character becomes one U+FFFD (3 bytes) at most.
+        if (!buf || cap < 4) {
+            if (len) *len = 3;
+            return Error(EKV_ERR_BUFFER_TOO_SMALL, "buffer must hold at least 4 bytes");
+        }
+        std::string text;
+        detok->utf8.flush(&text);
+        detok->utf8.reset();
+        return api::copy_out(text, buf, cap, len);
+    });
+}
+
+ekv_status ekv_detokenizer_reset(ekv_detokenizer* detok) {
+    return api::guarded([&]() -> Status {
+        EKV_CHECK_HANDLE(detok, "detok");
+        detok->utf8.reset();
+        return Status::Ok();
     });
 }
 

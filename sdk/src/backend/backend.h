@@ -167,6 +167,16 @@ public:
 
     virtual const DeviceDescription& device() const = 0;
 
+    // A new execution stream: what one running forward needs for itself
+    // (scratch, command recording, error state) over this backend's device,
+    // weights and kernels, so forwards on different streams may run on
+    // different threads at once. Leaves *out null when the backend has a
+    // single stream: users of the backend itself then take turns.
+    virtual Status create_stream(std::unique_ptr<Backend>* out) {
+        out->reset();
+        return Status::Ok();
+    }
+
     // Memory.
     virtual Status alloc(size_t bytes, Placement placement, std::unique_ptr<Buffer>* out) = 0;
     // Makes a weight usable by the ops, keeping its file format. CPU: zero

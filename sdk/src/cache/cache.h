@@ -101,6 +101,9 @@ struct CacheConfig {
 // model's shape; refuses contradictions and impossible combinations.
 Status resolve_cache_config(const ekv_cache_params& p, ekv_cache_type resolved_type, const CacheShape& shape,
                             const Backend& backend, CacheConfig* out);
+// The public parameters' defaults (HF's: KIVI 4-bit in groups of 64 with a
+// residual of 128; 4 sink tokens as StreamingLLM).
+ekv_cache_params default_cache_params();
 // The configuration of `type` with default parameters: what a cache-less call
 // (use_cache=False) runs on, the model's natural type.
 Status default_cache_config(ekv_cache_type type, const CacheShape& shape, const Backend& backend, CacheConfig* out);
@@ -142,6 +145,13 @@ public:
     // Keeps the first new_len tokens; refused where a ring already dropped
     // tokens the shorter sequence would need.
     virtual Status crop(int32_t new_len) = 0;
+    // Whether crop(seq_len()) is sure to succeed after n_new more tokens, so
+    // a call stopped half-way can be rewound (a ring overwrites old rows as
+    // it stores; recurrent state cannot be rewound at all).
+    virtual bool rewindable(int32_t n_new) const {
+        (void)n_new;
+        return false;
+    }
     virtual void reset() = 0;
     virtual Status clone(Backend& backend, std::unique_ptr<Cache>* out) const = 0;
     virtual CacheStats stats() const = 0;

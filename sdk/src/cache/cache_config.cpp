@@ -1,6 +1,9 @@
 // Public cache parameters -> a point on the three axes (retention, storage,
 // placement), with every refusal explained.
 #include "cache/cache.h"
+
+#include <cstring>
+
 #include "core/kivi.h"
 
 namespace ekv {
@@ -49,8 +52,22 @@ Status check_kivi(const CacheConfig& c, const CacheShape& shape) {
 
 }  // namespace
 
+ekv_cache_params default_cache_params() {
+    ekv_cache_params p;
+    std::memset(&p, 0, sizeof p);
+    p.struct_size = sizeof p;
+    p.type = EKV_CACHE_AUTO;
+    p.dtype = EKV_KV_F16;
+    p.nbits = 4;
+    p.q_group_size = 64;
+    p.residual_length = 128;
+    p.num_sink_tokens = 4;  // StreamingLLM's choice
+    p.offload = EKV_PLACEMENT_DEVICE;
+    return p;
+}
+
 Status default_cache_config(ekv_cache_type type, const CacheShape& shape, const Backend& backend, CacheConfig* out) {
-    return resolve_cache_config(ekv_cache_default_params(), type, shape, backend, out);
+    return resolve_cache_config(default_cache_params(), type, shape, backend, out);
 }
 
 Status resolve_cache_config(const ekv_cache_params& p, ekv_cache_type type, const CacheShape& shape,

@@ -26,6 +26,9 @@ public:
     Status crop(int32_t new_len) override;
     void reset() override;
     Status clone(Backend& backend, std::unique_ptr<Cache>* out) const override;
+    bool rewindable(int32_t n_new) const override {
+        return (!local_ || local_->rewindable(n_new)) && (!global_ || global_->rewindable(n_new));
+    }
     CacheStats stats() const override;
     Status save(const std::string& path) const override;
 

@@ -334,6 +334,19 @@ Status KvCache::clone(Backend& backend, std::unique_ptr<Cache>* out) const {
     return Status::Ok();
 }
 
+bool KvCache::rewindable(int32_t n_new) const {
+    const KvLayout& l = layout_;
+    if (l.group_ring) return false;
+    if (!l.plain_ring) return true;
+    // crop(len_) needs the full-precision rows from `needed` on (a lower
+    // bound: more groups may be quantized by then); the ring keeps the
+    // newest plain_ring_rows.
+    int32_t needed = l.first_visible_body(len_);
+    if (l.kivi) needed = std::max(needed, cropped_q_end(len_));
+    const int32_t oldest_after = std::max(0, l.body_of(len_ + n_new) - l.plain_ring_rows);
+    return oldest_after <= needed;
+}
+
 int32_t KvCache::tokens_held() const {
     return layout_.windowed() ? std::min(len_, layout_.cfg.window_length) : len_;
 }

@@ -46,6 +46,7 @@ public:
     Status check_crop(int32_t new_len) const;
     void reset() override;
     Status clone(Backend& backend, std::unique_ptr<Cache>* out) const override;
+    bool rewindable(int32_t n_new) const override;
     CacheStats stats() const override;
     Status save(const std::string& path) const override;
 

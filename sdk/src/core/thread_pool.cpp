@@ -58,6 +58,13 @@ void ThreadPool::run(Fn fn, void* ctx) {
         fn(ctx, 0, 1);
         return;
     }
+    std::unique_lock<std::mutex> owner(run_mu_, std::try_to_lock);
+    if (!owner.owns_lock()) {
+        // Tasks are independent (the caller may run any of them), so this
+        // thread does them all rather than wait for the other region.
+        for (int i = 0; i < n_threads_; ++i) fn(ctx, i, n_threads_);
+        return;
+    }
     const uint32_t gen = gen_of(ticket_.load(std::memory_order_relaxed)) + 1;
     fn_.store(fn, std::memory_order_relaxed);
     ctx_.store(ctx, std::memory_order_relaxed);

@@ -26,7 +26,9 @@ public:
     int size() const { return n_threads_; }
 
     // Runs fn(ctx, i, size()) for every i in [0, size()) and waits for all.
-    // Task i may run on any thread. Not reentrant: one run() at a time.
+    // Task i may run on any thread. Thread-safe: while one caller's region
+    // holds the workers, another caller runs all of its tasks itself (two
+    // forwards on two streams then share the cores instead of queueing).
     void run(Fn fn, void* ctx);
 
     // Convenience: f(thread_index, n_threads) on every thread.
@@ -57,6 +59,7 @@ private:
     int n_threads_;
     std::vector<std::thread> workers_;
     std::mutex mu_;
+    std::mutex run_mu_;  // held by the region that owns the workers
     std::condition_variable cv_;
     // (generation << 32) | next unclaimed task: claiming is one CAS, and a
     // late worker can never claim a task of a newer generation by mistake.

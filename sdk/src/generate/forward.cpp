@@ -13,7 +13,8 @@ Status check_tokens(const Model& model, const int32_t* tokens, int32_t n) {
 }
 
 Status checked_forward(const Model& model, Cache& cache, Workspace& ws, const int32_t* tokens, int32_t n,
-                       const int32_t* cache_position, bool all_logits, float* logits, size_t logits_len) {
+                       const int32_t* cache_position, bool all_logits, float* logits, size_t logits_len,
+                       const CancelSet& cancel) {
     if (!tokens || n <= 0) return Error(EKV_ERR_INVALID_ARGUMENT, "no tokens to forward");
     if (!logits) return Error(EKV_ERR_INVALID_ARGUMENT, "logits buffer is NULL");
     const size_t need = static_cast<size_t>(all_logits ? n : 1) * static_cast<size_t>(model.info().n_vocab);
@@ -38,8 +39,10 @@ Status checked_forward(const Model& model, Cache& cache, Workspace& ws, const in
     if (cap >= 0 && static_cast<int64_t>(start) + n > cap)
         return Error(EKV_ERR_CACHE_FULL, "the cache holds at most %d tokens; positions %d..%d do not fit", cap, start,
                      start + n - 1);
+    if (cancel.raised()) return Error(EKV_ERR_CANCELLED, "cancelled before the forward started");
     // Rewriting from an earlier position drops what followed it (HF semantics).
-    if (start < cache.seq_len()) EKV_TRY(cache.crop(start));
+    const bool rewrite = start < cache.seq_len();
+    if (rewrite) EKV_TRY(cache.crop(start));
     EKV_TRY(cache.prepare(n));
     ForwardRequest req;
     req.tokens = tokens;
@@ -47,7 +50,15 @@ Status checked_forward(const Model& model, Cache& cache, Workspace& ws, const in
     req.first_pos = start;
     req.all_logits = all_logits;
     req.logits = logits;
-    return model.arch->forward(cache, ws, req);
+    // Polled inside only where a stop can be undone exactly.
+    ws.cancel = !rewrite && cache.rewindable(n) ? cancel : CancelSet();
+    Status st = model.arch->forward(cache, ws, req);
+    ws.cancel = CancelSet();
+    if (st.code() == EKV_ERR_CANCELLED && cache.seq_len() != start) {
+        const Status rewound = cache.crop(start);
+        if (!rewound.ok()) return Error(EKV_ERR_INTERNAL, "cannot rewind a cancelled forward: %s", rewound.message().c_str());
+    }
+    return st;
 }
 
 }  // namespace ekv

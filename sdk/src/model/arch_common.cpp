@@ -148,6 +148,7 @@ Status WeightLoader::load(const std::string& name, int64_t cols, int64_t rows, T
     std::unique_ptr<Buffer> owner;
     EKV_TRY(backend_.load_weight(*t, out, &owner));
     if (owner) owners_->push_back(std::move(owner));
+    if (file_.monitor) EKV_TRY(file_.monitor->step(t->nbytes));
     bytes_ += t->nbytes;
     params_ += static_cast<uint64_t>(t->n_elements());
     return Status::Ok();

@@ -56,22 +56,27 @@ private:
     uint64_t params_ = 0;
 };
 
-// The chunked forward every architecture shares: chunks of at most
-// max_chunk tokens; layers(tokens, n, first_pos) runs one chunk through the
-// model, head(first_row, rows) turns those rows of the chunk's final hidden
-// states into a logits tensor, which is read into req.logits. A chunk is
-// committed only after the backend reported no error, so a failure leaves
-// the cache as it was before that chunk. (A template: no allocation on the
-// decode path.)
+// The chunked forward every architecture shares, on the workspace's stream:
+// chunks of at most max_chunk tokens; layers(tokens, n, first_pos) runs one
+// chunk through the model, head(first_row, rows) turns those rows of the
+// chunk's final hidden states into a logits tensor, which is read into
+// req.logits. A chunk is committed only after the backend reported no error
+// and no stop was requested, so a failure leaves the cache as it was before
+// that chunk; a stop returns EKV_ERR_CANCELLED with `req.n_tokens - done`
+// uncommitted (checked_forward rewinds the chunks already committed). (A
+// template: no allocation on the decode path.)
 template <class Layers, class Head>
-Status run_chunked_forward(Backend& be, Cache& cache, const ForwardRequest& req, int32_t max_chunk, int32_t n_vocab,
-                           Layers&& layers, Head&& head) {
+Status run_chunked_forward(Workspace& ws, Cache& cache, const ForwardRequest& req, int32_t max_chunk,
+                           int32_t n_vocab, Layers&& layers, Head&& head) {
+    Backend& be = *ws.stream;
     int32_t done = 0;
     while (done < req.n_tokens) {
+        if (ws.cancel.raised()) return Error(EKV_ERR_CANCELLED, "cancelled after %d of %d tokens", done, req.n_tokens);
         const int32_t n = req.n_tokens - done < max_chunk ? req.n_tokens - done : max_chunk;
         const int32_t* toks = req.tokens + done;
         layers(toks, n, req.first_pos + done);
-        if (req.all_logits || done + n == req.n_tokens) {
+        const bool stopped = ws.cancel.raised();
+        if (!stopped && (req.all_logits || done + n == req.n_tokens)) {
             const int32_t first_row = req.all_logits ? 0 : n - 1;
             const int32_t rows = req.all_logits ? n : 1;
             const Tensor lg = head(first_row, rows);
@@ -80,6 +85,7 @@ Status run_chunked_forward(Backend& be, Cache& cache, const ForwardRequest& req,
         }
         be.synchronize();
         EKV_TRY(be.take_error());  // nothing committed: the cache is unchanged
+        if (stopped) return Error(EKV_ERR_CANCELLED, "cancelled after %d of %d tokens", done, req.n_tokens);
         cache.commit(toks, n);
         done += n;
     }

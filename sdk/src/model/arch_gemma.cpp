@@ -45,7 +45,7 @@ public:
     CacheShape cache_shape() const override;
     ekv_cache_type natural_cache() const override { return EKV_CACHE_HYBRID; }
     Status check_cache(ekv_cache_type type) const override;
-    Status create_workspace(std::unique_ptr<Workspace>* out) const override;
+    Status create_workspace(Backend& stream, std::unique_ptr<Workspace>* out) const override;
     Status forward(Cache& cache, Workspace& ws, const ForwardRequest& req) const override;
 
 private:
@@ -53,7 +53,7 @@ private:
     Status read_layer_pattern(const ModelFile& file);
     Status check_backend() const;
     void forward_chunk(Cache& cache, GemmaWorkspace& ws, const int32_t* tokens, int32_t n, int32_t first_pos) const;
-    void per_head_norm(Tensor& x, int32_t n_heads, const Tensor& w) const;
+    void per_head_norm(Backend& be, Tensor& x, int32_t n_heads, const Tensor& w) const;
 
     Backend& backend_;
     const int version_;  // 2 or 3
@@ -221,7 +221,7 @@ Status Gemma::check_cache(ekv_cache_type type) const {
     }
 }
 
-Status Gemma::create_workspace(std::unique_ptr<Workspace>* out) const {
+Status Gemma::create_workspace(Backend& stream, std::unique_ptr<Workspace>* out) const {
     std::unique_ptr<GemmaWorkspace> ws(new (std::nothrow) GemmaWorkspace());
     if (!ws) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate workspace");
     const int64_t q_out = static_cast<int64_t>(hp_.n_heads) * hp_.head_dim;
@@ -237,24 +237,25 @@ Status Gemma::create_workspace(std::unique_ptr<Workspace>* out) const {
     arena.add(&ws->gate, kBatch, hp_.n_ff);
     arena.add(&ws->up, kBatch, hp_.n_ff);
     arena.add(&ws->logits, kBatch, hp_.n_vocab);
-    EKV_TRY(arena.allocate(backend_, &ws->mem));
+    EKV_TRY(arena.allocate(stream, &ws->mem));
+    ws->stream = &stream;
     ws->positions.resize(kBatch);
     *out = std::move(ws);
     return Status::Ok();
 }
 
 // RMSNorm of every head of x (rows of n_heads * head_dim) with one weight.
-void Gemma::per_head_norm(Tensor& x, int32_t n_heads, const Tensor& w) const {
+void Gemma::per_head_norm(Backend& be, Tensor& x, int32_t n_heads, const Tensor& w) const {
     Tensor heads = x;
     heads.rows = x.rows * n_heads;
     heads.cols = hp_.head_dim;
     heads.row_bytes = static_cast<size_t>(hp_.head_dim) * sizeof(float);
-    backend_.rms_norm(heads, w, hp_.rms_eps, heads);
+    be.rms_norm(heads, w, hp_.rms_eps, heads);
 }
 
 void Gemma::forward_chunk(Cache& cache, GemmaWorkspace& ws, const int32_t* tokens, int32_t n,
                           int32_t first_pos) const {
-    Backend& be = backend_;
+    Backend& be = *ws.stream;
     for (int32_t i = 0; i < n; ++i) ws.positions[static_cast<size_t>(i)] = first_pos + i;
     Tensor x = ws.x.row_range(0, n), h = ws.h.row_range(0, n), q = ws.q.row_range(0, n);
     Tensor k = ws.k.row_range(0, n), v = ws.v.row_range(0, n), att = ws.att.row_range(0, n);
@@ -283,6 +284,7 @@ void Gemma::forward_chunk(Cache& cache, GemmaWorkspace& ws, const int32_t* token
     be.get_rows(tok_embd_, tokens, n, x);
     be.scale(x, std::sqrt(static_cast<float>(hp_.n_embd)), x);
     for (int32_t il = 0; il < hp_.n_layers; ++il) {
+        if (ws.cancel.raised()) return;  // stopped: the chunk is never committed
         const GemmaLayer& l = layers_[static_cast<size_t>(il)];
         const int local = l.local ? 1 : 0;
         be.rms_norm(x, l.attn_norm, hp_.rms_eps, h);
@@ -290,8 +292,8 @@ void Gemma::forward_chunk(Cache& cache, GemmaWorkspace& ws, const int32_t* token
         be.matmul(l.wk, h, k);
         be.matmul(l.wv, h, v);
         if (version_ == 3) {
-            per_head_norm(q, hp_.n_heads, l.q_norm);
-            per_head_norm(k, hp_.n_kv_heads, l.k_norm);
+            per_head_norm(be, q, hp_.n_heads, l.q_norm);
+            per_head_norm(be, k, hp_.n_kv_heads, l.k_norm);
         }
         be.rope(q, ws.positions.data(), rope_q[local]);
         be.rope(k, ws.positions.data(), rope_k[local]);
@@ -318,14 +320,14 @@ void Gemma::forward_chunk(Cache& cache, GemmaWorkspace& ws, const int32_t* token
 Status Gemma::forward(Cache& cache, Workspace& wsb, const ForwardRequest& req) const {
     GemmaWorkspace& ws = static_cast<GemmaWorkspace&>(wsb);
     EKV_TRY(run_chunked_forward(
-        backend_, cache, req, kBatch, hp_.n_vocab,
+        ws, cache, req, kBatch, hp_.n_vocab,
         [&](const int32_t* toks, int32_t n, int32_t first_pos) { forward_chunk(cache, ws, toks, n, first_pos); },
         [&](int32_t first_row, int32_t rows) {
             Tensor xr = ws.x.row_range(first_row, rows);
             Tensor hr = ws.h.row_range(0, rows);
             Tensor lg = ws.logits.row_range(0, rows);
-            backend_.rms_norm(xr, output_norm_, hp_.rms_eps, hr);
-            backend_.matmul(output_, hr, lg);
+            ws.stream->rms_norm(xr, output_norm_, hp_.rms_eps, hr);
+            ws.stream->matmul(output_, hr, lg);
             return lg;
         }));
     if (final_softcap_ > 0) {

@@ -60,7 +60,7 @@ public:
     }
     ekv_cache_type natural_cache() const override { return EKV_CACHE_HYBRID_MAMBA; }
     Status check_cache(ekv_cache_type type) const override;
-    Status create_workspace(std::unique_ptr<Workspace>* out) const override;
+    Status create_workspace(Backend& stream, std::unique_ptr<Workspace>* out) const override;
     Status forward(Cache& cache, Workspace& ws, const ForwardRequest& req) const override;
 
 private:
@@ -221,7 +221,7 @@ Status Jamba::check_cache(ekv_cache_type type) const {
     }
 }
 
-Status Jamba::create_workspace(std::unique_ptr<Workspace>* out) const {
+Status Jamba::create_workspace(Backend& stream, std::unique_ptr<Workspace>* out) const {
     std::unique_ptr<JambaWorkspace> ws(new (std::nothrow) JambaWorkspace());
     if (!ws) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate workspace");
     const int64_t q_out = static_cast<int64_t>(info_.n_heads) * info_.head_dim;
@@ -242,7 +242,8 @@ Status Jamba::create_workspace(std::unique_ptr<Workspace>* out) const {
         ws->moe.add_to(arena, kBatch, moe_);
         ws->moe.size_host(kBatch, moe_);
     }
-    EKV_TRY(arena.allocate(backend_, &ws->mem));
+    EKV_TRY(arena.allocate(stream, &ws->mem));
+    ws->stream = &stream;
     ws->positions.resize(kBatch);
     *out = std::move(ws);
     return Status::Ok();
@@ -250,7 +251,7 @@ Status Jamba::create_workspace(std::unique_ptr<Workspace>* out) const {
 
 void Jamba::forward_chunk(Cache& cache, JambaWorkspace& ws, const int32_t* tokens, int32_t n,
                           int32_t first_pos) const {
-    Backend& be = backend_;
+    Backend& be = *ws.stream;
     for (int32_t i = 0; i < n; ++i) ws.positions[static_cast<size_t>(i)] = first_pos + i;
     Tensor x = ws.x.row_range(0, n), h = ws.h.row_range(0, n), proj = ws.proj.row_range(0, n);
     Tensor q = ws.q.row_range(0, n), k = ws.k.row_range(0, n), v = ws.v.row_range(0, n);
@@ -264,6 +265,7 @@ void Jamba::forward_chunk(Cache& cache, JambaWorkspace& ws, const int32_t* token
 
     be.get_rows(tok_embd_, tokens, n, x);
     for (int32_t il = 0; il < info_.n_layers; ++il) {
+        if (ws.cancel.raised()) return;  // stopped: the chunk is never committed
         const JambaLayer& l = layers_[static_cast<size_t>(il)];
         be.rms_norm(x, l.attn_norm, rms_eps_, h);
         if (l.attention) {
@@ -302,14 +304,14 @@ Status Jamba::forward(Cache& cache, Workspace& wsb, const ForwardRequest& req) c
     }
     const int32_t n_vocab = info_.n_vocab;
     return run_chunked_forward(
-        backend_, cache, req, kBatch, n_vocab,
+        ws, cache, req, kBatch, n_vocab,
         [&](const int32_t* toks, int32_t n, int32_t first_pos) { forward_chunk(cache, ws, toks, n, first_pos); },
         [&](int32_t first_row, int32_t rows) {
             Tensor xr = ws.x.row_range(first_row, rows);
             Tensor hr = ws.h.row_range(0, rows);
             Tensor lg = ws.logits.row_range(0, rows);
-            backend_.rms_norm(xr, output_norm_, rms_eps_, hr);
-            backend_.matmul(output_, hr, lg);
+            ws.stream->rms_norm(xr, output_norm_, rms_eps_, hr);
+            ws.stream->matmul(output_, hr, lg);
             return lg;
         });
 }

@@ -44,7 +44,7 @@ public:
     }
     ekv_cache_type natural_cache() const override { return EKV_CACHE_DYNAMIC; }
     Status check_cache(ekv_cache_type type) const override;
-    Status create_workspace(std::unique_ptr<Workspace>* out) const override;
+    Status create_workspace(Backend& stream, std::unique_ptr<Workspace>* out) const override;
     Status forward(Cache& cache, Workspace& ws, const ForwardRequest& req) const override;
 
 private:
@@ -119,7 +119,7 @@ Status Llama::check_cache(ekv_cache_type type) const {
     }
 }
 
-Status Llama::create_workspace(std::unique_ptr<Workspace>* out) const {
+Status Llama::create_workspace(Backend& stream, std::unique_ptr<Workspace>* out) const {
     std::unique_ptr<LlamaWorkspace> ws(new (std::nothrow) LlamaWorkspace());
     if (!ws) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate workspace");
     const int64_t q_out = static_cast<int64_t>(hp_.n_heads) * hp_.head_dim;
@@ -135,7 +135,8 @@ Status Llama::create_workspace(std::unique_ptr<Workspace>* out) const {
     arena.add(&ws->gate, kBatch, hp_.n_ff);
     arena.add(&ws->up, kBatch, hp_.n_ff);
     arena.add(&ws->logits, kBatch, hp_.n_vocab);
-    EKV_TRY(arena.allocate(backend_, &ws->mem));
+    EKV_TRY(arena.allocate(stream, &ws->mem));
+    ws->stream = &stream;
     ws->positions.resize(kBatch);
     *out = std::move(ws);
     return Status::Ok();
@@ -143,7 +144,7 @@ Status Llama::create_workspace(std::unique_ptr<Workspace>* out) const {
 
 void Llama::forward_chunk(Cache& cache, LlamaWorkspace& ws, const int32_t* tokens, int32_t n,
                           int32_t first_pos) const {
-    Backend& be = backend_;
+    Backend& be = *ws.stream;
     for (int32_t i = 0; i < n; ++i) ws.positions[static_cast<size_t>(i)] = first_pos + i;
     Tensor x = ws.x.row_range(0, n), h = ws.h.row_range(0, n), q = ws.q.row_range(0, n);
     Tensor k = ws.k.row_range(0, n), v = ws.v.row_range(0, n), att = ws.att.row_range(0, n);
@@ -166,6 +167,7 @@ void Llama::forward_chunk(Cache& cache, LlamaWorkspace& ws, const int32_t* token
 
     be.get_rows(tok_embd_, tokens, n, x);
     for (int32_t il = 0; il < hp_.n_layers; ++il) {
+        if (ws.cancel.raised()) return;  // stopped: the chunk is never committed
         const LlamaLayer& l = layers_[static_cast<size_t>(il)];
         be.rms_norm(x, l.attn_norm, hp_.rms_eps, h);
         be.matmul(l.wq, h, q);
@@ -190,14 +192,14 @@ Status Llama::forward(Cache& cache, Workspace& wsb, const ForwardRequest& req) c
     LlamaWorkspace& ws = static_cast<LlamaWorkspace&>(wsb);
     const int32_t n_vocab = hp_.n_vocab;
     return run_chunked_forward(
-        backend_, cache, req, kBatch, n_vocab,
+        ws, cache, req, kBatch, n_vocab,
         [&](const int32_t* toks, int32_t n, int32_t first_pos) { forward_chunk(cache, ws, toks, n, first_pos); },
         [&](int32_t first_row, int32_t rows) {
             Tensor xr = ws.x.row_range(first_row, rows);
             Tensor hr = ws.h.row_range(0, rows);
             Tensor lg = ws.logits.row_range(0, rows);
-            backend_.rms_norm(xr, output_norm_, hp_.rms_eps, hr);
-            backend_.matmul(output_, hr, lg);
+            ws.stream->rms_norm(xr, output_norm_, hp_.rms_eps, hr);
+            ws.stream->matmul(output_, hr, lg);
             return lg;
         });
 }

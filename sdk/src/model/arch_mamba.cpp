@@ -46,7 +46,7 @@ public:
     }
     ekv_cache_type natural_cache() const override { return EKV_CACHE_MAMBA; }
     Status check_cache(ekv_cache_type type) const override;
-    Status create_workspace(std::unique_ptr<Workspace>* out) const override;
+    Status create_workspace(Backend& stream, std::unique_ptr<Workspace>* out) const override;
     Status forward(Cache& cache, Workspace& ws, const ForwardRequest& req) const override;
 
 private:
@@ -130,7 +130,7 @@ Status Mamba::check_cache(ekv_cache_type type) const {
     }
 }
 
-Status Mamba::create_workspace(std::unique_ptr<Workspace>* out) const {
+Status Mamba::create_workspace(Backend& stream, std::unique_ptr<Workspace>* out) const {
     std::unique_ptr<MambaWorkspace> ws(new (std::nothrow) MambaWorkspace());
     if (!ws) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate workspace");
     ActivationArena arena;
@@ -139,16 +139,18 @@ Status Mamba::create_workspace(std::unique_ptr<Workspace>* out) const {
     arena.add(&ws->proj, kBatch, dims_.n_embd);
     arena.add(&ws->logits, kBatch, info_.n_vocab);
     ws->mixer.add_to(arena, kBatch, dims_);
-    EKV_TRY(arena.allocate(backend_, &ws->mem));
+    EKV_TRY(arena.allocate(stream, &ws->mem));
+    ws->stream = &stream;
     *out = std::move(ws);
     return Status::Ok();
 }
 
 void Mamba::forward_chunk(Cache& cache, MambaWorkspace& ws, const int32_t* tokens, int32_t n) const {
-    Backend& be = backend_;
+    Backend& be = *ws.stream;
     Tensor x = ws.x.row_range(0, n), h = ws.h.row_range(0, n), proj = ws.proj.row_range(0, n);
     be.get_rows(tok_embd_, tokens, n, x);
     for (int32_t il = 0; il < info_.n_layers; ++il) {
+        if (ws.cancel.raised()) return;  // stopped: the chunk is never committed
         const MambaLayer& l = layers_[static_cast<size_t>(il)];
         RecurrentState st;
         cache.recurrent_state(il, &st);  // checked by forward()
@@ -168,14 +170,14 @@ Status Mamba::forward(Cache& cache, Workspace& wsb, const ForwardRequest& req) c
     }
     const int32_t n_vocab = info_.n_vocab;
     return run_chunked_forward(
-        backend_, cache, req, kBatch, n_vocab,
+        ws, cache, req, kBatch, n_vocab,
         [&](const int32_t* toks, int32_t n, int32_t) { forward_chunk(cache, ws, toks, n); },
         [&](int32_t first_row, int32_t rows) {
             Tensor xr = ws.x.row_range(first_row, rows);
             Tensor hr = ws.h.row_range(0, rows);
             Tensor lg = ws.logits.row_range(0, rows);
-            backend_.rms_norm(xr, output_norm_, rms_eps_, hr);
-            backend_.matmul(output_, hr, lg);
+            ws.stream->rms_norm(xr, output_norm_, rms_eps_, hr);
+            ws.stream->matmul(output_, hr, lg);
             return lg;
         });
 }

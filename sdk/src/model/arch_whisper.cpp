@@ -147,7 +147,7 @@ public:
     }
     ekv_cache_type natural_cache() const override { return EKV_CACHE_ENCODER_DECODER; }
     Status check_cache(ekv_cache_type type) const override;
-    Status create_workspace(std::unique_ptr<Workspace>* out) const override;
+    Status create_workspace(Backend& stream, std::unique_ptr<Workspace>* out) const override;
     Status forward(Cache& cache, Workspace& ws, const ForwardRequest& req) const override;
     Status encode(Cache& cache, Workspace& ws, const float* mel, int32_t n_mel, int32_t n_frames) const override;
 
@@ -156,9 +156,9 @@ private:
     Status load_norm(WeightLoader& wl, const std::string& name, Norm* n);
     Status load_attention(WeightLoader& wl, const std::string& prefix, AttentionWeights* a);
     Status load_encoder_positions(const ModelFile& file, WeightLoader& wl);
-    void linear(const Linear& l, const Tensor& x, Tensor& out) const;
+    void linear(Backend& be, const Linear& l, const Tensor& x, Tensor& out) const;
     AttentionParams attention_params(int32_t heads) const;
-    void run_encoder(EncoderActivations& a, Cache& cache) const;
+    void run_encoder(Backend& be, const CancelSet& cancel, EncoderActivations& a, Cache& cache) const;
     void decoder_chunk(Cache& cache, WhisperWorkspace& ws, const int32_t* tokens, int32_t n, int32_t first_pos) const;
 
     Backend& backend_;
@@ -307,23 +307,24 @@ Status Whisper::check_cache(ekv_cache_type type) const {
     }
 }
 
-Status Whisper::create_workspace(std::unique_ptr<Workspace>* out) const {
+Status Whisper::create_workspace(Backend& stream, std::unique_ptr<Workspace>* out) const {
     std::unique_ptr<WhisperWorkspace> ws(new (std::nothrow) WhisperWorkspace());
     if (!ws) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate workspace");
     ActivationArena arena;
     for (Tensor* t : {&ws->x, &ws->h, &ws->q, &ws->k, &ws->v, &ws->att, &ws->proj}) arena.add(t, kBatch, hp_.n_embd);
     arena.add(&ws->ff, kBatch, hp_.dec_ff);
     arena.add(&ws->logits, kBatch, hp_.n_vocab);
-    EKV_TRY(arena.allocate(backend_, &ws->mem));
+    EKV_TRY(arena.allocate(stream, &ws->mem));
+    ws->stream = &stream;
     ws->positions.resize(kBatch);
     ws->cross_positions.resize(kBatch);
     *out = std::move(ws);
     return Status::Ok();
 }
 
-void Whisper::linear(const Linear& l, const Tensor& x, Tensor& out) const {
-    backend_.matmul(l.w, x, out);
-    if (l.has_bias) backend_.add_bias(out, l.b, out);
+void Whisper::linear(Backend& be, const Linear& l, const Tensor& x, Tensor& out) const {
+    be.matmul(l.w, x, out);
+    if (l.has_bias) be.add_bias(out, l.b, out);
 }
 
 AttentionParams Whisper::attention_params(int32_t heads) const {
@@ -335,14 +336,13 @@ AttentionParams Whisper::attention_params(int32_t heads) const {
     return ap;
 }
 
-void Whisper::run_encoder(EncoderActivations& a, Cache& cache) const {
-    Backend& be = backend_;
+void Whisper::run_encoder(Backend& be, const CancelSet& cancel, EncoderActivations& a, Cache& cache) const {
     const int32_t n = hp_.n_audio_ctx;
     be.im2col_1d(a.mel, kConvKernel, 1, 1, a.cols1);
-    linear(conv1_, a.cols1, a.conv1);
+    linear(be, conv1_, a.cols1, a.conv1);
     be.gelu_erf(a.conv1, a.conv1);
     be.im2col_1d(a.conv1, kConvKernel, 2, 1, a.cols2);
-    linear(conv2_, a.cols2, a.x);
+    linear(be, conv2_, a.cols2, a.x);
     be.gelu_erf(a.x, a.x);
     be.add(a.x, enc_positions_, a.x);
 
@@ -356,30 +356,31 @@ void Whisper::run_encoder(EncoderActivations& a, Cache& cache) const {
     view.seg[0].v = a.v;
     view.seg[0].n_tokens = n;
     for (const EncoderLayer& l : enc_) {
+        if (cancel.raised()) return;  // the cross KV is never committed
         be.layer_norm(a.x, l.attn_norm.w, l.attn_norm.b, hp_.eps, a.h);
-        linear(l.attn.q, a.h, a.q);
-        linear(l.attn.k, a.h, a.k);
-        linear(l.attn.v, a.h, a.v);
+        linear(be, l.attn.q, a.h, a.q);
+        linear(be, l.attn.k, a.h, a.k);
+        linear(be, l.attn.v, a.h, a.v);
         be.attention(a.q, last.data(), view, ap, a.att);
-        linear(l.attn.o, a.att, a.proj);
+        linear(be, l.attn.o, a.att, a.proj);
         be.add(a.x, a.proj, a.x);
         be.layer_norm(a.x, l.ffn_norm.w, l.ffn_norm.b, hp_.eps, a.h);
-        linear(l.up, a.h, a.ff);
+        linear(be, l.up, a.h, a.ff);
         be.gelu_erf(a.ff, a.ff);
-        linear(l.down, a.ff, a.proj);
+        linear(be, l.down, a.ff, a.proj);
         be.add(a.x, a.proj, a.x);
     }
     be.layer_norm(a.x, enc_norm_.w, enc_norm_.b, hp_.eps, a.h);
     for (int32_t il = 0; il < hp_.dec_layers; ++il) {
         const AttentionWeights& cross = dec_[static_cast<size_t>(il)].cross;
-        linear(cross.k, a.h, a.k);
-        linear(cross.v, a.h, a.v);
+        linear(be, cross.k, a.h, a.k);
+        linear(be, cross.v, a.h, a.v);
         cache.store_cross(be, il, a.k, a.v);
     }
 }
 
 Status Whisper::encode(Cache& cache, Workspace& wsb, const float* mel, int32_t n_mel, int32_t n_frames) const {
-    (void)wsb;
+    Backend& be = *wsb.stream;
     if (!mel) return Error(EKV_ERR_INVALID_ARGUMENT, "mel is NULL");
     if (n_mel != hp_.n_mel)
         return Error(EKV_ERR_INVALID_ARGUMENT, "the encoder takes %d mel bins, not %d", hp_.n_mel, n_mel);
@@ -397,24 +398,26 @@ Status Whisper::encode(Cache& cache, Workspace& wsb, const float* mel, int32_t n
     arena.add(&a.cols2, n, static_cast<int64_t>(d) * kConvKernel);
     for (Tensor* t : {&a.x, &a.h, &a.q, &a.k, &a.v, &a.att, &a.proj}) arena.add(t, n, d);
     arena.add(&a.ff, n, hp_.enc_ff);
-    EKV_TRY(arena.allocate(backend_, &a.mem));
+    EKV_TRY(arena.allocate(be, &a.mem));
     // [n_mel][frames] (HF's layout) -> one row per frame.
     std::vector<float> frames(static_cast<size_t>(n_frames) * n_mel);
     for (int32_t m = 0; m < n_mel; ++m)
         for (int32_t t = 0; t < n_frames; ++t)
             frames[static_cast<size_t>(t) * n_mel + m] = mel[static_cast<size_t>(m) * n_frames + t];
-    EKV_TRY(upload(backend_, frames.data(), frames.size(), a.mel));
+    EKV_TRY(upload(be, frames.data(), frames.size(), a.mel));
 
-    run_encoder(a, cache);
-    backend_.synchronize();
-    EKV_TRY(backend_.take_error());  // the cross KV stays empty: the decoder refuses to run
+    run_encoder(be, wsb.cancel, a, cache);
+    be.synchronize();
+    // On failure the cross KV stays empty: the decoder refuses to run.
+    EKV_TRY(be.take_error());
+    if (wsb.cancel.raised()) return Error(EKV_ERR_CANCELLED, "encoding was cancelled");
     cache.commit_cross(n);
     return Status::Ok();
 }
 
 void Whisper::decoder_chunk(Cache& cache, WhisperWorkspace& ws, const int32_t* tokens, int32_t n,
                             int32_t first_pos) const {
-    Backend& be = backend_;
+    Backend& be = *ws.stream;
     for (int32_t i = 0; i < n; ++i) {
         ws.positions[static_cast<size_t>(i)] = first_pos + i;
         ws.cross_positions[static_cast<size_t>(i)] = cache.cross_len() - 1;  // sees every encoder position
@@ -435,24 +438,25 @@ void Whisper::decoder_chunk(Cache& cache, WhisperWorkspace& ws, const int32_t* t
     be.get_rows(dec_positions_, ws.positions.data(), n, h);
     be.add(x, h, x);
     for (int32_t il = 0; il < hp_.dec_layers; ++il) {
+        if (ws.cancel.raised()) return;  // stopped: the chunk is never committed
         const DecoderLayer& l = dec_[static_cast<size_t>(il)];
         be.layer_norm(x, l.attn_norm.w, l.attn_norm.b, hp_.eps, h);
-        linear(l.self.q, h, q);
-        linear(l.self.k, h, k);
-        linear(l.self.v, h, v);
+        linear(be, l.self.q, h, q);
+        linear(be, l.self.k, h, k);
+        linear(be, l.self.v, h, v);
         cache.store(be, il, k, v);
         be.attention(q, ws.positions.data(), cache.view(il, n), ap, att);
-        linear(l.self.o, att, proj);
+        linear(be, l.self.o, att, proj);
         be.add(x, proj, x);
         be.layer_norm(x, l.cross_norm.w, l.cross_norm.b, hp_.eps, h);
-        linear(l.cross.q, h, q);
+        linear(be, l.cross.q, h, q);
         be.attention(q, ws.cross_positions.data(), cache.cross_view(il), cross_ap, att);
-        linear(l.cross.o, att, proj);
+        linear(be, l.cross.o, att, proj);
         be.add(x, proj, x);
         be.layer_norm(x, l.ffn_norm.w, l.ffn_norm.b, hp_.eps, h);
-        linear(l.up, h, ff);
+        linear(be, l.up, h, ff);
         be.gelu_erf(ff, ff);
-        linear(l.down, ff, proj);
+        linear(be, l.down, ff, proj);
         be.add(x, proj, x);
     }
 }
@@ -466,14 +470,14 @@ Status Whisper::forward(Cache& cache, Workspace& wsb, const ForwardRequest& req)
     WhisperWorkspace& ws = static_cast<WhisperWorkspace&>(wsb);
     const int32_t n_vocab = hp_.n_vocab;
     return run_chunked_forward(
-        backend_, cache, req, kBatch, n_vocab,
+        ws, cache, req, kBatch, n_vocab,
         [&](const int32_t* toks, int32_t n, int32_t first_pos) { decoder_chunk(cache, ws, toks, n, first_pos); },
         [&](int32_t first_row, int32_t rows) {
             Tensor xr = ws.x.row_range(first_row, rows);
             Tensor hr = ws.h.row_range(0, rows);
             Tensor lg = ws.logits.row_range(0, rows);
-            backend_.layer_norm(xr, dec_norm_.w, dec_norm_.b, hp_.eps, hr);
-            backend_.matmul(output_, hr, lg);
+            ws.stream->layer_norm(xr, dec_norm_.w, dec_norm_.b, hp_.eps, hr);
+            ws.stream->matmul(output_, hr, lg);
             return lg;
         });
 }

@@ -3,10 +3,12 @@
 // can serve many caches on many threads (each cache brings its workspace).
 #pragma once
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "backend/backend.h"
 #include "cache/cache.h"
+#include "core/cancel.h"
 #include "model/model_file.h"
 #include "text/tokenizer.h"
 
@@ -27,10 +29,14 @@ struct ModelInfo {
     uint64_t weight_bytes = 0;
 };
 
-// Per-sequence scratch of an architecture's forward pass, sized once.
+// Per-sequence scratch of an architecture's forward pass, sized once, and
+// what a running forward needs besides: the execution stream it runs on and
+// the stop requests it polls between layers.
 class Workspace {
 public:
     virtual ~Workspace() = default;
+    Backend* stream = nullptr;  // set by create_workspace
+    CancelSet cancel;           // set for each call; empty when the call cannot be undone
 };
 
 // One forward call: tokens at consecutive positions starting at `first_pos`
@@ -51,7 +57,9 @@ public:
     virtual ekv_cache_type natural_cache() const = 0;
     // Whether this model can use a cache type; a refusal says why.
     virtual Status check_cache(ekv_cache_type type) const = 0;
-    virtual Status create_workspace(std::unique_ptr<Workspace>* out) const = 0;
+    // The workspace of one cache, its activations allocated on `stream` (an
+    // execution stream of the model's backend, or the backend itself).
+    virtual Status create_workspace(Backend& stream, std::unique_ptr<Workspace>* out) const = 0;
     // Runs the tokens through the model, extending the cache. The cache must
     // already be prepare()d for n_tokens; forward stores and commits.
     virtual Status forward(Cache& cache, Workspace& ws, const ForwardRequest& req) const = 0;
@@ -68,6 +76,9 @@ class Model {
 public:
     ModelFile file;
     std::unique_ptr<Backend> backend;
+    // Held by whatever uses `backend` itself as its stream (a backend with no
+    // per-cache streams, see Backend::create_stream): one at a time.
+    mutable std::recursive_mutex exclusive;
     std::unique_ptr<Tokenizer> tokenizer;  // null if the file has no tokenizer
     std::unique_ptr<Architecture> arch;
     uint64_t fingerprint = 0;  // identifies these weights (saved caches record it)
@@ -81,8 +92,9 @@ public:
 };
 
 // Loads a GGUF file or HF directory onto a backend.
+// `monitor` (optional) gets the load's progress and may stop it.
 Status load_model(const std::string& path, ekv_backend_kind backend, const BackendOptions& options,
-                  std::unique_ptr<Model>* out);
+                  std::unique_ptr<Model>* out, LoadMonitor* monitor = nullptr);
 
 // Hash of the tensors' names, types, shapes and sampled bytes.
 uint64_t model_fingerprint(const ModelFile& file);

@@ -11,6 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/cancel.h"
 #include "core/dtype.h"
 #include "core/status.h"
 
@@ -69,9 +70,29 @@ struct Storage {
     virtual ~Storage() = default;
 };
 
+// Reports a load's progress as weights come in and polls the caller's stop
+// request between tensors.
+struct LoadMonitor {
+    const CancelFlag* cancel = nullptr;
+    int (*callback)(float progress, void* user_data) = nullptr;  // 0 stops the load
+    void* user_data = nullptr;
+    uint64_t total_bytes = 0;
+    uint64_t done_bytes = 0;
+    // Accounts for `bytes` more; EKV_ERR_CANCELLED when asked to stop.
+    Status step(uint64_t bytes) {
+        done_bytes += bytes;
+        if (callback && !callback(total_bytes ? static_cast<float>(done_bytes) / static_cast<float>(total_bytes) : 1.f,
+                                  user_data))
+            return Error(EKV_ERR_CANCELLED, "the progress callback stopped the load");
+        if (cancel && cancel->raised()) return Error(EKV_ERR_CANCELLED, "the load was cancelled");
+        return Status::Ok();
+    }
+};
+
 class ModelFile {
 public:
     Metadata meta;
+    LoadMonitor* monitor = nullptr;  // set while the model is being built
     std::string path;
     std::string format;  // "gguf" or "safetensors"
 

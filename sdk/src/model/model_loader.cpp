@@ -3,6 +3,7 @@
 #include <new>
 
 #include "core/hash.h"
+#include "core/log.h"
 #include "model/model.h"
 
 namespace ekv {
@@ -47,7 +48,7 @@ uint64_t model_fingerprint(const ModelFile& file) {
 }
 
 Status load_model(const std::string& path, ekv_backend_kind backend, const BackendOptions& options,
-                  std::unique_ptr<Model>* out) {
+                  std::unique_ptr<Model>* out, LoadMonitor* monitor) {
     std::unique_ptr<Model> m(new (std::nothrow) Model());
     if (!m) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate model");
     struct stat st;
@@ -57,8 +58,15 @@ Status load_model(const std::string& path, ekv_backend_kind backend, const Backe
     } else {
         EKV_TRY(load_gguf_file(path, &m->file));
     }
+    if (monitor) {
+        for (const TensorRef& t : m->file.tensors()) monitor->total_bytes += t.nbytes;
+        EKV_TRY(monitor->step(0));
+    }
     EKV_TRY(create_backend(backend, options, &m->backend));
-    EKV_TRY(create_architecture(m->file, *m->backend, &m->arch));
+    m->file.monitor = monitor;
+    const Status built = create_architecture(m->file, *m->backend, &m->arch);
+    m->file.monitor = nullptr;
+    EKV_TRY(built);
     m->fingerprint = model_fingerprint(m->file);
     if (m->file.meta.has("tokenizer.ggml.model")) {
         EKV_TRY(Tokenizer::from_metadata(m->file.meta, &m->tokenizer));
@@ -66,6 +74,9 @@ Status load_model(const std::string& path, ekv_backend_kind backend, const Backe
             return Error(EKV_ERR_INVALID_FILE, "tokenizer has %d tokens but the model only %d embeddings",
                          m->tokenizer->n_vocab(), m->info().n_vocab);
     }
+    log_message(EKV_LOG_INFO, "loaded %s: %s, %d layers, %.1f MB of weights, on %s", path.c_str(),
+                m->info().architecture.c_str(), m->info().n_layers, static_cast<double>(m->info().weight_bytes) / 1e6,
+                m->backend->device().name.c_str());
     *out = std::move(m);
     return Status::Ok();
 }

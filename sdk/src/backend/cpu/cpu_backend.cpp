@@ -79,8 +79,20 @@ DeviceDescription cpu_device_description(int32_t n_threads) {
 
 CpuBackend::CpuBackend(int32_t n_threads, bool int8_activations)
     : device_(cpu_device_description(n_threads)),
-      pool_(device_.n_threads),
+      shared_pool_(std::make_shared<ThreadPool>(device_.n_threads)),
+      pool_(*shared_pool_),
       precision_(int8_activations ? cpu::ActivationPrecision::Int8 : cpu::ActivationPrecision::F32) {}
+
+CpuBackend::CpuBackend(const CpuBackend& parent, std::shared_ptr<ThreadPool> pool)
+    : device_(parent.device_), shared_pool_(std::move(pool)), pool_(*shared_pool_), precision_(parent.precision_) {}
+
+Status CpuBackend::create_stream(std::unique_ptr<Backend>* out) {
+    std::unique_ptr<CpuBackend> s(new (std::nothrow) CpuBackend(*this, shared_pool_));
+    if (!s) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate a CPU stream");
+    if (scratch_k_ > 0) EKV_TRY(s->reserve_scratch(scratch_k_, scratch_tokens_));
+    *out = std::move(s);
+    return Status::Ok();
+}
 
 Status CpuBackend::alloc(size_t bytes, Placement placement, std::unique_ptr<Buffer>* out) {
     const size_t rounded = (bytes + 63) / 64 * 64;

@@ -13,6 +13,8 @@ namespace ekv {
 class CpuBackend final : public Backend {
 public:
     CpuBackend(int32_t n_threads, bool int8_activations);
+    // Streams share the thread pool and the device; each has its own scratch.
+    Status create_stream(std::unique_ptr<Backend>* out) override;
 
     const DeviceDescription& device() const override { return device_; }
     Status alloc(size_t bytes, Placement placement, std::unique_ptr<Buffer>* out) override;
@@ -57,8 +59,11 @@ public:
     ThreadPool& pool() { return pool_; }
 
 private:
+    CpuBackend(const CpuBackend& parent, std::shared_ptr<ThreadPool> pool);
+
     DeviceDescription device_;
-    ThreadPool pool_;
+    std::shared_ptr<ThreadPool> shared_pool_;  // one pool for the model's streams
+    ThreadPool& pool_;
     cpu::ActivationPrecision precision_;
     std::vector<uint8_t> matmul_scratch_;
     int64_t scratch_k_ = 0;

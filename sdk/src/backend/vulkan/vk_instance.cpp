@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "backend/vulkan/vk_util.h"
+#include "core/log.h"
 
 namespace ekv::vk {
 namespace {
@@ -21,10 +22,12 @@ VKAPI_ATTR VkBool32 VKAPI_CALL on_debug_message(VkDebugUtilsMessageSeverityFlagB
     const bool validation = (type & VK_DEBUG_UTILS_MESSAGE_TYPE_VALIDATION_BIT_EXT) != 0;
     if (severity & VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT) {
         if (validation) g_validation_errors.fetch_add(1);
-        std::fprintf(stderr, "edgekv: Vulkan %s error: %s\n", validation ? "validation" : "loader",
-                     data && data->pMessage ? data->pMessage : "");
+        log_message(EKV_LOG_ERROR, "Vulkan %s error: %s", validation ? "validation" : "loader",
+                    data && data->pMessage ? data->pMessage : "");
     } else if (severity & VK_DEBUG_UTILS_MESSAGE_SEVERITY_WARNING_BIT_EXT) {
-        std::fprintf(stderr, "edgekv: Vulkan validation warning: %s\n", data && data->pMessage ? data->pMessage : "");
+        log_message(EKV_LOG_WARN, "Vulkan validation warning: %s", data && data->pMessage ? data->pMessage : "");
+    } else {
+        log_message(EKV_LOG_DEBUG, "Vulkan: %s", data && data->pMessage ? data->pMessage : "");
     }
     return VK_FALSE;
 }

@@ -1,0 +1,551 @@
+/*
+ * FROZEN COPY of the v1 edgekv.h (never edit): tests/abi builds an old
+ * application against it. edgekv.h - the whole public C ABI of edgekv, an on-device LLM inference SDK.
+ *
+ * Usage (error handling shortened; every call returns an ekv_status):
+ *
+ *     ekv_model *model = NULL;
+ *     ekv_model_params mp = ekv_model_default_params();
+ *     if (ekv_model_load("SmolLM2-135M-Instruct.Q4_1.gguf", &mp, &model) != EKV_OK) {
+ *         fprintf(stderr, "load failed: %s\n", ekv_last_error());
+ *         return 1;
+ *     }
+ *     ekv_cache_params cp = ekv_cache_default_params();   // type = EKV_CACHE_AUTO
+ *     ekv_cache *cache = NULL;
+ *     ekv_cache_create(model, &cp, &cache);
+ *
+ *     int32_t prompt[512], n_prompt = 0, out[64];
+ *     ekv_tokenize(model, "Hello", 5, 1, 0, prompt, 512, &n_prompt);
+ *     ekv_generate_params gp = ekv_generate_default_params();
+ *     gp.max_new_tokens = 64;
+ *     ekv_generate_result res = ekv_generate_default_result();
+ *     ekv_generate(model, cache, prompt, n_prompt, &gp, out, 64, &res);
+ *
+ *     ekv_cache_free(cache);
+ *     ekv_model_free(model);
+ *
+ * Conventions:
+ *  - Opaque handles. Params/result structs start with `struct_size`; always
+ *    initialise them with their ekv_*_default_*() function so that fields added
+ *    later keep old callers working.
+ *  - Every fallible function returns an ekv_status. On failure a human readable
+ *    message is available from ekv_last_error() (thread-local, valid until the
+ *    next edgekv call on the same thread). Nothing is written to outputs on
+ *    failure unless stated.
+ *  - ekv_*_free(NULL) is a no-op. Strings returned as `const char*` are owned by
+ *    the library and live as long as stated; buffers passed in are owned by the
+ *    caller.
+ *  - Threads: a loaded ekv_model is immutable and may be shared across threads.
+ *    An ekv_cache (the per-conversation state) is used by one thread at a time.
+ *  - No C++ exception ever crosses this ABI; the library never aborts on bad
+ *    input.
+ */
+#ifndef EDGEKV_H
+#define EDGEKV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) && defined(EDGEKV_SHARED)
+#  if defined(EDGEKV_BUILD)
+#    define EKV_API __declspec(dllexport)
+#  else
+#    define EKV_API __declspec(dllimport)
+#  endif
+#elif defined(__GNUC__)
+#  define EKV_API __attribute__((visibility("default")))
+#else
+#  define EKV_API
+#endif
+
+/* ===================================================================== */
+/*                               STABLE API                              */
+/* ===================================================================== */
+
+/* ---- Versioning ------------------------------------------------------ */
+
+#define EKV_VERSION_MAJOR 0
+#define EKV_VERSION_MINOR 1
+#define EKV_VERSION_PATCH 0
+/* Encoded as major*10000 + minor*100 + patch. */
+#define EKV_VERSION_NUMBER (EKV_VERSION_MAJOR * 10000 + EKV_VERSION_MINOR * 100 + EKV_VERSION_PATCH)
+
+/* Version string of the linked library, e.g. "0.1.0". Static storage. */
+EKV_API const char *ekv_version(void);
+/* EKV_VERSION_NUMBER of the linked library (may differ from the header's). */
+EKV_API int ekv_version_number(void);
+
+/* ---- Status ----------------------------------------------------------- */
+
+/* Stable numbers: never renumbered or reused. */
+typedef enum ekv_status {
+    EKV_OK = 0,
+    EKV_ERR_INVALID_ARGUMENT = 1,  /* NULL handle, out-of-range value, bad params */
+    EKV_ERR_OUT_OF_MEMORY = 2,     /* host or device allocation failed */
+    EKV_ERR_IO = 3,                /* file cannot be opened, read or written */
+    EKV_ERR_INVALID_FILE = 4,      /* malformed, truncated or hostile file */
+    EKV_ERR_UNSUPPORTED = 5,       /* feature, type or combination not supported */
+    EKV_ERR_UNSUPPORTED_ARCH = 6,  /* model architecture not supported */
+    EKV_ERR_CACHE_FULL = 7,        /* a fixed-capacity cache cannot take the tokens */
+    EKV_ERR_INVALID_TOKEN = 8,     /* token id outside [0, n_vocab) */
+    EKV_ERR_CONTEXT_OVERFLOW = 9,  /* input longer than the cache or model allows */
+    EKV_ERR_BACKEND = 10,          /* backend or device failure / not available */
+    EKV_ERR_CANCELLED = 11,        /* stopped by the caller */
+    EKV_ERR_MODEL_MISMATCH = 12,   /* object belongs to another model */
+    EKV_ERR_INTERNAL = 13,         /* a bug in edgekv; please report */
+    EKV_ERR_BUFFER_TOO_SMALL = 14, /* output buffer too small; required size reported */
+    EKV_ERR_DEVICE_LOST = 15,      /* GPU device lost; free and recreate objects */
+    EKV_ERR_INVALID_STATE = 16     /* call not valid in the object's current state */
+} ekv_status;
+
+/* Short constant description of a status ("invalid argument"). Never NULL. */
+EKV_API const char *ekv_status_string(ekv_status status);
+
+/* Details of the last failure on this thread ("" if none). Owned by the
+ * library, valid until the next edgekv call on this thread. */
+EKV_API const char *ekv_last_error(void);
+
+/* ---- Backends and devices ----------------------------------------------- */
+
+typedef enum ekv_backend_kind {
+    EKV_BACKEND_AUTO = 0,   /* best available: CUDA, then Vulkan, then CPU */
+    EKV_BACKEND_CPU = 1,
+    EKV_BACKEND_VULKAN = 2,
+    EKV_BACKEND_CUDA = 3
+} ekv_backend_kind;
+
+/* Name of a backend kind ("cpu", "vulkan", "cuda", "auto"). Static storage. */
+EKV_API const char *ekv_backend_name(ekv_backend_kind kind);
+/* Parses "auto", "cpu", "vulkan" or "cuda". */
+EKV_API ekv_status ekv_backend_from_name(const char *name, ekv_backend_kind *out);
+/* 1 if this build has the backend and it found at least one device, else 0. */
+EKV_API int ekv_backend_available(ekv_backend_kind kind);
+
+typedef struct ekv_device_info {
+    size_t struct_size;
+    ekv_backend_kind backend;
+    int32_t index;
+    char name[256];                /* e.g. "AMD Ryzen 7 (8 threads)" */
+    uint64_t device_memory_bytes;  /* memory local to the device (RAM for CPU) */
+    int32_t unified_memory;        /* 1 if host and device share memory (UMA) */
+    int32_t n_threads;             /* CPU: worker threads used by default */
+} ekv_device_info;
+
+EKV_API ekv_device_info ekv_device_info_default(void);
+/* Number of devices of a backend (0 if the backend is not built). */
+EKV_API ekv_status ekv_device_count(ekv_backend_kind kind, int32_t *out_count);
+/* Describes device `index` of `kind`; `out` must come from ekv_device_info_default(). */
+EKV_API ekv_status ekv_device_get_info(ekv_backend_kind kind, int32_t index, ekv_device_info *out);
+
+/* ---- Models --------------------------------------------------------------- */
+
+typedef struct ekv_model ekv_model;
+
+typedef struct ekv_model_params {
+    size_t struct_size;
+    ekv_backend_kind backend; /* default EKV_BACKEND_AUTO */
+    int32_t device_index;     /* default 0 */
+    int32_t n_threads;        /* CPU threads; 0 = number of cores (default) */
+    /* Activations inside quantized matmuls: 0 (default) keeps them f32, so
+     * results equal HF transformers on the dequantized weights; 1 quantizes
+     * them to 8 bits per block (llama.cpp's numerics): faster prefill, logits
+     * about 1% of their spread away from HF. */
+    int32_t int8_activations;
+} ekv_model_params;
+
+EKV_API ekv_model_params ekv_model_default_params(void);
+
+/* Loads a model from a GGUF file (v2/v3, memory-mapped) or from a Hugging Face
+ * model directory (config.json + *.safetensors + tokenizer.json).
+ * On success *out owns the model; release it with ekv_model_free(). */
+EKV_API ekv_status ekv_model_load(const char *path, const ekv_model_params *params, ekv_model **out);
+/* Frees a model. All caches created from it must be freed first. NULL is a no-op. */
+EKV_API void ekv_model_free(ekv_model *model);
+
+typedef enum ekv_cache_type {
+    EKV_CACHE_AUTO = 0,            /* the model's natural cache */
+    EKV_CACHE_DYNAMIC = 1,
+    EKV_CACHE_STATIC = 2,
+    EKV_CACHE_OFFLOADED = 3,
+    EKV_CACHE_OFFLOADED_STATIC = 4,
+    EKV_CACHE_QUANTIZED = 5,
+    EKV_CACHE_SLIDING_WINDOW = 6,
+    EKV_CACHE_SINK = 7,
+    EKV_CACHE_HYBRID = 8,
+    EKV_CACHE_MAMBA = 9,
+    EKV_CACHE_HYBRID_MAMBA = 10,
+    EKV_CACHE_ENCODER_DECODER = 11
+} ekv_cache_type;
+
+typedef struct ekv_model_info {
+    size_t struct_size;
+    char architecture[64];     /* "llama", ... */
+    char name[128];            /* general.name, may be empty */
+    int32_t n_layers;
+    int32_t n_heads;
+    int32_t n_kv_heads;
+    int32_t head_dim;
+    int32_t n_embd;
+    int32_t n_ff;
+    int32_t context_length;    /* trained context length */
+    int32_t n_vocab;
+    uint64_t n_params;
+    uint64_t weight_bytes;     /* bytes of weights as stored (quantized) */
+    ekv_backend_kind backend;  /* backend the model runs on */
+    char device[256];          /* device name */
+    ekv_cache_type natural_cache; /* what EKV_CACHE_AUTO resolves to */
+    /* The layer mix the caches follow (0 when a model has none of a kind). */
+    int32_t n_sliding_layers;     /* local sliding-window attention layers (Gemma) */
+    int32_t sliding_window;       /* their window in positions */
+    int32_t n_recurrent_layers;   /* Mamba layers: a fixed-size state, no KV */
+} ekv_model_info;
+
+EKV_API ekv_model_info ekv_model_info_default(void);
+EKV_API ekv_status ekv_model_get_info(const ekv_model *model, ekv_model_info *out);
+
+/* Work the model's backend submitted to its device (zeros on the CPU
+ * backend). On Vulkan a forward is one submission; when its commands equal
+ * the previous forward's (a decode step over a static-shape cache: static,
+ * sliding_window, sink, offloaded_static) the command buffer recorded then is
+ * submitted again instead of being recorded anew, the per-step values read
+ * from a buffer. EKV_VULKAN_REPLAY=0 turns replay off (for comparison). */
+typedef struct ekv_backend_stats {
+    size_t struct_size;
+    uint64_t submissions;           /* command buffers submitted */
+    uint64_t replayed_submissions;  /* of which replayed without recording */
+    uint64_t record_ns;             /* host time spent recording them */
+} ekv_backend_stats;
+
+EKV_API ekv_backend_stats ekv_backend_stats_default(void);
+EKV_API ekv_status ekv_model_get_backend_stats(const ekv_model *model, ekv_backend_stats *out);
+
+/* Copies the string metadata value `key` (e.g. "general.name") into buf
+ * (NUL-terminated). *out_len (optional) receives the length without NUL; if
+ * cap is too small EKV_ERR_BUFFER_TOO_SMALL is returned with *out_len set. */
+EKV_API ekv_status ekv_model_meta_string(const ekv_model *model, const char *key, char *buf,
+                                         size_t cap, size_t *out_len);
+
+/* ---- KV caches ------------------------------------------------------------- */
+
+typedef struct ekv_cache ekv_cache;
+
+/* Name of a cache type as in Hugging Face ("dynamic", "offloaded_static", ...). */
+EKV_API const char *ekv_cache_type_name(ekv_cache_type type);
+/* Parses a cache type name; also accepts "auto". */
+EKV_API ekv_status ekv_cache_type_from_name(const char *name, ekv_cache_type *out);
+
+/* The storage-format axis of every cache type. */
+typedef enum ekv_kv_dtype {
+    EKV_KV_F16 = 0,  /* default, as HF's caches in half precision */
+    EKV_KV_F32 = 1,
+    /* KIVI quantization (nbits, q_group_size, residual_length) on any type:
+     * a quantized sliding_window, sink, static or offloaded cache. The
+     * residual of the newest tokens is F16. EKV_CACHE_QUANTIZED is a dynamic
+     * cache with this storage. */
+    EKV_KV_KIVI = 2
+} ekv_kv_dtype;
+
+/* The placement axis: where the KV lives. */
+typedef enum ekv_placement {
+    EKV_PLACEMENT_DEVICE = 0,  /* device memory (the offloaded types default to HOST) */
+    EKV_PLACEMENT_HOST = 1,    /* host memory; on a device with its own memory each
+                                * layer is prefetched into a device double buffer
+                                * while the previous layer computes; a unified-memory
+                                * device (and the CPU) reads it in place */
+    EKV_PLACEMENT_UNIFIED = 2  /* host memory the device reads in place (zero copy);
+                                * refused on a device without unified memory */
+} ekv_placement;
+
+typedef struct ekv_cache_params {
+    size_t struct_size;
+    ekv_cache_type type;     /* retention: default EKV_CACHE_AUTO */
+    int32_t max_cache_len;   /* fixed-capacity caches; 0 = model context length */
+    ekv_kv_dtype dtype;      /* storage format; default F16 */
+    /* Parameters named after Hugging Face's; ignored by types that do not
+     * use them. */
+    int32_t window_length;   /* sliding_window / sink: tokens held, sinks included;
+                              * must exceed num_sink_tokens */
+    int32_t num_sink_tokens; /* sink: first tokens pinned (StreamingLLM; default 4) */
+    int32_t nbits;           /* KIVI: 2, 4 or 8 (default 4) */
+    int32_t q_group_size;    /* KIVI: tokens per key group and channels per value
+                              * group; divides head_dim and residual_length (default 64) */
+    int32_t residual_length; /* KIVI: newest tokens kept in full precision (default 128) */
+    ekv_placement offload;   /* placement (see ekv_placement) */
+} ekv_cache_params;
+
+EKV_API ekv_cache_params ekv_cache_default_params(void);
+
+/* Creates an empty cache for `model`. Cache types not available yet for this
+ * build or model return EKV_ERR_UNSUPPORTED with a message naming the reason.
+ * On success *out owns the cache; free with ekv_cache_free(). The model must
+ * outlive the cache. */
+EKV_API ekv_status ekv_cache_create(ekv_model *model, const ekv_cache_params *params, ekv_cache **out);
+EKV_API void ekv_cache_free(ekv_cache *cache);
+
+/* The resolved type (never EKV_CACHE_AUTO). */
+EKV_API ekv_status ekv_cache_get_type(const ekv_cache *cache, ekv_cache_type *out);
+/* Tokens consumed so far, i.e. the position of the next token (HF
+ * get_seq_length). Rings (sliding_window, sink) keep counting past their
+ * window; see ekv_cache_stats.tokens_held for what they still hold. */
+EKV_API ekv_status ekv_cache_seq_len(const ekv_cache *cache, int32_t *out);
+/* Maximum tokens it holds at once: max_cache_len for static types, the window
+ * for rings, -1 when unbounded (HF get_max_cache_shape). */
+EKV_API ekv_status ekv_cache_capacity(const ekv_cache *cache, int32_t *out);
+
+typedef struct ekv_cache_stats {
+    size_t struct_size;
+    int32_t seq_len;            /* tokens consumed (see ekv_cache_seq_len) */
+    int32_t capacity;           /* see ekv_cache_capacity */
+    uint64_t device_bytes;      /* bytes allocated in device memory (KV, staging) */
+    uint64_t host_bytes;        /* bytes allocated in host or unified memory */
+    uint64_t used_bytes;        /* bytes holding live tokens */
+    uint64_t bytes_per_token;   /* what one more token costs across all layers
+                                 * (KIVI: codes plus scales, residual excluded) */
+    uint64_t tokens_forwarded;  /* total tokens computed through this cache */
+    int32_t tokens_held;        /* tokens whose keys/values are still held */
+} ekv_cache_stats;
+
+EKV_API ekv_cache_stats ekv_cache_stats_default(void);
+EKV_API ekv_status ekv_cache_get_stats(const ekv_cache *cache, ekv_cache_stats *out);
+/* Drops every token; keeps the allocation. */
+EKV_API ekv_status ekv_cache_reset(ekv_cache *cache);
+/* Keeps the first `new_len` tokens (HF crop). new_len > seq_len is an error;
+ * a ring (sliding_window, sink) or KIVI cache that no longer holds what the
+ * shorter sequence needs refuses with EKV_ERR_INVALID_STATE. */
+EKV_API ekv_status ekv_cache_crop(ekv_cache *cache, int32_t new_len);
+/* Deep copy for prefix reuse: prefill a shared prompt once, clone per request.
+ * *out owns the new cache. */
+EKV_API ekv_status ekv_cache_clone(const ekv_cache *cache, ekv_cache **out);
+/* Writes the cache to `path`: a versioned, checksummed file that records its
+ * configuration and the model it belongs to. */
+EKV_API ekv_status ekv_cache_save(const ekv_cache *cache, const char *path);
+/* Reads a file written by ekv_cache_save into a new cache (same type and
+ * parameters) owned by *out. A file that is truncated, corrupted, of another
+ * format version or written for another model is refused
+ * (EKV_ERR_INVALID_FILE, EKV_ERR_UNSUPPORTED for another version,
+ * EKV_ERR_MODEL_MISMATCH for another model) and *out stays NULL. */
+EKV_API ekv_status ekv_cache_load(ekv_model *model, const char *path, ekv_cache **out);
+
+/* ---- Forward --------------------------------------------------------------- */
+
+typedef enum ekv_logits_mode {
+    EKV_LOGITS_LAST = 0, /* logits of the last input token: n_vocab floats */
+    EKV_LOGITS_ALL = 1   /* logits of every input token: n_tokens * n_vocab floats */
+} ekv_logits_mode;
+
+/* Runs the model on `n_tokens` tokens and writes logits.
+ *  cache:          the cache to read and extend; NULL means use_cache=False
+ *                  (the tokens are the whole sequence, positions 0..n-1).
+ *  cache_position: NULL continues at the cache's seq_len. Otherwise n_tokens
+ *                  ascending, consecutive positions starting at p <= seq_len,
+ *                  as HF's cache_position; p < seq_len first crops the cache
+ *                  to p (the tokens are rewritten).
+ *  logits:         caller-owned, logits_len floats (see ekv_logits_mode).
+ * Fails without touching the cache on invalid tokens, positions, or when a
+ * fixed-capacity cache cannot take the tokens (EKV_ERR_CACHE_FULL). */
+EKV_API ekv_status ekv_forward(ekv_model *model, ekv_cache *cache, const int32_t *tokens,
+                               int32_t n_tokens, const int32_t *cache_position,
+                               ekv_logits_mode mode, float *logits, size_t logits_len);
+
+/* ---- Generation ------------------------------------------------------------ */
+
+/* Called for every generated token with its text piece (UTF-8 complete: bytes
+ * of an unfinished character are held back until the character completes).
+ * Return nonzero to continue, 0 to cancel the generation. */
+typedef int (*ekv_token_callback)(int32_t token, const char *piece, size_t piece_len, void *user_data);
+
+typedef enum ekv_stop_reason {
+    EKV_STOP_NONE = 0,
+    EKV_STOP_MAX_TOKENS = 1,  /* max_new_tokens reached */
+    EKV_STOP_EOS = 2,         /* an end-of-generation token of the model */
+    EKV_STOP_TOKEN = 3,       /* one of stop_tokens */
+    EKV_STOP_STRING = 4,      /* one of stop_strings appeared in the text */
+    EKV_STOP_CANCELLED = 5,   /* the callback returned 0 */
+    EKV_STOP_CACHE_FULL = 6   /* a fixed-capacity cache filled up */
+} ekv_stop_reason;
+
+typedef struct ekv_generate_params {
+    size_t struct_size;
+    int32_t max_new_tokens;      /* default 128 */
+    float temperature;           /* 0 = greedy (default 0) */
+    int32_t top_k;               /* 0 = off */
+    float top_p;                 /* 1 = off */
+    float min_p;                 /* 0 = off */
+    float repetition_penalty;    /* 1 = off (HF/CTRL semantics) */
+    int32_t repetition_last_n;   /* tokens considered; 0 = whole context (default 64) */
+    uint64_t seed;               /* sampling seed (default 0) */
+    int32_t stop_at_eos;         /* stop at the model's end-of-generation tokens (default 1) */
+    const int32_t *stop_tokens;  /* extra stop tokens (caller-owned), may be NULL */
+    int32_t n_stop_tokens;
+    const char *const *stop_strings; /* stop strings (caller-owned), may be NULL */
+    int32_t n_stop_strings;
+    int32_t use_cache;           /* 0 recomputes the whole sequence every step (default 1) */
+    ekv_token_callback on_token; /* optional streaming callback */
+    void *user_data;
+} ekv_generate_params;
+
+EKV_API ekv_generate_params ekv_generate_default_params(void);
+
+typedef struct ekv_generate_result {
+    size_t struct_size;
+    int32_t n_generated;         /* tokens written to out_tokens */
+    int32_t n_prompt_tokens;     /* prompt length */
+    int32_t n_prompt_reused;     /* prompt tokens found in the cache (not recomputed) */
+    int32_t n_prompt_forwarded;  /* prompt tokens computed */
+    int64_t n_forwarded;         /* every token run through the model */
+    double prefill_seconds;
+    double decode_seconds;
+    ekv_stop_reason stop_reason;
+} ekv_generate_result;
+
+EKV_API ekv_generate_result ekv_generate_default_result(void);
+
+/* Generates after `prompt`. With a cache, the prompt is matched against the
+ * tokens the cache already holds (multi-turn reuse): only the new suffix is
+ * computed; a diverging cache is cropped at the first difference. The
+ * generated tokens end up in the cache too, except the last one. cache may be
+ * NULL only with use_cache = 0. out_tokens (caller-owned, out_capacity) gets
+ * the generated ids; generation stops when it is full. */
+EKV_API ekv_status ekv_generate(ekv_model *model, ekv_cache *cache, const int32_t *prompt,
+                                int32_t n_prompt, const ekv_generate_params *params,
+                                int32_t *out_tokens, int32_t out_capacity,
+                                ekv_generate_result *result);
+
+/* ---- Text ------------------------------------------------------------------ */
+
+/* Tokenizes UTF-8 text. add_special: prepend BOS where the model's tokenizer
+ * does. parse_special: treat special-token text ("<|im_start|>") as the token.
+ * If capacity is too small, returns EKV_ERR_BUFFER_TOO_SMALL with *n_tokens
+ * set to the count required. */
+EKV_API ekv_status ekv_tokenize(const ekv_model *model, const char *text, size_t text_len,
+                                int add_special, int parse_special, int32_t *tokens,
+                                int32_t capacity, int32_t *n_tokens);
+
+/* Bytes of one token (may be part of a UTF-8 character). special: render
+ * special tokens' text, else they give "". *len receives the length. */
+EKV_API ekv_status ekv_token_to_piece(const ekv_model *model, int32_t token, int special, char *buf,
+                                      size_t cap, size_t *len);
+
+/* Text of a token sequence (NUL-terminated). skip_special drops special tokens.
+ * Too small a buffer: EKV_ERR_BUFFER_TOO_SMALL with *len = bytes required. */
+EKV_API ekv_status ekv_detokenize(const ekv_model *model, const int32_t *tokens, int32_t n_tokens,
+                                  int skip_special, char *buf, size_t cap, size_t *len);
+
+typedef enum ekv_special_token {
+    EKV_TOKEN_BOS = 0,
+    EKV_TOKEN_EOS = 1,
+    EKV_TOKEN_EOT = 2,  /* end of turn, for chat models that have one */
+    EKV_TOKEN_PAD = 3
+} ekv_special_token;
+
+/* Id of a special token, or -1 when the model has none. */
+EKV_API ekv_status ekv_token_special(const ekv_model *model, ekv_special_token which, int32_t *out);
+/* 1 if the token ends generation (EOS, EOT, ...), else 0. */
+EKV_API int ekv_token_is_eog(const ekv_model *model, int32_t token);
+
+/* Streaming detokenizer: turns tokens into text pieces that never split a UTF-8
+ * character. One per stream; not thread-safe. */
+typedef struct ekv_detokenizer ekv_detokenizer;
+EKV_API ekv_status ekv_detokenizer_create(const ekv_model *model, ekv_detokenizer **out);
+EKV_API void ekv_detokenizer_free(ekv_detokenizer *detok);
+/* Appends a token; writes the newly completed text to buf (NUL-terminated). */
+EKV_API ekv_status ekv_detokenizer_push(ekv_detokenizer *detok, int32_t token, char *buf, size_t cap,
+                                        size_t *len);
+
+typedef struct ekv_chat_message {
+    const char *role;     /* "system", "user" or "assistant" */
+    const char *content;  /* UTF-8 */
+} ekv_chat_message;
+
+/* Renders a conversation with the model's chat template (ChatML, Llama 3 and
+ * Gemma families are recognised from the model's template). template_name
+ * overrides it: "chatml", "llama3", "gemma", or NULL for the model's.
+ * Output as in ekv_detokenize. */
+EKV_API ekv_status ekv_chat_apply_template(const ekv_model *model, const char *template_name,
+                                           const ekv_chat_message *messages, size_t n_messages,
+                                           int add_generation_prompt, char *buf, size_t cap,
+                                           size_t *len);
+
+/* ===================================================================== */
+/*                 EXPERIMENTAL API (may change between minors)          */
+/* ===================================================================== */
+
+/* Peak resident set size of this process in bytes (0 if unknown). */
+EKV_API uint64_t ekv_peak_rss_bytes(void);
+
+/* ===================================================================== */
+/*          AUDIO / ENCODER-DECODER (Whisper; experimental)              */
+/* ===================================================================== */
+/*
+ * Speech recognition with an encoder-decoder model (general.architecture
+ * "whisper"): encode 16 kHz audio into the cache, then run the decoder with
+ * ekv_forward / ekv_generate on the same cache as with any model:
+ *
+ *     float *pcm = NULL; int32_t n = 0, rate = 0;
+ *     ekv_audio_read_wav("speech.wav", &pcm, &n, &rate);
+ *     ekv_cache *cache = NULL;
+ *     ekv_cache_create(model, NULL, &cache);      // AUTO = encoder_decoder
+ *     ekv_encode_audio(model, cache, pcm, n, rate);
+ *     ekv_audio_free(pcm);
+ *     ekv_generate(model, cache, decoder_prompt, n_prompt, &gp, out, cap, &res);
+ *
+ * The cache holds the decoder's self-attention KV (AUTO and
+ * EKV_CACHE_ENCODER_DECODER mean a dynamic one; the generic types static,
+ * quantized, offloaded, sliding_window, sink work too; hybrid, mamba and
+ * hybrid_mamba are refused) plus the cross-attention KV of the current
+ * audio, always in device memory, F32 with EKV_KV_F32 and F16 otherwise. Decoder
+ * calls before an ekv_encode_audio fail with EKV_ERR_INVALID_STATE; each
+ * ekv_encode_audio starts a new sequence (the decoder tokens are dropped).
+ * ekv_cache_reset drops the audio too; crop, clone, save and load keep it.
+ * The audio lives in the cache, so decoding without one (ekv_forward with a
+ * NULL cache, ekv_generate with use_cache = 0) is refused the same way.
+ */
+
+/* Sample rate Whisper's front end takes (Hz). */
+#define EKV_AUDIO_SAMPLE_RATE 16000
+
+/* Reads a RIFF/WAVE file: 16-bit PCM or 32-bit float samples, mono (stereo is
+ * averaged to mono), at EKV_AUDIO_SAMPLE_RATE. On success *out_pcm receives
+ * *n_samples floats in [-1, 1] allocated by the library (free them with
+ * ekv_audio_free) and *sample_rate (optional, may be NULL) the file's rate.
+ * Other sample rates or sample formats: EKV_ERR_UNSUPPORTED (resample or
+ * convert first); malformed or truncated files: EKV_ERR_INVALID_FILE. */
+EKV_API ekv_status ekv_audio_read_wav(const char *path, float **out_pcm, int32_t *n_samples,
+                                      int32_t *sample_rate);
+/* Frees samples returned by ekv_audio_read_wav. NULL is a no-op. */
+EKV_API void ekv_audio_free(float *pcm);
+
+/* Number of frames of a Whisper log-mel spectrogram (30 s at a 10 ms hop). */
+#define EKV_AUDIO_MEL_FRAMES 3000
+
+/* Whisper's log-mel spectrogram of mono audio at EKV_AUDIO_SAMPLE_RATE, as
+ * Hugging Face's WhisperFeatureExtractor computes it: padded with silence (or
+ * cut) to 30 s, n_mel bins (80, or 128 for large-v3) by EKV_AUDIO_MEL_FRAMES
+ * frames, bin-major. out (caller-owned) holds out_len floats; fewer than
+ * n_mel * EKV_AUDIO_MEL_FRAMES gives EKV_ERR_BUFFER_TOO_SMALL. Another
+ * sample_rate gives EKV_ERR_INVALID_ARGUMENT. */
+EKV_API ekv_status ekv_audio_log_mel(const float *pcm, int32_t n_samples, int32_t sample_rate, int32_t n_mel,
+                                     float *out, size_t out_len);
+
+/* Runs the model's encoder on mono audio at EKV_AUDIO_SAMPLE_RATE (any other
+ * sample_rate: EKV_ERR_INVALID_ARGUMENT) and stores the decoder's
+ * cross-attention KV in `cache`, starting a new sequence. Audio past 30 s is
+ * ignored (Whisper hears 30-s windows; feed longer audio window by window).
+ * A model without an encoder gives EKV_ERR_UNSUPPORTED. On failure the cache
+ * holds no audio (decoder calls are refused until an encode succeeds). */
+EKV_API ekv_status ekv_encode_audio(ekv_model *model, ekv_cache *cache, const float *pcm, int32_t n_samples,
+                                    int32_t sample_rate);
+/* The same from a log-mel spectrogram computed elsewhere ([n_mel][n_frames],
+ * bin-major, n_frames = EKV_AUDIO_MEL_FRAMES for Whisper). */
+EKV_API ekv_status ekv_encode_mel(ekv_model *model, ekv_cache *cache, const float *mel, int32_t n_mel,
+                                  int32_t n_frames);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EDGEKV_H */
