@@ -7,6 +7,7 @@ namespace edgekv_cli {
 int cmd_generate(int argc, char** argv, int first);
 int cmd_perplexity(int argc, char** argv, int first);
 int cmd_bench(int argc, char** argv, int first);
+int cmd_bench_chats(int argc, char** argv, int first);
 int cmd_tokenize(int argc, char** argv, int first);
 int cmd_info(int argc, char** argv, int first);
 int cmd_devices(int argc, char** argv, int first);

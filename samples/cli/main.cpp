@@ -1,5 +1,5 @@
 // edgekv: command-line front end over the public C API (edgekv.h only).
-//   edgekv <generate|perplexity|bench|tokenize|info|devices> [options] [--json]
+//   edgekv <generate|perplexity|bench|bench-chats|tokenize|info|devices> [options] [--json]
 #include <cstdio>
 #include <cstring>
 
@@ -18,6 +18,7 @@ const Subcommand kSubcommands[] = {
     {"generate", edgekv_cli::cmd_generate, "generate text after a prompt"},
     {"perplexity", edgekv_cli::cmd_perplexity, "perplexity of a text file"},
     {"bench", edgekv_cli::cmd_bench, "prefill / decode throughput and memory"},
+    {"bench-chats", edgekv_cli::cmd_bench_chats, "decode throughput of concurrent chats on one model"},
     {"tokenize", edgekv_cli::cmd_tokenize, "token ids and pieces of a text"},
     {"info", edgekv_cli::cmd_info, "model architecture and sizes"},
     {"devices", edgekv_cli::cmd_devices, "devices of every backend"},

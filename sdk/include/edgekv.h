@@ -190,6 +190,11 @@ typedef struct ekv_device_info {
     uint64_t device_memory_bytes;  /* memory local to the device (RAM for CPU) */
     int32_t unified_memory;        /* 1 if host and device share memory (UMA) */
     int32_t n_threads;             /* CPU: worker threads used by default */
+    /* ---- fields after this line were added after v1 ---- */
+    /* Of device_memory_bytes, what can still be allocated now: the CPU's
+     * MemAvailable; on Vulkan the heaps' budget minus their use
+     * (VK_EXT_memory_budget), or their size where the driver lacks it. */
+    uint64_t device_memory_free_bytes;
 } ekv_device_info;
 
 /* Initialises *info for a caller whose struct has `size` bytes (sizeof). */
@@ -243,6 +248,13 @@ typedef struct ekv_model_params {
     ekv_cancel *cancel;              /* optional: stops the load (EKV_ERR_CANCELLED) */
     ekv_progress_callback progress;  /* optional: called as weights load */
     void *progress_user_data;
+    /* GPU backends: submit a decode step's recorded commands again when they
+     * equal the previous step's: -1 default (on), 0 off, 1 on. The variable
+     * EKV_VULKAN_REPLAY, when set, overrides it. */
+    int32_t replay;
+    /* Vulkan: f16 accumulation in matmuls on devices with shaderFloat16:
+     * -1 default (off), 0 off, 1 on; EKV_VULKAN_F16_ACCUMULATE overrides. */
+    int32_t f16_accumulate;
 } ekv_model_params;
 
 /* Initialises *params (defaults) for a caller whose struct has `size` bytes. */
@@ -252,6 +264,19 @@ EKV_API ekv_status ekv_model_params_init(ekv_model_params *params, size_t size);
  * model directory (config.json + *.safetensors + tokenizer.json).
  * On success *out owns the model; release it with ekv_model_free(). */
 EKV_API ekv_status ekv_model_load(const char *path, const ekv_model_params *params, ekv_model **out);
+/* Loads a GGUF model from memory. Nothing is copied: the bytes must stay
+ * valid and unchanged until the model and every object made from it are
+ * freed. */
+EKV_API ekv_status ekv_model_load_from_memory(const void *data, size_t size, const ekv_model_params *params,
+                                              ekv_model **out);
+/* Loads a GGUF model from bytes [offset, offset + length) of an open file
+ * descriptor (an Android asset's AAsset_openFileDescriptor64), mapped
+ * read-only; the descriptor may be closed once this returns. */
+EKV_API ekv_status ekv_model_load_from_fd(int fd, uint64_t offset, uint64_t length, const ekv_model_params *params,
+                                          ekv_model **out);
+/* Adds a reference to a model (free it with ekv_model_free): for code that
+ * keeps a model it did not load, e.g. one from ekv_cache_get_model. */
+EKV_API ekv_model *ekv_model_retain(ekv_model *model);
 /* Drops the caller's reference to a model. Caches, detokenizers and
  * generators made from it keep it alive; the last to go frees it. NULL is a
  * no-op. */
@@ -319,6 +344,11 @@ EKV_API ekv_status ekv_model_get_backend_stats(const ekv_model *model, ekv_backe
  * cap is too small EKV_ERR_BUFFER_TOO_SMALL is returned with *out_len set. */
 EKV_API ekv_status ekv_model_meta_string(const ekv_model *model, const char *key, char *buf,
                                          size_t cap, size_t *out_len);
+/* Number of metadata keys, and key `index` (in sorted order, 0 <= index <
+ * count) copied as ekv_model_meta_string does. */
+EKV_API ekv_status ekv_model_meta_count(const ekv_model *model, int32_t *out);
+EKV_API ekv_status ekv_model_meta_key(const ekv_model *model, int32_t index, char *buf, size_t cap,
+                                      size_t *out_len);
 
 /* ---- KV caches ------------------------------------------------------------- */
 
@@ -378,11 +408,18 @@ EKV_API ekv_status ekv_cache_create(ekv_model *model, const ekv_cache_params *pa
 /* Drops the caller's reference (a generator on the cache keeps it alive).
  * NULL is a no-op. Not while another thread is inside a call on it. */
 EKV_API void ekv_cache_free(ekv_cache *cache);
+/* The model the cache belongs to (borrowed: valid while the cache lives;
+ * ekv_model_retain it to keep it longer). */
+EKV_API ekv_status ekv_cache_get_model(const ekv_cache *cache, ekv_model **out);
 /* Attaches a stop request (NULL detaches) that ekv_forward, ekv_generate,
  * generators and ekv_encode_audio on this cache honour besides their own.
  * The cache holds a reference to it. Not while the cache is busy
  * (EKV_ERR_INVALID_STATE): attach it before the calls it should stop. */
 EKV_API ekv_status ekv_cache_set_cancel(ekv_cache *cache, ekv_cancel *cancel);
+
+/* The read-only queries below (type, seq_len, capacity, params, stats) may
+ * be called at any time, also while another thread uses the cache: they
+ * report the state after its last finished call or generator step. */
 
 /* The resolved type (never EKV_CACHE_AUTO). */
 EKV_API ekv_status ekv_cache_get_type(const ekv_cache *cache, ekv_cache_type *out);
@@ -393,6 +430,9 @@ EKV_API ekv_status ekv_cache_seq_len(const ekv_cache *cache, int32_t *out);
 /* Maximum tokens it holds at once: max_cache_len for static types, the window
  * for rings, -1 when unbounded (HF get_max_cache_shape). */
 EKV_API ekv_status ekv_cache_capacity(const ekv_cache *cache, int32_t *out);
+/* The configuration the cache was made with, resolved: its type (never
+ * AUTO), storage, placement and the HF-named parameters in effect. */
+EKV_API ekv_status ekv_cache_get_params(const ekv_cache *cache, ekv_cache_params *out);
 
 typedef struct ekv_cache_stats {
     size_t struct_size;
@@ -419,7 +459,9 @@ EKV_API ekv_status ekv_cache_crop(ekv_cache *cache, int32_t new_len);
  * *out owns the new cache. */
 EKV_API ekv_status ekv_cache_clone(const ekv_cache *cache, ekv_cache **out);
 /* Writes the cache to `path`: a versioned, checksummed file that records its
- * configuration and the model it belongs to. */
+ * configuration and the model it belongs to. Written to a temporary file in
+ * the same folder, synced and renamed over `path`: a process killed while
+ * saving leaves the old file or the new one, never a torn one. */
 EKV_API ekv_status ekv_cache_save(const ekv_cache *cache, const char *path);
 /* Reads a file written by ekv_cache_save into a new cache (same type and
  * parameters) owned by *out. A file that is truncated, corrupted, of another
@@ -427,6 +469,12 @@ EKV_API ekv_status ekv_cache_save(const ekv_cache *cache, const char *path);
  * (EKV_ERR_INVALID_FILE, EKV_ERR_UNSUPPORTED for another version,
  * EKV_ERR_MODEL_MISMATCH for another model) and *out stays NULL. */
 EKV_API ekv_status ekv_cache_load(ekv_model *model, const char *path, ekv_cache **out);
+/* The same file's bytes in memory: ekv_cache_save_to_memory writes them to
+ * buf[cap] (EKV_ERR_BUFFER_TOO_SMALL with *out_len set when cap is short;
+ * a NULL buf asks for the size), ekv_cache_load_from_memory reads them
+ * (copied: the buffer may go once it returns). */
+EKV_API ekv_status ekv_cache_save_to_memory(const ekv_cache *cache, void *buf, size_t cap, size_t *out_len);
+EKV_API ekv_status ekv_cache_load_from_memory(ekv_model *model, const void *data, size_t size, ekv_cache **out);
 
 /* ---- Forward --------------------------------------------------------------- */
 
@@ -551,7 +599,10 @@ EKV_API ekv_status ekv_generator_create(ekv_model *model, ekv_cache *cache, cons
  * not fit, EKV_ERR_BUFFER_TOO_SMALL sets event->text_len to the bytes needed
  * (without NUL) and keeps the event: the next call returns it without
  * computing anything. A stop request ends the generation with a DONE event
- * (EKV_STOP_CANCELLED) and EKV_OK.
+ * (EKV_STOP_CANCELLED) and EKV_OK. Text still held at the end (an
+ * unfinished UTF-8 character max_new_tokens cut, released as U+FFFD, or text
+ * held back for a stop string that did not come) goes with the last token's
+ * event when that token ends the generation, else with the DONE event.
  * After the DONE event, or a failure (which returns its status and leaves
  * stop reason EKV_STOP_ERROR in the result), next returns
  * EKV_ERR_INVALID_STATE. */

@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "backend/vulkan/vk_context.h"
 #include "backend/vulkan_test_util.h"
@@ -24,6 +26,8 @@ TEST(VulkanDevices, ListedThroughTheCAbi) {
         EXPECT_EQ(info.backend, EKV_BACKEND_VULKAN);
         EXPECT_GT(std::strlen(info.name), 0u);
         EXPECT_GT(info.device_memory_bytes, 0u);
+        EXPECT_GT(info.device_memory_free_bytes, 0u);
+        EXPECT_LE(info.device_memory_free_bytes, info.device_memory_bytes);
     }
     ekv_device_info info = ekv_device_info_default();
     EXPECT_EQ(ekv_device_get_info(EKV_BACKEND_VULKAN, n, &info), EKV_ERR_INVALID_ARGUMENT);
@@ -268,6 +272,40 @@ TEST(VulkanModel, OffloadedKvIsReadInPlaceOrStaged) {
                         worst);
         }
     }
+    EXPECT_EQ(vk::validation_error_count(), validation_errors) << "Vulkan validation errors (see stderr)";
+}
+
+// One Vulkan model, three threads, a cache each: the forwards take turns
+// inside the library (one queue) and each thread's greedy tokens equal a
+// serial run's; the validation layer stays silent.
+TEST(VulkanModel, ConcurrentCachesTakeTurnsCorrectly) {
+    const int64_t validation_errors = vk::validation_error_count();
+    const std::string path = ekv_test::fixtures_dir() + "/tiny_llama/tiny_llama_f32.gguf";
+    ekv_test::ModelPtr model = load_on(path, EKV_BACKEND_VULKAN);
+    ASSERT_TRUE(model);
+    constexpr int kThreads = 3, kNew = 12;
+    auto run = [&](int i, std::vector<int32_t>* out) {
+        ekv_cache* c = nullptr;
+        ASSERT_EQ(ekv_cache_create(model.get(), nullptr, &c), EKV_OK) << ekv_last_error();
+        std::vector<int32_t> prompt;
+        for (int t = 0; t < 10 + i; ++t) prompt.push_back(3 + (t * 31 + i * 17) % 200);
+        ekv_generate_params gp = ekv_generate_default_params();
+        gp.max_new_tokens = kNew;
+        gp.stop_at_eos = 0;
+        out->assign(kNew, -1);
+        ekv_generate_result r = ekv_generate_default_result();
+        EXPECT_EQ(ekv_generate(model.get(), c, prompt.data(), static_cast<int32_t>(prompt.size()), &gp, out->data(),
+                               kNew, &r),
+                  EKV_OK)
+            << ekv_last_error();
+        ekv_cache_free(c);
+    };
+    std::vector<std::vector<int32_t>> serial(kThreads), parallel(kThreads);
+    for (int i = 0; i < kThreads; ++i) run(i, &serial[static_cast<size_t>(i)]);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kThreads; ++i) threads.emplace_back(run, i, &parallel[static_cast<size_t>(i)]);
+    for (std::thread& t : threads) t.join();
+    for (int i = 0; i < kThreads; ++i) EXPECT_EQ(parallel[static_cast<size_t>(i)], serial[static_cast<size_t>(i)]) << i;
     EXPECT_EQ(vk::validation_error_count(), validation_errors) << "Vulkan validation errors (see stderr)";
 }
 

@@ -58,12 +58,27 @@ Decode greedy(ekv_model* m, ekv_cache_type type, int steps) {
     return d;
 }
 
-// The replay setting is read when the device opens: load with it set.
-ekv_test::ModelPtr load_vulkan(const std::string& path, bool replay) {
-    setenv("EKV_VULKAN_REPLAY", replay ? "1" : "0", 1);
-    ekv_test::ModelPtr m = load_on(path, EKV_BACKEND_VULKAN);
-    unsetenv("EKV_VULKAN_REPLAY");
-    return m;
+// Replay is chosen when the device opens: ekv_model_params.replay, unless
+// EKV_VULKAN_REPLAY (env, when not null) overrides it.
+ekv_test::ModelPtr load_vulkan(const std::string& path, bool replay, const char* env = nullptr) {
+    if (env) setenv("EKV_VULKAN_REPLAY", env, 1);
+    ekv_model_params p = ekv_model_default_params();
+    p.backend = EKV_BACKEND_VULKAN;
+    p.n_threads = 2;
+    p.replay = replay ? 1 : 0;
+    ekv_model* m = nullptr;
+    EXPECT_EQ(ekv_model_load(path.c_str(), &p, &m), EKV_OK) << ekv_last_error();
+    if (env) unsetenv("EKV_VULKAN_REPLAY");
+    return ekv_test::ModelPtr(m);
+}
+
+TEST(VulkanReplay, TheEnvironmentOverridesTheParams) {
+    const std::string path = ekv_test::fixtures_dir() + "/tiny_llama/tiny_llama_f32.gguf";
+    ekv_test::ModelPtr forced_off = load_vulkan(path, true, "0");
+    ekv_test::ModelPtr forced_on = load_vulkan(path, false, "1");
+    ASSERT_TRUE(forced_off && forced_on);
+    EXPECT_EQ(greedy(forced_off.get(), EKV_CACHE_STATIC, 6).stats.replayed_submissions, 0u);
+    EXPECT_GE(greedy(forced_on.get(), EKV_CACHE_STATIC, 6).stats.replayed_submissions, 5u);
 }
 
 TEST(VulkanReplay, StaticShapeDecodeReplaysWithTheSameResults) {

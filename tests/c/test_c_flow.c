@@ -129,6 +129,7 @@ static void test_version_status_devices(void) {
     OK(ekv_device_get_info(EKV_BACKEND_CPU, 0, &d));
     CHECK(d.backend == EKV_BACKEND_CPU && d.index == 0 && d.name[0] != '\0' && d.n_threads >= 1);
     CHECK(d.device_memory_bytes > 0);
+    CHECK(d.device_memory_free_bytes > 0 && d.device_memory_free_bytes <= d.device_memory_bytes);
     EXPECT_STATUS(ekv_device_get_info(EKV_BACKEND_CPU, count, &d), EKV_ERR_INVALID_ARGUMENT);
     EXPECT_STATUS(ekv_device_get_info(EKV_BACKEND_CPU, -1, &d), EKV_ERR_INVALID_ARGUMENT);
     for (kind = EKV_BACKEND_VULKAN; kind <= EKV_BACKEND_CUDA; kind = (ekv_backend_kind)(kind + 1)) {

@@ -57,7 +57,10 @@ static const any_fn k_all_functions[] = {
     (any_fn)ekv_cancel_reset, (any_fn)ekv_cancel_is_triggered, (any_fn)ekv_cancel_free,
     (any_fn)ekv_cache_set_cancel, (any_fn)ekv_generator_create, (any_fn)ekv_generator_next,
     (any_fn)ekv_generator_get_result, (any_fn)ekv_generator_free, (any_fn)ekv_detokenizer_flush,
-    (any_fn)ekv_detokenizer_reset,
+    (any_fn)ekv_detokenizer_reset, (any_fn)ekv_log_set_callback, (any_fn)ekv_model_load_from_memory,
+    (any_fn)ekv_model_load_from_fd, (any_fn)ekv_model_meta_count, (any_fn)ekv_model_meta_key,
+    (any_fn)ekv_cache_save_to_memory, (any_fn)ekv_cache_load_from_memory, (any_fn)ekv_cache_get_params, (any_fn)ekv_cache_get_model,
+    (any_fn)ekv_model_retain,
 };
 
 static void uses_every_type(void) {

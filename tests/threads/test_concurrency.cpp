@@ -104,14 +104,23 @@ TEST(Concurrency, GeneratorHoldsItsCache) {
     gp.stop_at_eos = 0;
     ekv_generator* gen = nullptr;
     ASSERT_EQ(ekv_generator_create(model.get(), cache.get(), prompt.data(), 12, &gp, &gen), EKV_OK) << ekv_last_error();
-    int32_t len = 0;
-    std::thread other([&] { EXPECT_EQ(ekv_cache_seq_len(cache.get(), &len), EKV_ERR_INVALID_STATE); });
+    int32_t len = -1;
+    // Changes are refused; the read-only queries answer from the last step.
+    std::thread other([&] {
+        EXPECT_EQ(ekv_cache_reset(cache.get()), EKV_ERR_INVALID_STATE);
+        EXPECT_EQ(ekv_cache_seq_len(cache.get(), &len), EKV_OK);
+    });
     other.join();
+    EXPECT_EQ(len, 0);
     ekv_generator_event ev = ekv_generator_event_default();
     char text[256];
     int events = 0;
     while (ekv_generator_next(gen, &ev, text, sizeof text) == EKV_OK) {
         ++events;
+        if (events == 2) {  // after the prefill and one decode step, seen from another thread
+            std::thread([&] { EXPECT_EQ(ekv_cache_seq_len(cache.get(), &len), EKV_OK); }).join();
+            EXPECT_EQ(len, 13);
+        }
         if (ev.type == EKV_EVENT_DONE) break;
     }
     EXPECT_EQ(events, 4);  // three tokens, then the end

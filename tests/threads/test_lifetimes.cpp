@@ -20,12 +20,21 @@ TEST(Lifetimes, ModelFreedBeforeItsCache) {
     const std::vector<int32_t> prompt = synthetic_prompt(10, 3, 250, 2);
     const std::vector<int32_t> before = greedy(m, c, prompt, 8);
     ekv_model_free(m);  // drops the caller's reference only
+    // The cache hands out its model (borrowed), which stays usable.
+    ekv_model* borrowed = nullptr;
+    ASSERT_EQ(ekv_cache_get_model(c, &borrowed), EKV_OK);
+    EXPECT_EQ(borrowed, m);
     ASSERT_EQ(ekv_cache_reset(c), EKV_OK);
-    EXPECT_EQ(greedy(m, c, prompt, 8), before);
+    EXPECT_EQ(greedy(borrowed, c, prompt, 8), before);
+    ekv_model* kept = ekv_model_retain(borrowed);  // outlives the cache
+    EXPECT_EQ(kept, m);
     char buf[64];
     size_t len = 0;
     EXPECT_EQ(ekv_detokenizer_push(d, before[0], buf, sizeof buf, &len), EKV_OK);
     ekv_cache_free(c);
+    ekv_model_info info = ekv_model_info_default();
+    EXPECT_EQ(ekv_model_get_info(kept, &info), EKV_OK);
+    ekv_model_free(kept);
     ekv_detokenizer_free(d);  // the last reference: the model goes now
 }
 

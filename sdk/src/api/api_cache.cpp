@@ -1,4 +1,6 @@
 // Cache creation, inspection and operations.
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "api/api_internal.h"
@@ -66,13 +68,21 @@ ekv_status ekv_cache_create(ekv_model* model, const ekv_cache_params* params, ek
 
 void ekv_cache_free(ekv_cache* cache) { api::release(cache); }
 
+ekv_status ekv_cache_get_model(const ekv_cache* cache, ekv_model** out) {
+    return api::guarded([&]() -> Status {
+        EKV_CHECK_HANDLE(cache, "cache");
+        EKV_CHECK_HANDLE(out, "out");
+        *out = cache->owner;
+        return Status::Ok();
+    });
+}
+
+// The read-only queries answer from the snapshot, busy or not.
 ekv_status ekv_cache_get_type(const ekv_cache* cache, ekv_cache_type* out) {
     return api::guarded([&]() -> Status {
         EKV_CHECK_HANDLE(cache, "cache");
         EKV_CHECK_HANDLE(out, "out");
-        api::CacheUse use(cache);
-        EKV_TRY(use.status());
-        *out = cache->session->cache().type();
+        *out = api::read_snapshot(cache).type;
         return Status::Ok();
     });
 }
@@ -81,9 +91,7 @@ ekv_status ekv_cache_seq_len(const ekv_cache* cache, int32_t* out) {
     return api::guarded([&]() -> Status {
         EKV_CHECK_HANDLE(cache, "cache");
         EKV_CHECK_HANDLE(out, "out");
-        api::CacheUse use(cache);
-        EKV_TRY(use.status());
-        *out = cache->session->cache().seq_len();
+        *out = api::read_snapshot(cache).stats.seq_len;
         return Status::Ok();
     });
 }
@@ -92,9 +100,16 @@ ekv_status ekv_cache_capacity(const ekv_cache* cache, int32_t* out) {
     return api::guarded([&]() -> Status {
         EKV_CHECK_HANDLE(cache, "cache");
         EKV_CHECK_HANDLE(out, "out");
-        api::CacheUse use(cache);
-        EKV_TRY(use.status());
-        *out = cache->session->cache().capacity();
+        *out = api::read_snapshot(cache).stats.capacity;
+        return Status::Ok();
+    });
+}
+
+ekv_status ekv_cache_get_params(const ekv_cache* cache, ekv_cache_params* out) {
+    return api::guarded([&]() -> Status {
+        EKV_CHECK_HANDLE(cache, "cache");
+        EKV_TRY(api::check_params(out, 0, "out"));
+        api::write_struct(out, cache->params);
         return Status::Ok();
     });
 }
@@ -103,10 +118,8 @@ ekv_status ekv_cache_get_stats(const ekv_cache* cache, ekv_cache_stats* out) {
     return api::guarded([&]() -> Status {
         EKV_CHECK_HANDLE(cache, "cache");
         EKV_TRY(api::check_params(out, 0, "out"));
-        api::CacheUse use(cache);
-        EKV_TRY(use.status());
-        const Cache& c = cache->session->cache();
-        const CacheStats cs = c.stats();
+        const CacheSnapshot snap = api::read_snapshot(cache);
+        const CacheStats& cs = snap.stats;
         ekv_cache_stats s = api::zeroed_struct<ekv_cache_stats>();
         s.seq_len = cs.seq_len;
         s.capacity = cs.capacity;
@@ -114,7 +127,7 @@ ekv_status ekv_cache_get_stats(const ekv_cache* cache, ekv_cache_stats* out) {
         s.host_bytes = cs.host_bytes;
         s.used_bytes = cs.used_bytes;
         s.bytes_per_token = cs.bytes_per_token;
-        s.tokens_forwarded = c.tokens_forwarded();
+        s.tokens_forwarded = snap.tokens_forwarded;
         s.tokens_held = cs.tokens_held;
         api::write_struct(out, s);
         return Status::Ok();
@@ -159,6 +172,45 @@ ekv_status ekv_cache_save(const ekv_cache* cache, const char* path) {
         api::CacheUse use(cache);
         EKV_TRY(use.status());
         return cache->session->cache().save(path);
+    });
+}
+
+ekv_status ekv_cache_save_to_memory(const ekv_cache* cache, void* buf, size_t cap, size_t* out_len) {
+    return api::guarded([&]() -> Status {
+        EKV_CHECK_HANDLE(cache, "cache");
+        api::CacheUse use(cache);
+        EKV_TRY(use.status());
+        char* data = nullptr;
+        size_t size = 0;
+        FILE* stream = open_memstream(&data, &size);
+        if (!stream) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot open a memory stream");
+        const Status st = cache->session->cache().save(CacheFile(stream, "cache in memory"));
+        std::fclose(stream);  // publishes data and size
+        std::unique_ptr<char, decltype(&std::free)> owned(data, &std::free);
+        EKV_TRY(st);
+        if (out_len) *out_len = size;
+        if (!buf || cap < size)
+            return Error(EKV_ERR_BUFFER_TOO_SMALL, "the cache needs %zu bytes, the buffer holds %zu", size, buf ? cap : 0);
+        std::memcpy(buf, data, size);
+        return Status::Ok();
+    });
+}
+
+ekv_status ekv_cache_load_from_memory(ekv_model* model, const void* data, size_t size, ekv_cache** out) {
+    return api::guarded([&]() -> Status {
+        EKV_CHECK_HANDLE(model, "model");
+        EKV_CHECK_HANDLE(data, "data");
+        EKV_CHECK_HANDLE(out, "out");
+        *out = nullptr;
+        if (size == 0) return Error(EKV_ERR_INVALID_FILE, "an empty buffer is not a cache file");
+        FILE* stream = fmemopen(const_cast<void*>(data), size, "rb");
+        if (!stream) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot open a memory stream");
+        std::unique_ptr<Session> session;
+        const Status st = Session::load(*model->model, CacheFile(stream, "cache in memory"), &session);
+        std::fclose(stream);
+        EKV_TRY(st);
+        *out = api::wrap_cache(model, std::move(session));
+        return Status::Ok();
     });
 }
 

@@ -120,6 +120,7 @@ ekv_status ekv_device_get_info(ekv_backend_kind kind, int32_t index, ekv_device_
         info.index = d.index;
         std::snprintf(info.name, sizeof info.name, "%s", d.name.c_str());
         info.device_memory_bytes = d.memory_bytes;
+        info.device_memory_free_bytes = d.free_bytes;
         info.unified_memory = d.unified_memory ? 1 : 0;
         info.n_threads = d.n_threads;
         api::write_struct(out, info);

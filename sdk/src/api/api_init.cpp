@@ -9,6 +9,8 @@ namespace ekv::api {
 ekv_model_params model_params_defaults() {
     ekv_model_params p = zeroed_struct<ekv_model_params>();
     p.backend = EKV_BACKEND_AUTO;
+    p.replay = -1;
+    p.f16_accumulate = -1;
     return p;
 }
 

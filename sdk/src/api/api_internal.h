@@ -32,9 +32,20 @@ struct ekv_cancel {
     std::atomic<int32_t> refs{1};
 };
 
+// What the read-only queries report, so they answer while the cache is busy:
+// the state after the last call or generator step that finished.
+struct CacheSnapshot {
+    ekv::CacheStats stats;
+    uint64_t tokens_forwarded = 0;
+    ekv_cache_type type = EKV_CACHE_DYNAMIC;
+};
+
 struct ekv_cache {
     ekv_model* owner = nullptr;  // a reference
     std::unique_ptr<ekv::Session> session;
+    ekv_cache_params params;  // the resolved configuration (never changes)
+    mutable std::mutex snapshot_mu;
+    CacheSnapshot snapshot;
     std::atomic<int32_t> refs{1};
     // Set while a call (or a live generator) uses the cache: a second
     // thread gets "cache is busy" instead of corrupting it.
@@ -150,6 +161,9 @@ private:
 
 // A new handle over a session, holding a reference to its model.
 ekv_cache* wrap_cache(ekv_model* model, std::unique_ptr<Session> session);
+// Records the cache's state for the read-only queries (call while using it).
+void refresh_snapshot(ekv_cache* cache);
+CacheSnapshot read_snapshot(const ekv_cache* cache);
 
 // The stop requests a call on `cache` honours: its own and the cache's.
 CancelSet cancel_set(const ekv_cancel* call, const ekv_cache* cache);

@@ -10,6 +10,19 @@ using namespace ekv;
 
 namespace {
 
+ekv_generate_result to_c(const GenerateStats& g) {
+    ekv_generate_result r = api::zeroed_struct<ekv_generate_result>();
+    r.n_generated = g.n_generated;
+    r.n_prompt_tokens = g.n_prompt_tokens;
+    r.n_prompt_reused = g.n_prompt_reused;
+    r.n_prompt_forwarded = g.n_prompt_forwarded;
+    r.n_forwarded = g.n_forwarded;
+    r.prefill_seconds = g.prefill_seconds;
+    r.decode_seconds = g.decode_seconds;
+    r.stop_reason = g.stop_reason;
+    return r;
+}
+
 Status check_owner(const ekv_model* model, const ekv_cache* cache) {
     if (cache && cache->owner != model)
         return Error(EKV_ERR_MODEL_MISMATCH, "the cache was created for another model");
@@ -85,7 +98,7 @@ ekv_status ekv_forward(ekv_model* model, ekv_cache* cache, const int32_t* tokens
 ekv_status ekv_generate(ekv_model* model, ekv_cache* cache, const int32_t* prompt, int32_t n_prompt,
                         const ekv_generate_params* params, int32_t* out_tokens, int32_t out_capacity,
                         ekv_generate_result* result) {
-    ekv_generate_result r = api::zeroed_struct<ekv_generate_result>();
+    GenerateStats r;
     const ekv_status st = api::guarded([&]() -> Status {
         EKV_CHECK_HANDLE(model, "model");
         EKV_CHECK_HANDLE(prompt, "prompt");
@@ -102,7 +115,7 @@ ekv_status ekv_generate(ekv_model* model, ekv_cache* cache, const int32_t* promp
         return generate(*model->model, cache->session.get(), prompt, n_prompt, std::move(o), p.on_token, p.user_data,
                         out_tokens, out_capacity, &r);
     });
-    if (result && result->struct_size >= sizeof(size_t)) api::write_struct(result, r);
+    if (result && result->struct_size >= sizeof(size_t)) api::write_struct(result, to_c(r));
     return st;
 }
 
@@ -146,6 +159,10 @@ ekv_status ekv_generator_next(ekv_generator* gen, ekv_generator_event* event, ch
         EKV_TRY(api::check_params(event, 0, "event"));
         if (!gen->has_pending) {
             const Status st = gen->gen->next(&gen->pending);
+            if (gen->holds_busy) {
+                std::unique_lock<std::recursive_mutex> lock = gen->cache->session->use();
+                api::refresh_snapshot(gen->cache);
+            }
             if (gen->gen->done()) gen->release_cache();  // it will not touch the cache again
             EKV_TRY(st);
             gen->has_pending = true;
@@ -173,7 +190,7 @@ ekv_status ekv_generator_get_result(const ekv_generator* gen, ekv_generate_resul
     return api::guarded([&]() -> Status {
         EKV_CHECK_HANDLE(gen, "gen");
         EKV_TRY(api::check_params(out, 0, "out"));
-        api::write_struct(out, gen->gen->result());
+        api::write_struct(out, to_c(gen->gen->result()));
         return Status::Ok();
     });
 }

@@ -150,6 +150,7 @@ struct DeviceDescription {
     int32_t index = 0;
     std::string name;
     uint64_t memory_bytes = 0;
+    uint64_t free_bytes = 0;  // of memory_bytes, available now
     bool unified_memory = true;
     int32_t n_threads = 1;
 };
@@ -280,8 +281,8 @@ public:
     // can fail (out of device memory, a lost device) keeps the first failure
     // and hands it out here, clearing it. Forward checks it after synchronize().
     virtual Status take_error() {
-        Status e = std::move(unsupported_error_);
-        unsupported_error_ = Status::Ok();
+        Status e = std::move(first_error_);
+        first_error_ = Status::Ok();
         return e;
     }
     // Device submissions so far (ekv_backend_stats); none on the CPU.
@@ -298,19 +299,26 @@ protected:
     // forward then fails with this status instead of using garbage.
     void unsupported(BackendOp op, Tensor& out) {
         (void)out;
-        if (unsupported_error_.ok())
-            unsupported_error_ = Error(EKV_ERR_UNSUPPORTED, "the %s backend has no %s kernel", device().name.c_str(),
-                                       backend_op_name(op));
+        record_error(Error(EKV_ERR_UNSUPPORTED, "the %s backend has no %s kernel", device().name.c_str(),
+                           backend_op_name(op)));
+    }
+    // An op that cannot run (bad input) records why; the forward then fails
+    // with it instead of going on with garbage. The first one is kept.
+    void record_error(Status st) {
+        if (first_error_.ok()) first_error_ = std::move(st);
     }
 
 private:
-    Status unsupported_error_;
+    Status first_error_;
 };
 
 struct BackendOptions {
     int32_t device_index = 0;
     int32_t n_threads = 0;          // CPU: 0 = all cores
     bool int8_activations = false;  // CPU: llama.cpp-style 8-bit activations in quantized matmuls
+    // GPU knobs (-1: the default; the EKV_VULKAN_* variables override them).
+    int32_t replay = -1;          // replay a decode step's recording (default on)
+    int32_t f16_accumulate = -1;  // f16 accumulation in matmuls where supported (default off)
 };
 
 // Creates the backend for `kind` (AUTO resolves to the best available).

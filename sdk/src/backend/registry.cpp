@@ -52,7 +52,9 @@ bool create_auto_vulkan(const BackendOptions& options, std::unique_ptr<Backend>*
         for (size_t i = 0; i < devices.size() && pick < 0; ++i)
             if (!software[i]) pick = static_cast<int32_t>(i);
     }
-    return pick >= 0 && VulkanBackend::create(pick, out).ok();
+    BackendOptions picked = options;
+    picked.device_index = pick;
+    return pick >= 0 && VulkanBackend::create(picked, out).ok();
 }
 #endif
 
@@ -103,7 +105,7 @@ Status create_backend(ekv_backend_kind kind, const BackendOptions& options, std:
             return create_cpu(options, out);
         case EKV_BACKEND_VULKAN:
 #ifdef EDGEKV_VULKAN
-            return VulkanBackend::create(options.device_index, out);
+            return VulkanBackend::create(options, out);
 #else
             return Error(EKV_ERR_UNSUPPORTED, "the Vulkan backend is not built (configure with -DEDGEKV_VULKAN=ON)");
 #endif

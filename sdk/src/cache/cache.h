@@ -9,6 +9,7 @@
 // prepare once, then store/view/commit per chunk.
 #pragma once
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
@@ -118,6 +119,16 @@ struct CacheStats {
     uint64_t bytes_per_token = 0;
 };
 
+// Where a cache file goes or comes from: a path, or an open stream (memory,
+// through fmemopen / open_memstream); `label` names it in errors.
+struct CacheFile {
+    CacheFile(const std::string& path) : label(path) {}
+    CacheFile(const char* path) : label(path) {}
+    CacheFile(FILE* s, std::string name) : label(std::move(name)), stream(s) {}
+    std::string label;      // the path when there is no stream
+    FILE* stream = nullptr;
+};
+
 class Cache {
 public:
     virtual ~Cache() = default;
@@ -157,7 +168,7 @@ public:
     virtual CacheStats stats() const = 0;
 
     // Versioned, checksummed file tied to the model (cache_file.cpp).
-    virtual Status save(const std::string& path) const = 0;
+    virtual Status save(const CacheFile& file) const = 0;
 
     // Recurrent layers (mamba, hybrid_mamba caches): false for other layers
     // and caches.
@@ -199,6 +210,6 @@ Status create_cache(const CacheConfig& config, const CacheShape& shape, Backend&
                     std::unique_ptr<Cache>* out);
 // Loads a file written by Cache::save into a new cache; refuses files of
 // another version, another model, or that fail their checksum.
-Status load_cache(const std::string& path, const CacheShape& shape, Backend& backend, std::unique_ptr<Cache>* out);
+Status load_cache(const CacheFile& file, const CacheShape& shape, Backend& backend, std::unique_ptr<Cache>* out);
 
 }  // namespace ekv

@@ -2,7 +2,10 @@
 // configuration and state, the token ids, and each layer's live bytes slot by
 // slot. Loading builds a new cache and hands it out only when every check
 // passed, so a bad file changes nothing.
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -70,32 +73,28 @@ Status check_body_header(const KvBodyHeader& h, const CacheShape& shape, const s
 
 }  // namespace
 
-Status write_cache_file(const std::string& path, CacheFileKind kind, uint64_t fingerprint,
-                        const CacheBodyWriter& body) {
-    File f(std::fopen(path.c_str(), "wb"));
-    if (!f) return Error(EKV_ERR_IO, "cannot create %s", path.c_str());
+namespace {
+
+// Header, body and checksum into an open stream.
+Status write_stream(FILE* f, const std::string& label, CacheFileKind kind, uint64_t fingerprint,
+                    const CacheBodyWriter& body) {
     FileHeader h;
     std::memset(&h, 0, sizeof h);
     std::memcpy(h.magic, kMagic, sizeof kMagic);
     h.version = kVersion;
     h.kind = static_cast<uint32_t>(kind);
     h.fingerprint = fingerprint;
-    CacheFileWriter w(f.get());
-    Status st = w.value(h) ? body(w) : Error(EKV_ERR_IO, "cannot write %s (disk full?)", path.c_str());
-    if (st.ok()) {
-        const uint64_t sum = w.sum();
-        if (std::fwrite(&sum, 1, sizeof sum, f.get()) != sizeof sum)
-            st = Error(EKV_ERR_IO, "cannot write %s (disk full?)", path.c_str());
-    }
-    if (std::fclose(f.release()) != 0 && st.ok()) st = Error(EKV_ERR_IO, "cannot write %s (disk full?)", path.c_str());
-    if (!st.ok()) std::remove(path.c_str());
-    return st;
+    CacheFileWriter w(f);
+    EKV_TRY(w.value(h) ? body(w) : Error(EKV_ERR_IO, "cannot write %s (disk full?)", label.c_str()));
+    const uint64_t sum = w.sum();
+    if (std::fwrite(&sum, 1, sizeof sum, f) != sizeof sum || std::fflush(f) != 0)
+        return Error(EKV_ERR_IO, "cannot write %s (disk full?)", label.c_str());
+    return Status::Ok();
 }
 
-Status load_cache(const std::string& path, const CacheShape& shape, Backend& backend, std::unique_ptr<Cache>* out) {
-    File f(std::fopen(path.c_str(), "rb"));
-    if (!f) return Error(EKV_ERR_IO, "cannot open %s", path.c_str());
-    CacheFileReader r(f.get(), path);
+Status read_stream(FILE* f, const std::string& path, const CacheShape& shape, Backend& backend,
+                   std::unique_ptr<Cache>* out) {
+    CacheFileReader r(f, path);
     FileHeader h;
     EKV_TRY(r.value(&h, "header"));
     if (std::memcmp(h.magic, kMagic, sizeof kMagic) != 0)
@@ -118,17 +117,42 @@ Status load_cache(const std::string& path, const CacheShape& shape, Backend& bac
             return Error(EKV_ERR_INVALID_FILE, "cache file %s holds an unknown cache kind %u", path.c_str(), h.kind);
     }
     uint64_t sum = 0;
-    if (std::fread(&sum, 1, sizeof sum, f.get()) != sizeof sum)
+    if (std::fread(&sum, 1, sizeof sum, f) != sizeof sum)
         return Error(EKV_ERR_INVALID_FILE, "cache file %s is truncated (no checksum)", path.c_str());
     if (sum != r.sum())
         return Error(EKV_ERR_INVALID_FILE, "cache file %s is corrupted (checksum mismatch)", path.c_str());
-    if (std::fgetc(f.get()) != EOF) return Error(EKV_ERR_INVALID_FILE, "cache file %s has trailing bytes", path.c_str());
+    if (std::fgetc(f) != EOF) return Error(EKV_ERR_INVALID_FILE, "cache file %s has trailing bytes", path.c_str());
     *out = std::move(made);
     return Status::Ok();
 }
 
-Status KvCache::save(const std::string& path) const {
-    return write_cache_file(path, CacheFileKind::Kv, layout_.shape.model_fingerprint,
+}  // namespace
+
+Status write_cache_file(const CacheFile& file, CacheFileKind kind, uint64_t fingerprint,
+                        const CacheBodyWriter& body) {
+    if (file.stream) return write_stream(file.stream, file.label, kind, fingerprint, body);
+    const std::string& path = file.label;
+    const std::string tmp = path + ".tmp-" + std::to_string(static_cast<long>(getpid()));
+    File f(std::fopen(tmp.c_str(), "wb"));
+    if (!f) return Error(EKV_ERR_IO, "cannot create %s: %s", tmp.c_str(), std::strerror(errno));
+    Status st = write_stream(f.get(), path, kind, fingerprint, body);
+    if (st.ok() && fsync(fileno(f.get())) != 0) st = Error(EKV_ERR_IO, "cannot sync %s: %s", tmp.c_str(), std::strerror(errno));
+    if (std::fclose(f.release()) != 0 && st.ok()) st = Error(EKV_ERR_IO, "cannot write %s (disk full?)", path.c_str());
+    if (st.ok() && std::rename(tmp.c_str(), path.c_str()) != 0)
+        st = Error(EKV_ERR_IO, "cannot rename %s to %s: %s", tmp.c_str(), path.c_str(), std::strerror(errno));
+    if (!st.ok()) std::remove(tmp.c_str());
+    return st;
+}
+
+Status load_cache(const CacheFile& file, const CacheShape& shape, Backend& backend, std::unique_ptr<Cache>* out) {
+    if (file.stream) return read_stream(file.stream, file.label, shape, backend, out);
+    File f(std::fopen(file.label.c_str(), "rb"));
+    if (!f) return Error(EKV_ERR_IO, "cannot open %s", file.label.c_str());
+    return read_stream(f.get(), file.label, shape, backend, out);
+}
+
+Status KvCache::save(const CacheFile& file) const {
+    return write_cache_file(file, CacheFileKind::Kv, layout_.shape.model_fingerprint,
                             [this](CacheFileWriter& w) { return write_body(w); });
 }
 

@@ -69,8 +69,11 @@ private:
 
 using CacheBodyWriter = std::function<Status(CacheFileWriter&)>;
 
-// Writes header, body and checksum; removes the file when anything fails.
-Status write_cache_file(const std::string& path, CacheFileKind kind, uint64_t fingerprint,
+// Writes header, body and checksum. To a path: into a temporary file in the
+// same folder, synced, then renamed over the target, so a process killed at
+// any point leaves the old file or the new one, never a torn one; nothing is
+// left behind when anything fails.
+Status write_cache_file(const CacheFile& file, CacheFileKind kind, uint64_t fingerprint,
                         const CacheBodyWriter& body);
 
 // The body readers load_cache dispatches to (by the header's kind). Each

@@ -173,8 +173,8 @@ CacheStats EncoderDecoderCache::stats() const {
     return s;
 }
 
-Status EncoderDecoderCache::save(const std::string& path) const {
-    return write_cache_file(path, CacheFileKind::EncoderDecoder, shape_.model_fingerprint, [this](CacheFileWriter& w) {
+Status EncoderDecoderCache::save(const CacheFile& file) const {
+    return write_cache_file(file, CacheFileKind::EncoderDecoder, shape_.model_fingerprint, [this](CacheFileWriter& w) {
         CrossBodyHeader h;
         std::memset(&h, 0, sizeof h);
         h.n_layers = static_cast<uint32_t>(shape_.n_layers);

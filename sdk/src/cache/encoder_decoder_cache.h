@@ -38,7 +38,7 @@ public:
     Status clone(Backend& backend, std::unique_ptr<Cache>* out) const override;
     bool rewindable(int32_t n_new) const override { return self_->rewindable(n_new); }
     CacheStats stats() const override;
-    Status save(const std::string& path) const override;
+    Status save(const CacheFile& file) const override;
 
     int32_t cross_len() const override { return cross_len_; }
     Status prepare_cross(int32_t n_positions) override;

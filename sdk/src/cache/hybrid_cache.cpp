@@ -129,8 +129,8 @@ CacheStats HybridCache::stats() const {
     return s;
 }
 
-Status HybridCache::save(const std::string& path) const {
-    return write_cache_file(path, CacheFileKind::Hybrid, shape_.model_fingerprint, [this](CacheFileWriter& w) {
+Status HybridCache::save(const CacheFile& file) const {
+    return write_cache_file(file, CacheFileKind::Hybrid, shape_.model_fingerprint, [this](CacheFileWriter& w) {
         const uint8_t has_global = global_ ? 1 : 0;
         if (!w.value(has_global) || !w.value(forwarded_)) return Error(EKV_ERR_IO, "cannot write the cache file");
         EKV_TRY(local_->write_body(w));

@@ -30,7 +30,7 @@ public:
         return (!local_ || local_->rewindable(n_new)) && (!global_ || global_->rewindable(n_new));
     }
     CacheStats stats() const override;
-    Status save(const std::string& path) const override;
+    Status save(const CacheFile& file) const override;
 
     static Status read_body(CacheFileReader& r, const CacheShape& shape, Backend& backend,
                             std::unique_ptr<Cache>* out);

@@ -102,8 +102,8 @@ CacheStats HybridMambaCache::stats() const {
     return s;
 }
 
-Status HybridMambaCache::save(const std::string& path) const {
-    return write_cache_file(path, CacheFileKind::HybridMamba, shape_.model_fingerprint, [this](CacheFileWriter& w) {
+Status HybridMambaCache::save(const CacheFile& file) const {
+    return write_cache_file(file, CacheFileKind::HybridMamba, shape_.model_fingerprint, [this](CacheFileWriter& w) {
         if (!w.value(forwarded_)) return Error(EKV_ERR_IO, "cannot write the cache file (disk full?)");
         EKV_TRY(kv_->write_body(w));
         return mamba_->write_body(w);

@@ -29,7 +29,7 @@ public:
     void reset() override;
     Status clone(Backend& backend, std::unique_ptr<Cache>* out) const override;
     CacheStats stats() const override;
-    Status save(const std::string& path) const override;
+    Status save(const CacheFile& file) const override;
     bool recurrent_state(int32_t layer, RecurrentState* out) override { return mamba_->recurrent_state(layer, out); }
 
     static Status read_body(CacheFileReader& r, const CacheShape& shape, Backend& backend,

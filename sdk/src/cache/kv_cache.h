@@ -48,7 +48,7 @@ public:
     Status clone(Backend& backend, std::unique_ptr<Cache>* out) const override;
     bool rewindable(int32_t n_new) const override;
     CacheStats stats() const override;
-    Status save(const std::string& path) const override;
+    Status save(const CacheFile& file) const override;
 
     // cache_file.cpp: the body of a cache file (cache_io.h).
     Status write_body(CacheFileWriter& w) const;

@@ -229,8 +229,8 @@ CacheStats MambaCache::stats() const {
     return s;
 }
 
-Status MambaCache::save(const std::string& path) const {
-    return write_cache_file(path, CacheFileKind::Recurrent, shape_.model_fingerprint,
+Status MambaCache::save(const CacheFile& file) const {
+    return write_cache_file(file, CacheFileKind::Recurrent, shape_.model_fingerprint,
                             [this](CacheFileWriter& w) { return write_body(w); });
 }
 

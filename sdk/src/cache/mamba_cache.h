@@ -56,7 +56,7 @@ public:
     // Clone with the concrete type (composite caches).
     Status clone_part(Backend& backend, std::unique_ptr<MambaCache>* out) const;
     CacheStats stats() const override;
-    Status save(const std::string& path) const override;
+    Status save(const CacheFile& file) const override;
     bool recurrent_state(int32_t layer, RecurrentState* out) override;
 
     // The body of a cache file (cache_io.h). read_body checks the shape

@@ -30,7 +30,7 @@ void MappedFile::AlignedFree::operator()(uint8_t* p) const {
 
 MappedFile::~MappedFile() {
 #if !defined(_WIN32)
-    if (mapped_ && size_ > 0) munmap(const_cast<uint8_t*>(data_), size_);
+    if (mapped_ && map_len_ > 0) munmap(map_base_, map_len_);
 #endif
 }
 
@@ -53,25 +53,44 @@ Status MappedFile::open(const std::string& path, std::shared_ptr<MappedFile>* ou
     }
     if (S_ISDIR(st.st_mode)) return Error(EKV_ERR_IO, "cannot read %s: it is a directory", path.c_str());
     if (!S_ISREG(st.st_mode)) return Error(EKV_ERR_IO, "cannot read %s: not a regular file", path.c_str());
-    if (st.st_size < 0 ||
-        static_cast<unsigned long long>(st.st_size) > std::numeric_limits<size_t>::max()) {
-        return Error(EKV_ERR_IO, "cannot read %s: file of %lld bytes is too large for this platform",
-                     path.c_str(), static_cast<long long>(st.st_size));
-    }
-    const size_t size = static_cast<size_t>(st.st_size);
+    if (st.st_size < 0) return Error(EKV_ERR_IO, "cannot read %s: negative size", path.c_str());
+    return open_range(fd, 0, static_cast<uint64_t>(st.st_size), path, out);
+}
+
+Status MappedFile::open_range(int fd, uint64_t offset, uint64_t length, const std::string& label,
+                              std::shared_ptr<MappedFile>* out) {
+    struct stat st {};
+    if (fd < 0 || fstat(fd, &st) != 0)
+        return Error(EKV_ERR_IO, "cannot stat %s: %s", label.c_str(), std::strerror(fd < 0 ? EBADF : errno));
+    if (!S_ISREG(st.st_mode)) return Error(EKV_ERR_IO, "cannot read %s: not a regular file", label.c_str());
+    const uint64_t file_size = static_cast<uint64_t>(st.st_size);
+    if (offset > file_size || length > file_size - offset)
+        return Error(EKV_ERR_IO, "cannot read %s: bytes %llu..%llu are past its end (%llu bytes)", label.c_str(),
+                     static_cast<unsigned long long>(offset), static_cast<unsigned long long>(offset + length),
+                     static_cast<unsigned long long>(file_size));
+    if (length > std::numeric_limits<size_t>::max() / 2 || offset > static_cast<uint64_t>(std::numeric_limits<off_t>::max()))
+        return Error(EKV_ERR_IO, "cannot read %s: %llu bytes is too large for this platform", label.c_str(),
+                     static_cast<unsigned long long>(length));
+    const size_t size = static_cast<size_t>(length);
 
     std::shared_ptr<MappedFile> file(new (std::nothrow) MappedFile());
-    if (!file) return Error(EKV_ERR_OUT_OF_MEMORY, "out of memory opening %s", path.c_str());
-    file->path_ = path;
+    if (!file) return Error(EKV_ERR_OUT_OF_MEMORY, "out of memory opening %s", label.c_str());
+    file->path_ = label;
     file->size_ = size;
     if (size == 0) {  // mmap refuses empty lengths; an empty view is fine
         *out = std::move(file);
         return Status::Ok();
     }
 
-    void* p = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    // Mappings start on a page: map from the page holding `offset`.
+    const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE) : 4096);
+    const uint64_t base = offset / page * page;
+    const size_t lead = static_cast<size_t>(offset - base);
+    void* p = mmap(nullptr, size + lead, PROT_READ, MAP_PRIVATE, fd, static_cast<off_t>(base));
     if (p != MAP_FAILED) {
-        file->data_ = static_cast<const uint8_t*>(p);
+        file->map_base_ = p;
+        file->map_len_ = size + lead;
+        file->data_ = static_cast<const uint8_t*>(p) + lead;
         file->mapped_ = true;
         *out = std::move(file);
         return Status::Ok();
@@ -82,19 +101,19 @@ Status MappedFile::open(const std::string& path, std::shared_ptr<MappedFile>* ou
     uint8_t* buf = allocate_aligned(size);
     if (!buf) {
         return Error(EKV_ERR_OUT_OF_MEMORY, "cannot map %s (%s) nor allocate %zu bytes to read it",
-                     path.c_str(), std::strerror(map_errno), size);
+                     label.c_str(), std::strerror(map_errno), size);
     }
     file->owned_.reset(buf);
     size_t done = 0;
     while (done < size) {
-        const ssize_t n = ::pread(fd, buf + done, size - done, static_cast<off_t>(done));
+        const ssize_t n = ::pread(fd, buf + done, size - done, static_cast<off_t>(offset + done));
         if (n < 0) {
             if (errno == EINTR) continue;
-            return Error(EKV_ERR_IO, "cannot read %s: %s", path.c_str(), std::strerror(errno));
+            return Error(EKV_ERR_IO, "cannot read %s: %s", label.c_str(), std::strerror(errno));
         }
         if (n == 0) {
             return Error(EKV_ERR_IO, "cannot read %s: file shrank to %zu bytes while reading",
-                         path.c_str(), done);
+                         label.c_str(), done);
         }
         done += static_cast<size_t>(n);
     }
@@ -104,6 +123,10 @@ Status MappedFile::open(const std::string& path, std::shared_ptr<MappedFile>* ou
 }
 
 #else  // _WIN32: no mapping yet, read the whole file with stdio.
+
+Status MappedFile::open_range(int, uint64_t, uint64_t, const std::string& label, std::shared_ptr<MappedFile>*) {
+    return Error(EKV_ERR_UNSUPPORTED, "cannot read %s: descriptors are not supported on Windows yet", label.c_str());
+}
 
 Status MappedFile::open(const std::string& path, std::shared_ptr<MappedFile>* out) {
     FILE* f = std::fopen(path.c_str(), "rb");

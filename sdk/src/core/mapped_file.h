@@ -12,7 +12,7 @@
 #include <string>
 
 #include "core/status.h"
-#include "model/model_file.h"
+#include "core/tensor_ref.h"
 
 namespace ekv {
 
@@ -21,6 +21,11 @@ public:
     // Opens `path` read-only. Errors: EKV_ERR_IO naming the file and the
     // system's reason (missing, a directory, unreadable, too large).
     static Status open(const std::string& path, std::shared_ptr<MappedFile>* out);
+    // Bytes [offset, offset + length) of an open descriptor (Android assets
+    // hand out a descriptor with an offset and a length). The descriptor
+    // may be closed afterwards. `label` names it in errors.
+    static Status open_range(int fd, uint64_t offset, uint64_t length, const std::string& label,
+                             std::shared_ptr<MappedFile>* out);
 
     ~MappedFile() override;
     MappedFile(const MappedFile&) = delete;
@@ -38,6 +43,8 @@ private:
     const uint8_t* data_ = nullptr;
     size_t size_ = 0;
     bool mapped_ = false;
+    void* map_base_ = nullptr;  // the mapping starts on a page at or before data_
+    size_t map_len_ = 0;
     // The read fallback: 64-byte aligned like a mapping's start, so tensor
     // data keeps the alignment the file format promises.
     struct AlignedFree {

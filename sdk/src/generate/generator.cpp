@@ -1,7 +1,6 @@
 #include "generate/generator.h"
 
 #include <algorithm>
-#include <cstring>
 #include <new>
 
 #include "generate/forward.h"
@@ -21,8 +20,6 @@ Generator::Generator(const Model& model, Session* session, GenerateOptions opts)
       opts_(std::move(opts)),
       sampler_(opts_.sampler, model.info().n_vocab),
       stops_(opts_.stop_strings) {
-    std::memset(&result_, 0, sizeof result_);
-    result_.struct_size = sizeof result_;
 }
 
 Status Generator::create(const Model& model, Session* session, const int32_t* prompt, int32_t n_prompt,
@@ -197,8 +194,8 @@ Status Generator::next(GenerateEvent* ev) {
 }
 
 Status generate(const Model& model, Session* session, const int32_t* prompt, int32_t n_prompt, GenerateOptions opts,
-                ekv_token_callback on_token, void* user_data, int32_t* out_tokens, int32_t out_capacity,
-                ekv_generate_result* result) {
+                TokenCallback on_token, void* user_data, int32_t* out_tokens, int32_t out_capacity,
+                GenerateStats* result) {
     if (out_capacity > 0 && !out_tokens) return Error(EKV_ERR_INVALID_ARGUMENT, "out_tokens is NULL");
     opts.max_new_tokens = std::min(opts.max_new_tokens, std::max(out_capacity, 0));
     std::unique_ptr<Generator> gen;

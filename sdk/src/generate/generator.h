@@ -28,6 +28,21 @@ struct GenerateOptions {
     CancelSet cancel;  // the call's flag and the cache's
 };
 
+// Counts and times of one generation (the C ABI's ekv_generate_result).
+struct GenerateStats {
+    int32_t n_generated = 0;
+    int32_t n_prompt_tokens = 0;
+    int32_t n_prompt_reused = 0;     // found in the cache, not recomputed
+    int32_t n_prompt_forwarded = 0;  // computed
+    int64_t n_forwarded = 0;         // every token run through the model
+    double prefill_seconds = 0;
+    double decode_seconds = 0;
+    ekv_stop_reason stop_reason = EKV_STOP_NONE;
+};
+
+// Called with each token's released text; 0 stops the generation.
+using TokenCallback = int (*)(int32_t token, const char* text, size_t len, void* user_data);
+
 struct GenerateEvent {
     bool done = false;   // false: a token; true: the end (no token)
     int32_t token = -1;
@@ -52,7 +67,7 @@ public:
     // Ends the generation early (the caller stopped consuming).
     void stop(ekv_stop_reason reason);
     bool done() const { return done_; }
-    const ekv_generate_result& result() const { return result_; }
+    const GenerateStats& result() const { return result_; }
 
 private:
     using Clock = std::chrono::steady_clock;
@@ -74,7 +89,7 @@ private:
     Utf8StreamDecoder utf8_;
     StopStringFilter stops_;
     std::string piece_;  // scratch: the newest token's completed text
-    ekv_generate_result result_;
+    GenerateStats result_;
     bool prefilled_ = false;
     bool done_ = false;
     ekv_stop_reason pending_stop_ = EKV_STOP_NONE;  // the last token ends it; the end event comes next
@@ -86,7 +101,7 @@ private:
 // more with token -1 for text released at the end; returning 0 stops.
 // A stop request gives EKV_ERR_CANCELLED with *result filled.
 Status generate(const Model& model, Session* session, const int32_t* prompt, int32_t n_prompt, GenerateOptions opts,
-                ekv_token_callback on_token, void* user_data, int32_t* out_tokens, int32_t out_capacity,
-                ekv_generate_result* result);
+                TokenCallback on_token, void* user_data, int32_t* out_tokens, int32_t out_capacity,
+                GenerateStats* result);
 
 }  // namespace ekv

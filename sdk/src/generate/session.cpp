@@ -30,11 +30,11 @@ Status Session::create_default(const Model& model, std::unique_ptr<Session>* out
     return create(model, cc, out);
 }
 
-Status Session::load(const Model& model, const std::string& path, std::unique_ptr<Session>* out) {
+Status Session::load(const Model& model, const CacheFile& file, std::unique_ptr<Session>* out) {
     return build(
         model,
         [&](Backend& be, std::unique_ptr<Cache>* cache) -> Status {
-            EKV_TRY(load_cache(path, model.cache_shape(), be, cache));
+            EKV_TRY(load_cache(file, model.cache_shape(), be, cache));
             return model.arch->check_cache((*cache)->type());
         },
         out);

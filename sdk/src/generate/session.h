@@ -20,8 +20,8 @@ public:
     static Status create(const Model& model, const CacheConfig& config, std::unique_ptr<Session>* out);
     // The model's natural cache with default parameters (use_cache=False).
     static Status create_default(const Model& model, std::unique_ptr<Session>* out);
-    // A cache read from a file written by Cache::save.
-    static Status load(const Model& model, const std::string& path, std::unique_ptr<Session>* out);
+    // A cache read from a file (or stream) written by Cache::save.
+    static Status load(const Model& model, const CacheFile& file, std::unique_ptr<Session>* out);
     // A deep copy on a stream of its own. Call with this session in use()
     // (the lock is recursive: the copy may share it).
     Status clone(std::unique_ptr<Session>* out) const;

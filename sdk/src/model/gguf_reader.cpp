@@ -448,6 +448,19 @@ Status load_gguf_memory(const void* data, size_t size, ModelFile* out) {
     return parse_guarded(data ? static_cast<const uint8_t*>(data) : kEmpty, size, "GGUF buffer", out);
 }
 
+Status load_gguf_fd(int fd, uint64_t offset, uint64_t length, ModelFile* out) {
+    if (!out) return Error(EKV_ERR_INVALID_ARGUMENT, "load_gguf_fd: null output");
+    const std::string label = "descriptor " + std::to_string(fd) + " at " + std::to_string(offset);
+    std::shared_ptr<MappedFile> file;
+    EKV_TRY(MappedFile::open_range(fd, offset, length, label, &file));
+    ModelFile mf;
+    EKV_TRY(parse_guarded(file->data(), file->size(), label, &mf));
+    mf.path = label;
+    mf.keep_alive(std::move(file));
+    *out = std::move(mf);
+    return Status::Ok();
+}
+
 // The mapping is owned by *out (keep_alive), so tensor pointers stay valid
 // for as long as the ModelFile lives, wherever it is moved.
 Status load_gguf_file(const std::string& path, ModelFile* out) {

@@ -95,6 +95,9 @@ public:
 // `monitor` (optional) gets the load's progress and may stop it.
 Status load_model(const std::string& path, ekv_backend_kind backend, const BackendOptions& options,
                   std::unique_ptr<Model>* out, LoadMonitor* monitor = nullptr);
+// The same from a file already read (GGUF from memory or a descriptor).
+Status build_model(ModelFile file, ekv_backend_kind backend, const BackendOptions& options,
+                   std::unique_ptr<Model>* out, LoadMonitor* monitor = nullptr);
 
 // Hash of the tensors' names, types, shapes and sampled bytes.
 uint64_t model_fingerprint(const ModelFile& file);

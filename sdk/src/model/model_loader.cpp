@@ -49,15 +49,23 @@ uint64_t model_fingerprint(const ModelFile& file) {
 
 Status load_model(const std::string& path, ekv_backend_kind backend, const BackendOptions& options,
                   std::unique_ptr<Model>* out, LoadMonitor* monitor) {
-    std::unique_ptr<Model> m(new (std::nothrow) Model());
-    if (!m) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate model");
+    ModelFile file;
     struct stat st;
     if (stat(path.c_str(), &st) != 0) return Error(EKV_ERR_IO, "cannot open %s: no such file or directory", path.c_str());
     if (S_ISDIR(st.st_mode)) {
-        EKV_TRY(load_hf_directory(path, &m->file));
+        EKV_TRY(load_hf_directory(path, &file));
     } else {
-        EKV_TRY(load_gguf_file(path, &m->file));
+        EKV_TRY(load_gguf_file(path, &file));
     }
+    return build_model(std::move(file), backend, options, out, monitor);
+}
+
+Status build_model(ModelFile file, ekv_backend_kind backend, const BackendOptions& options,
+                   std::unique_ptr<Model>* out, LoadMonitor* monitor) {
+    std::unique_ptr<Model> m(new (std::nothrow) Model());
+    if (!m) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate model");
+    m->file = std::move(file);
+    const std::string& path = m->file.path;
     if (monitor) {
         for (const TensorRef& t : m->file.tensors()) monitor->total_bytes += t.nbytes;
         EKV_TRY(monitor->step(0));

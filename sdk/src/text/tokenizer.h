@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "core/status.h"
-#include "model/model_file.h"
+#include "core/metadata.h"
 #include "text/bpe.h"
 #include "text/pretokenizer.h"
 #include "text/spm.h"

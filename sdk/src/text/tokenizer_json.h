@@ -5,7 +5,7 @@
 #include <string>
 
 #include "core/status.h"
-#include "model/model_file.h"
+#include "core/metadata.h"
 
 namespace ekv {
 

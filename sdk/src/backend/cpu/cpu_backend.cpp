@@ -13,7 +13,7 @@
 #include "core/fp16.h"
 #include "core/kivi.h"
 #include "core/quant.h"
-#include "model/model_file.h"
+#include "core/tensor_ref.h"
 
 namespace ekv {
 namespace {
@@ -62,6 +62,17 @@ bool kivi_src_ok(const Tensor& src, int64_t first_row, int64_t n_rows) {
            first_row + n_rows <= src.rows;
 }
 
+// What the kernel could still give without swapping (MemAvailable), 0 when unknown.
+uint64_t available_memory_bytes() {
+    std::ifstream in("/proc/meminfo");
+    std::string key;
+    uint64_t kib = 0;
+    std::string unit;
+    while (in >> key >> kib >> unit)
+        if (key == "MemAvailable:") return kib * 1024;
+    return 0;
+}
+
 }  // namespace
 
 DeviceDescription cpu_device_description(int32_t n_threads) {
@@ -73,6 +84,8 @@ DeviceDescription cpu_device_description(int32_t n_threads) {
     const long pages = sysconf(_SC_PHYS_PAGES);
     const long page = sysconf(_SC_PAGESIZE);
     d.memory_bytes = pages > 0 && page > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) : 0;
+    d.free_bytes = available_memory_bytes();
+    if (d.free_bytes == 0 || d.free_bytes > d.memory_bytes) d.free_bytes = d.memory_bytes;
     d.unified_memory = true;
     return d;
 }
@@ -170,13 +183,27 @@ void CpuBackend::rms_norm(const Tensor& x, const Tensor& weight, float eps, Tens
 
 void CpuBackend::matmul(const Tensor& w, const Tensor& x, Tensor& out) {
     // Rows of x and out are contiguous in the workspace (row_bytes == cols * 4).
+    if (!w.data || !x.data || !out.data || !cpu::matmul_supported(w.type) || x.type != DType::F32 ||
+        out.type != DType::F32 || x.cols != w.cols || out.cols != w.rows || out.rows != x.rows ||
+        x.row_bytes != static_cast<size_t>(x.cols) * sizeof(float) ||
+        out.row_bytes != static_cast<size_t>(out.cols) * sizeof(float) ||
+        w.cols % dtype_traits(w.type).block_size != 0 ||
+        cpu::matmul_scratch_bytes(w.type, w.cols, static_cast<int>(x.rows), precision_) > matmul_scratch_.size())
+        return record_error(Error(EKV_ERR_INVALID_ARGUMENT,
+                                  "CPU matmul: weights %s [%lld x %lld] cannot take %lld x %lld activations into "
+                                  "%lld x %lld (or a buffer is missing / scratch too small)",
+                                  dtype_name(w.type), static_cast<long long>(w.rows), static_cast<long long>(w.cols),
+                                  static_cast<long long>(x.rows), static_cast<long long>(x.cols),
+                                  static_cast<long long>(out.rows), static_cast<long long>(out.cols)));
     cpu::matmul(w.type, w.data, w.rows, w.cols, x.ptr<float>(), static_cast<int>(x.rows), out.ptr<float>(),
                 matmul_scratch_.data(), pool_, precision_);
 }
 
 void CpuBackend::rope(Tensor& x, const int32_t* positions, const RopeParams& p) {
     const int half = p.rope_dim / 2;
-    if (half <= 0 || half > 256) return;
+    if (half <= 0 || half > 256 || !positions || !p.inv_freq || p.n_heads * p.head_dim > x.cols)
+        return record_error(Error(EKV_ERR_INVALID_ARGUMENT, "CPU rope: %d rotated dims of %d heads x %d do not fit", p.rope_dim,
+                                  p.n_heads, p.head_dim));
     for_rows(pool_, x.rows, x.cols, [&](long b, long e) {
         float cos_t[256], sin_t[256];
         for (long t = b; t < e; ++t) {
@@ -218,6 +245,9 @@ void CpuBackend::copy_rows(const Tensor& src, Tensor& dst, int64_t dst_row) {
 
 void CpuBackend::attention(const Tensor& q, const int32_t* q_pos, const KvView& kv, const AttentionParams& p,
                            Tensor& out) {
+    if (!q_pos) return record_error(Error(EKV_ERR_INVALID_ARGUMENT, "CPU attention: no query positions"));
+    Status st = cpu::check_attention(q, kv, p);
+    if (!st.ok()) return record_error(std::move(st));
     cpu::attention(q, q_pos, kv, p, out, pool_);
 }
 

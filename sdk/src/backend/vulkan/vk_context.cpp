@@ -12,16 +12,6 @@
 namespace ekv::vk {
 namespace {
 
-bool has_device_extension(VkPhysicalDevice dev, const char* name) {
-    uint32_t n = 0;
-    if (vkEnumerateDeviceExtensionProperties(dev, nullptr, &n, nullptr) != VK_SUCCESS) return false;
-    std::vector<VkExtensionProperties> exts(n);
-    if (vkEnumerateDeviceExtensionProperties(dev, nullptr, &n, exts.data()) != VK_SUCCESS) return false;
-    for (const VkExtensionProperties& e : exts)
-        if (std::strcmp(e.extensionName, name) == 0) return true;
-    return false;
-}
-
 // shaderFloat16 through VK_KHR_shader_float16_int8: the instance targets
 // Vulkan 1.1, where the feature is not core, so the extension is what the
 // device must offer (and what open() enables).
@@ -38,10 +28,15 @@ bool query_shader_float16(VkPhysicalDevice dev) {
 
 }  // namespace
 
-Status Context::create(int32_t index, std::shared_ptr<Context>* out) {
+Status Context::create(const BackendOptions& options, std::shared_ptr<Context>* out) {
     std::shared_ptr<Context> ctx(new (std::nothrow) Context());
     if (!ctx) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate the Vulkan context");
-    EKV_TRY(ctx->open(index));
+    // The variables override the params (for comparisons without rebuilding an app).
+    const char* replay = std::getenv("EKV_VULKAN_REPLAY");
+    ctx->replay_ = replay && replay[0] != '\0' ? std::strcmp(replay, "0") != 0 : options.replay != 0;
+    const char* f16_acc = std::getenv("EKV_VULKAN_F16_ACCUMULATE");
+    ctx->want_f16_accumulate_ = f16_acc && f16_acc[0] != '\0' ? f16_acc[0] == '1' : options.f16_accumulate == 1;
+    EKV_TRY(ctx->open(options.device_index));
     *out = std::move(ctx);
     return Status::Ok();
 }
@@ -60,8 +55,7 @@ Status Context::open(int32_t index) {
     // the caches stage host-placed KV too (the path tests cover on lavapipe).
     if (!map_device_memory_) desc_.unified_memory = false;
     shader_float16_ = query_shader_float16(phys_);
-    const char* f16_acc = std::getenv("EKV_VULKAN_F16_ACCUMULATE");
-    f16_accumulate_ = f16_acc && f16_acc[0] == '1' && shader_float16_;
+    f16_accumulate_ = want_f16_accumulate_ && shader_float16_;
 
     // Prefer a compute queue family without graphics (async compute), else any with compute.
     uint32_t n = 0;

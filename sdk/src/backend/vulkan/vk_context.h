@@ -28,8 +28,9 @@ struct RawBuffer {
 
 class Context {
 public:
-    // Opens device `index` (after EKV_VULKAN_DEVICE, see select_device).
-    static Status create(int32_t index, std::shared_ptr<Context>* out);
+    // Opens device options.device_index (after EKV_VULKAN_DEVICE, see
+    // select_device) with the options' replay and f16-accumulation choices.
+    static Status create(const BackendOptions& options, std::shared_ptr<Context>* out);
     ~Context();
     Context(const Context&) = delete;
     Context& operator=(const Context&) = delete;
@@ -47,6 +48,7 @@ public:
     // was set when the device opened and it has shaderFloat16. Requested on a
     // device without it: silently the default f32 variants (HF-exact).
     bool f16_accumulate() const { return f16_accumulate_; }
+    bool replay() const { return replay_; }
     CommandStream& stream() { return *stream_; }
 
     // Memory (vk_memory.cpp). Storage + transfer usage, bound whole by the
@@ -73,6 +75,8 @@ private:
     bool map_device_memory_ = true;
     bool shader_float16_ = false;
     bool f16_accumulate_ = false;
+    bool replay_ = true;
+    bool want_f16_accumulate_ = false;
     std::unique_ptr<PipelineCache> pipelines_;
     std::unique_ptr<CommandStream> stream_;
 };

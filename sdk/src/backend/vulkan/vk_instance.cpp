@@ -143,6 +143,16 @@ Status Instance::init() {
     return Status::Ok();
 }
 
+bool has_device_extension(VkPhysicalDevice dev, const char* name) {
+    uint32_t n = 0;
+    if (vkEnumerateDeviceExtensionProperties(dev, nullptr, &n, nullptr) != VK_SUCCESS) return false;
+    std::vector<VkExtensionProperties> exts(n);
+    if (vkEnumerateDeviceExtensionProperties(dev, nullptr, &n, exts.data()) != VK_SUCCESS) return false;
+    for (const VkExtensionProperties& e : exts)
+        if (std::strcmp(e.extensionName, name) == 0) return true;
+    return false;
+}
+
 bool is_software_device(VkPhysicalDevice dev) {
     VkPhysicalDeviceProperties props;
     vkGetPhysicalDeviceProperties(dev, &props);
@@ -164,6 +174,20 @@ DeviceDescription describe_device(VkPhysicalDevice dev, int32_t index) {
     for (uint32_t h = 0; h < mem.memoryHeapCount; ++h)
         if (mem.memoryHeaps[h].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) local += mem.memoryHeaps[h].size;
     d.memory_bytes = local;
+    d.free_bytes = local;
+    if (has_device_extension(dev, VK_EXT_MEMORY_BUDGET_EXTENSION_NAME)) {
+        VkPhysicalDeviceMemoryBudgetPropertiesEXT budget{};
+        budget.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_BUDGET_PROPERTIES_EXT;
+        VkPhysicalDeviceMemoryProperties2 mem2{};
+        mem2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MEMORY_PROPERTIES_2;
+        mem2.pNext = &budget;
+        vkGetPhysicalDeviceMemoryProperties2(dev, &mem2);
+        uint64_t free_local = 0;
+        for (uint32_t h = 0; h < mem.memoryHeapCount; ++h)
+            if ((mem.memoryHeaps[h].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) && budget.heapBudget[h] > budget.heapUsage[h])
+                free_local += budget.heapBudget[h] - budget.heapUsage[h];
+        d.free_bytes = free_local;
+    }
     bool all_local_visible = true, any_local = false;
     for (uint32_t i = 0; i < mem.memoryTypeCount; ++i) {
         const VkMemoryPropertyFlags f = mem.memoryTypes[i].propertyFlags;

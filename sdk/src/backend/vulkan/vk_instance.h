@@ -41,6 +41,7 @@ int64_t validation_error_count();
 // host-visible (integrated GPUs, software rasterizers).
 DeviceDescription describe_device(VkPhysicalDevice dev, int32_t index);
 bool is_software_device(VkPhysicalDevice dev);
+bool has_device_extension(VkPhysicalDevice dev, const char* name);
 
 // Every usable device, through a temporary instance (no driver -> the
 // instance's EKV_ERR_BACKEND). software[i]: a CPU implementation (lavapipe,

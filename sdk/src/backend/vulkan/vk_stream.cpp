@@ -53,8 +53,7 @@ Status CommandStream::init(Context& ctx) {
     reads_.reserve(64);
     commands_.reserve(1024);
     recorded_.reserve(1024);
-    const char* replay = std::getenv("EKV_VULKAN_REPLAY");
-    replay_enabled_ = !(replay && std::strcmp(replay, "0") == 0);
+    replay_enabled_ = ctx.replay();
     return Status::Ok();
 }
 

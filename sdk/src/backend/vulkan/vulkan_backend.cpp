@@ -7,13 +7,13 @@
 
 #include "backend/vulkan/vk_shaders.h"
 #include "backend/vulkan/vk_stream.h"
-#include "model/model_file.h"
+#include "core/tensor_ref.h"
 
 namespace ekv {
 
-Status VulkanBackend::create(int32_t device_index, std::unique_ptr<Backend>* out) {
+Status VulkanBackend::create(const BackendOptions& options, std::unique_ptr<Backend>* out) {
     std::shared_ptr<vk::Context> ctx;
-    EKV_TRY(vk::Context::create(device_index, &ctx));
+    EKV_TRY(vk::Context::create(options, &ctx));
     out->reset(new (std::nothrow) VulkanBackend(std::move(ctx)));
     if (!*out) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate the Vulkan backend");
     return Status::Ok();

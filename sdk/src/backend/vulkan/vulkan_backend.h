@@ -31,8 +31,8 @@ private:
 
 class VulkanBackend final : public Backend {
 public:
-    // Opens Vulkan device `device_index`; no driver or device -> EKV_ERR_BACKEND.
-    static Status create(int32_t device_index, std::unique_ptr<Backend>* out);
+    // Opens Vulkan device options.device_index; no driver or device -> EKV_ERR_BACKEND.
+    static Status create(const BackendOptions& options, std::unique_ptr<Backend>* out);
 
     const DeviceDescription& device() const override { return ctx_->description(); }
     Status alloc(size_t bytes, Placement placement, std::unique_ptr<Buffer>* out) override;

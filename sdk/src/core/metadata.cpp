@@ -1,6 +1,6 @@
 // Typed access to GGUF-style metadata. Getters convert between compatible
 // types only: any integer or bool reads as an integer, any number as a float.
-#include "model/model_file.h"
+#include "core/metadata.h"
 
 namespace ekv {
 namespace {

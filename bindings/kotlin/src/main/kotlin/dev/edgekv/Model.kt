@@ -1,0 +1,248 @@
+package dev.edgekv
+
+import java.util.concurrent.locks.ReentrantLock
+import kotlin.concurrent.withLock
+
+/**
+ * A loaded model (`ekv_model`): immutable, shared by any number of threads
+ * and caches.
+ *
+ * [close] is idempotent and may come before the caches' close: caches and
+ * conversations made from the model keep it alive and keep working, and the
+ * native model is freed when the last of them closes. After [close] the
+ * model's own methods throw [IllegalStateException]. Calls running on other
+ * threads when it closes finish first (close never frees under them).
+ * There is no finalizer: close what you open (`use {}`).
+ */
+class Model private constructor(handle: Long, /** The path it was loaded from. */ val path: String) : AutoCloseable {
+    private val lock = ReentrantLock()
+    private val changed = lock.newCondition() // signalled when a call ends
+    private var handle: Long = handle
+    private var open = true       // the application's reference
+    private var refs = 1          // the application's + one per open cache
+    private var calls = 0         // threads inside a native call on the handle
+
+    /** Architecture, sizes, backend and natural cache. */
+    val info: ModelInfo = readInfo(handle)
+
+    companion object {
+        /**
+         * Loads a GGUF file or a Hugging Face model directory.
+         * @throws EdgeKvException with [Status.IO] (missing file),
+         *   [Status.INVALID_FILE] (malformed or hostile file),
+         *   [Status.UNSUPPORTED_ARCH], [Status.CANCELLED] (stopped by
+         *   [ModelParams.cancel] or [ModelParams.onProgress]), ...
+         */
+        @JvmStatic
+        @JvmOverloads
+        fun load(path: String, params: ModelParams = ModelParams()): Model {
+            val p = Native.cString(path, "path")
+            val sink = params.onProgress?.let { ProgressSink(it) }
+            val h = if (params.cancel != null) {
+                params.cancel.withHandle { c -> loadNative(p, params, c, sink) }
+            } else {
+                loadNative(p, params, 0L, sink)
+            }
+            try {
+                return Model(h, path)
+            } catch (t: Throwable) {
+                Native.modelFree(h)
+                throw t
+            }
+        }
+
+        private fun loadNative(path: ByteArray, p: ModelParams, cancel: Long, sink: ProgressSink?): Long =
+            Native.modelLoad(path, p.backend.code, p.deviceIndex, p.nThreads, p.int8Activations, cancel, sink)
+
+        private fun readInfo(h: Long): ModelInfo {
+            val n = LongArray(15)
+            val s = arrayOfNulls<ByteArray>(3)
+            Native.modelInfo(h, n, s)
+            fun str(i: Int) = s[i]?.let { Native.utf8(it) } ?: ""
+            return ModelInfo(
+                architecture = str(0), name = str(1), nLayers = n[0].toInt(), nHeads = n[1].toInt(),
+                nKvHeads = n[2].toInt(), headDim = n[3].toInt(), nEmbd = n[4].toInt(), nFf = n[5].toInt(),
+                contextLength = n[6].toInt(), nVocab = n[7].toInt(), nParams = n[8], weightBytes = n[9],
+                backend = Backend.of(n[10].toInt()), device = str(2), naturalCache = CacheType.of(n[11].toInt()),
+                nSlidingLayers = n[12].toInt(), slidingWindow = n[13].toInt(), nRecurrentLayers = n[14].toInt()
+            )
+        }
+    }
+
+    // ---- lifetime -----------------------------------------------------------
+
+    /** False once [close] was called (caches may still keep the native model). */
+    val isOpen: Boolean
+        get() = lock.withLock { open }
+
+    /** True once the native model is freed: closed and no cache left. */
+    internal val isReleased: Boolean
+        get() = lock.withLock { refs == 0 }
+
+    /**
+     * Runs block with the native handle. [user] calls (the model's own
+     * methods) need the application's reference; calls on behalf of a cache
+     * need only the cache's.
+     */
+    internal fun <T> call(user: Boolean, block: (Long) -> T): T {
+        val h = lock.withLock {
+            if (user) check(open) { "Model is closed" }
+            check(refs > 0) { "Model is released" }
+            calls++
+            handle
+        }
+        try {
+            return block(h)
+        } finally {
+            lock.withLock {
+                calls--
+                if (calls == 0) changed.signalAll()
+            }
+        }
+    }
+
+    /** The handle for a cache that holds a reference (valid while it does). */
+    internal val retainedHandle: Long
+        get() = lock.withLock {
+            check(refs > 0) { "Model is released" }
+            handle
+        }
+
+    internal fun retain(user: Boolean) {
+        lock.withLock {
+            if (user) check(open) { "Model is closed" }
+            check(refs > 0) { "Model is released" }
+            refs++
+        }
+    }
+
+    internal fun release() {
+        val h = lock.withLock {
+            check(refs > 0) { "Model released twice" }
+            refs--
+            if (refs > 0) return
+            while (calls > 0) changed.awaitUninterruptibly()
+            val last = handle
+            handle = 0L
+            last
+        }
+        Native.modelFree(h)
+    }
+
+    /** Drops the application's reference; idempotent. */
+    override fun close() {
+        lock.withLock {
+            if (!open) return
+            open = false
+        }
+        release()
+    }
+
+    // ---- caches ---------------------------------------------------------------
+
+    /**
+     * A new empty cache.
+     * @throws EdgeKvException [Status.UNSUPPORTED] for a type this model
+     *   cannot use ("cache type 'hybrid' needs interleaved local/global
+     *   attention layers; llama has none"), [Status.INVALID_ARGUMENT] for bad
+     *   parameters.
+     */
+    @JvmOverloads
+    fun newCache(params: CacheParams = CacheParams()): Cache {
+        retain(user = true)
+        val h = try {
+            call(user = true) { m -> Native.cacheCreate(m, params.toInts()) }
+        } catch (t: Throwable) {
+            release()
+            throw t
+        }
+        return Cache.adopt(this, h)
+    }
+
+    /**
+     * Reads a cache written by [Cache.save]. A truncated or corrupted file is
+     * [Status.INVALID_FILE], another format version [Status.UNSUPPORTED],
+     * another model's [Status.MODEL_MISMATCH].
+     */
+    fun loadCache(path: String): Cache {
+        val p = Native.cString(path, "path")
+        retain(user = true)
+        val h = try {
+            call(user = true) { m -> Native.cacheLoad(m, p) }
+        } catch (t: Throwable) {
+            release()
+            throw t
+        }
+        return Cache.adopt(this, h)
+    }
+
+    /** A chat with its own cache; see [Conversation]. */
+    @JvmOverloads
+    fun newConversation(
+        systemPrompt: String? = null,
+        cacheParams: CacheParams = CacheParams(),
+        template: String? = null
+    ): Conversation = Conversation(this, cacheParams, systemPrompt, template)
+
+    // ---- text -----------------------------------------------------------------
+
+    /** Token ids of UTF-8 text; [addSpecial] prepends BOS where the tokenizer does. */
+    @JvmOverloads
+    fun tokenize(text: String, addSpecial: Boolean = true, parseSpecial: Boolean = false): IntArray =
+        tokenize(text, addSpecial, parseSpecial, user = true)
+
+    internal fun tokenize(text: String, addSpecial: Boolean, parseSpecial: Boolean, user: Boolean): IntArray =
+        call(user) { Native.tokenize(it, Native.bytes(text), addSpecial, parseSpecial) }
+
+    /** Text of a token sequence. */
+    @JvmOverloads
+    fun detokenize(tokens: IntArray, skipSpecial: Boolean = false): String =
+        detokenize(tokens, skipSpecial, user = true)
+
+    internal fun detokenize(tokens: IntArray, skipSpecial: Boolean, user: Boolean): String =
+        call(user) { Native.utf8(Native.detokenize(it, tokens, skipSpecial)) }
+
+    /** The raw bytes of one token (may be part of a UTF-8 character). */
+    @JvmOverloads
+    fun tokenBytes(token: Int, special: Boolean = false): ByteArray =
+        call(user = true) { Native.tokenToPiece(it, token, special) }
+
+    /** Id of a special token, or null when the model has none. */
+    fun specialToken(which: SpecialToken): Int? =
+        call(user = true) { Native.tokenSpecial(it, which.code) }.takeIf { it >= 0 }
+
+    /** True if the token ends generation (EOS, EOT, ...). */
+    fun isEndOfGeneration(token: Int): Boolean = call(user = true) { Native.tokenIsEog(it, token) }
+
+    /** A string metadata value ("general.name"). */
+    fun metadata(key: String): String {
+        val k = Native.cString(key, "key")
+        return call(user = true) { Native.utf8(Native.modelMetaString(it, k)) }
+    }
+
+    /**
+     * Renders messages with the model's chat template (ChatML, Llama 3,
+     * Gemma), or [template] ("chatml", "llama3", "gemma").
+     */
+    @JvmOverloads
+    fun applyChatTemplate(messages: List<ChatMessage>, addGenerationPrompt: Boolean = true, template: String? = null): String =
+        applyChatTemplate(messages, addGenerationPrompt, template, user = true)
+
+    internal fun applyChatTemplate(
+        messages: List<ChatMessage>, addGenerationPrompt: Boolean, template: String?, user: Boolean
+    ): String {
+        val roles = Array(messages.size) { Native.cString(messages[it].role, "a role") }
+        val contents = Array(messages.size) { Native.cString(messages[it].content, "a message") }
+        val t = template?.let { Native.cString(it, "template") }
+        return call(user) { Native.utf8(Native.chatApplyTemplate(it, t, roles, contents, addGenerationPrompt)) }
+    }
+
+    // ---- without a cache -----------------------------------------------------
+
+    /** Logits of a whole sequence without a cache (HF use_cache=False). */
+    @JvmOverloads
+    fun forward(tokens: IntArray, mode: LogitsMode = LogitsMode.LAST): FloatArray =
+        call(user = true) { Native.forward(it, 0L, tokens, null, mode.code, info.nVocab) }
+
+    override fun toString(): String = "Model(${info.architecture}, $path)"
+}

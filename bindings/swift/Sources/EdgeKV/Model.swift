@@ -1,0 +1,312 @@
+import CEdgeKV
+
+/// A loaded model: weights, tokenizer and chat template. Immutable and shared
+/// freely: any number of caches and tasks may use one model at once.
+///
+/// Releasing a model while its caches or generations still run is safe: they
+/// hold their own reference to the native model, which is freed when the last
+/// of them goes.
+public final class Model: Sendable {
+    /// The native `ekv_model`. A loaded model is immutable and thread safe by
+    /// the C ABI's contract, so the pointer may be shared across threads.
+    nonisolated(unsafe) let handle: OpaquePointer
+
+    /// What the model is (architecture, sizes, backend, natural cache).
+    public let info: ModelInfo
+
+    /// How a model is loaded.
+    public struct Options: Sendable, Hashable {
+        /// Backend to run on (default `.auto`: CUDA, then Vulkan, then the CPU).
+        public var backend: Backend
+        /// Device of that backend (default 0).
+        public var deviceIndex: Int
+        /// CPU worker threads; 0 = one per core (default).
+        public var threads: Int
+        /// Quantize activations to 8 bits inside quantized matmuls
+        /// (llama.cpp's numerics: faster prefill, logits ~1% of their spread
+        /// away from Hugging Face). Default `false`: HF-exact numerics.
+        public var int8Activations: Bool
+
+        /// Options with the library's defaults, overridable one by one.
+        public init(backend: Backend = .auto, deviceIndex: Int = 0, threads: Int = 0, int8Activations: Bool = false) {
+            self.backend = backend
+            self.deviceIndex = deviceIndex
+            self.threads = threads
+            self.int8Activations = int8Activations
+        }
+    }
+
+    /// Loads a GGUF file (v2/v3, memory-mapped) or a Hugging Face model
+    /// directory (config.json + *.safetensors + tokenizer.json) on a
+    /// dedicated thread.
+    ///
+    /// Cancelling the calling task stops the load (`EdgeKVError` with status
+    /// `.cancelled`).
+    /// - Parameters:
+    ///   - path: the file or directory.
+    ///   - options: backend, device and threads.
+    ///   - progress: called with the fraction loaded, in [0, 1], from the loading thread.
+    /// - Throws: `EdgeKVError` (`.io` for a missing file, `.invalidFile` for a
+    ///   malformed one, `.unsupportedArchitecture`, `.backend`, ...).
+    public static func load(
+        from path: String, options: Options = Options(), progress: (@Sendable (Float) -> Void)? = nil
+    ) async throws -> Model {
+        let stop = try StopRequest()
+        return try await withTaskCancellationHandler {
+            try await NativeThread.run(name: "edgekv.load") {
+                try Model(path: path, options: options, progress: progress, stop: stop)
+            }
+        } onCancel: {
+            stop.trigger()
+        }
+    }
+
+    /// Loads a model on the calling thread (blocking; for command-line tools
+    /// and code already on a thread of its own). From async code prefer
+    /// `Model.load(from:options:progress:)`.
+    public convenience init(path: String, options: Options = Options()) throws {
+        try self.init(path: path, options: options, progress: nil, stop: nil)
+    }
+
+    private init(path: String, options: Options, progress: (@Sendable (Float) -> Void)?, stop: StopRequest?) throws {
+        var params = ekv_model_default_params()
+        params.backend = options.backend.cValue
+        params.device_index = Int32(clamping: options.deviceIndex)
+        params.n_threads = Int32(clamping: options.threads)
+        params.int8_activations = options.int8Activations ? 1 : 0
+        params.cancel = stop?.handle
+        let box = progress.map(ProgressBox.init)
+        if box != nil {
+            params.progress = { fraction, userData in
+                guard let userData else { return 1 }
+                Unmanaged<ProgressBox>.fromOpaque(userData).takeUnretainedValue().report(fraction)
+                return 1
+            }
+            params.progress_user_data = box.map { Unmanaged.passUnretained($0).toOpaque() }
+        }
+        var model: OpaquePointer?
+        let status = withExtendedLifetime(box) { ekv_model_load(path, &params, &model) }
+        try check(status, "loading \(path)")
+        guard let model else { throw EdgeKVError(status: .internal, message: "no model returned", operation: "loading \(path)") }
+        do {
+            info = try ModelInfo(model: model)
+        } catch {
+            ekv_model_free(model)
+            throw error
+        }
+        handle = model
+    }
+
+    deinit { ekv_model_free(handle) }
+
+    // MARK: Text
+
+    /// Tokenizes UTF-8 text.
+    /// - Parameters:
+    ///   - text: the text.
+    ///   - addSpecial: prepend BOS where the model's tokenizer does (default `true`).
+    ///   - parseSpecial: treat special-token text ("<|im_start|>") as the token
+    ///     (default `false`; `true` for rendered chat templates).
+    public func tokenize(_ text: String, addSpecial: Bool = true, parseSpecial: Bool = false) throws -> [Token] {
+        var bytes = Array(text.utf8)
+        let length = bytes.count
+        bytes.append(0)
+        var capacity = length + 16
+        for _ in 0..<3 {
+            var tokens = [Token](repeating: 0, count: capacity)
+            var count: Int32 = 0
+            let status = bytes.withUnsafeBufferPointer { utf8 in
+                utf8.withMemoryRebound(to: CChar.self) { text in
+                    ekv_tokenize(handle, text.baseAddress, length, addSpecial ? 1 : 0, parseSpecial ? 1 : 0,
+                                 &tokens, Int32(clamping: capacity), &count)
+                }
+            }
+            if status == EKV_ERR_BUFFER_TOO_SMALL, Int(count) > capacity {
+                capacity = Int(count)
+                continue
+            }
+            try check(status, "tokenizing")
+            tokens.removeSubrange(Int(count)...)
+            return tokens
+        }
+        throw EdgeKVError(status: .bufferTooSmall, message: "token count kept growing", operation: "tokenizing")
+    }
+
+    /// The text of a token sequence.
+    /// - Parameter skipSpecial: drop special tokens (BOS, EOS, chat markers).
+    public func detokenize(_ tokens: [Token], skipSpecial: Bool = false) throws -> String {
+        try readString(capacity: tokens.count * 8 + 16, "detokenizing") { buffer, capacity, length in
+            ekv_detokenize(handle, tokens, Int32(clamping: tokens.count), skipSpecial ? 1 : 0, buffer, capacity, length)
+        }
+    }
+
+    /// The bytes of one token. They may be part of a UTF-8 character (an
+    /// emoji is often several tokens), which is why they are not a `String`;
+    /// generation streams only ever hand out complete characters.
+    /// - Parameter special: render a special token's text (else it gives no bytes).
+    public func bytes(of token: Token, special: Bool = false) throws -> [UInt8] {
+        var capacity = 64
+        for _ in 0..<3 {
+            var buffer = [CChar](repeating: 0, count: capacity)
+            var length = 0
+            let status = ekv_token_to_piece(handle, token, special ? 1 : 0, &buffer, capacity, &length)
+            if status == EKV_ERR_BUFFER_TOO_SMALL, length + 1 > capacity {
+                capacity = length + 1
+                continue
+            }
+            try check(status, "reading token \(token)")
+            return buffer[..<length].map { UInt8(bitPattern: $0) }
+        }
+        throw EdgeKVError(status: .bufferTooSmall, message: "token text kept growing", operation: "reading token \(token)")
+    }
+
+    /// The id of a special token, or `nil` when the model has none.
+    public func specialToken(_ kind: SpecialToken) throws -> Token? {
+        var id: Int32 = -1
+        try check(ekv_token_special(handle, ekv_special_token(rawValue: .init(truncatingIfNeeded: kind.rawValue)), &id),
+                  "looking up the \(kind) token")
+        return id >= 0 ? id : nil
+    }
+
+    /// Whether `token` ends generation (EOS, end of turn, ...).
+    public func isEndOfGeneration(_ token: Token) -> Bool { ekv_token_is_eog(handle, token) != 0 }
+
+    /// Renders a conversation with the model's chat template (ChatML, Llama 3
+    /// and Gemma families are recognised).
+    /// - Parameters:
+    ///   - messages: the conversation so far.
+    ///   - addGenerationPrompt: end with the assistant's turn header, ready to generate.
+    ///   - template: "chatml", "llama3" or "gemma" to override the model's template.
+    public func applyChatTemplate(
+        _ messages: [ChatMessage], addGenerationPrompt: Bool = true, template: String? = nil
+    ) throws -> String {
+        let roles = messages.map(\.role.rawValue)
+        let contents = messages.map(\.content)
+        let capacity = contents.reduce(1024) { $0 + $1.utf8.count + 64 }
+        return try withCStrings(roles + contents) { strings in
+            let cMessages = (0..<messages.count).map {
+                ekv_chat_message(role: strings[$0], content: strings[messages.count + $0])
+            }
+            return try readString(capacity: capacity, "applying the chat template") { buffer, cap, length in
+                if let template {
+                    return ekv_chat_apply_template(handle, template, cMessages, cMessages.count,
+                                                   addGenerationPrompt ? 1 : 0, buffer, cap, length)
+                }
+                return ekv_chat_apply_template(handle, nil, cMessages, cMessages.count, addGenerationPrompt ? 1 : 0,
+                                               buffer, cap, length)
+            }
+        }
+    }
+
+    /// A string metadata value of the model file ("general.name").
+    /// - Throws: `EdgeKVError` when the key is missing or not a string.
+    public func metadata(_ key: String) throws -> String {
+        try readString("reading metadata \(key)") { buffer, capacity, length in
+            ekv_model_meta_string(handle, key, buffer, capacity, length)
+        }
+    }
+
+    /// Device work counters of the model's backend (zeros on the CPU).
+    public func backendStats() throws -> BackendStats {
+        var stats = ekv_backend_stats_default()
+        try check(ekv_model_get_backend_stats(handle, &stats), "reading backend stats")
+        return BackendStats(submissions: stats.submissions, replayedSubmissions: stats.replayed_submissions,
+                            recordNanoseconds: stats.record_ns)
+    }
+
+    /// Makes an empty cache for this model (shorthand for `Cache(model:configuration:)`).
+    public func makeCache(_ configuration: CacheConfiguration = CacheConfiguration()) throws -> Cache {
+        try Cache(model: self, configuration: configuration)
+    }
+}
+
+/// Carries a progress closure through the C callback's user data.
+private final class ProgressBox: Sendable {
+    let report: @Sendable (Float) -> Void
+    init(_ report: @escaping @Sendable (Float) -> Void) { self.report = report }
+}
+
+/// Special tokens a model may have.
+public enum SpecialToken: Int32, Sendable, CaseIterable {
+    /// Beginning of sequence.
+    case bos = 0
+    /// End of sequence.
+    case eos = 1
+    /// End of turn, for chat models that have one.
+    case eot = 2
+    /// Padding.
+    case pad = 3
+}
+
+/// Device work a backend submitted (`ekv_backend_stats`).
+public struct BackendStats: Sendable, Hashable {
+    /// Command buffers submitted.
+    public let submissions: UInt64
+    /// Of which replayed without recording.
+    public let replayedSubmissions: UInt64
+    /// Host time spent recording them, in nanoseconds.
+    public let recordNanoseconds: UInt64
+}
+
+/// What a model is (`ekv_model_info`).
+public struct ModelInfo: Sendable, Hashable {
+    /// Architecture ("llama", "gemma3", "mamba", ...).
+    public let architecture: String
+    /// `general.name`; may be empty.
+    public let name: String
+    /// Transformer (or Mamba) layers.
+    public let layerCount: Int
+    /// Attention heads.
+    public let headCount: Int
+    /// Key/value heads (grouped-query attention).
+    public let kvHeadCount: Int
+    /// Dimension of one head.
+    public let headDimension: Int
+    /// Embedding width.
+    public let embeddingLength: Int
+    /// Feed-forward width.
+    public let feedForwardLength: Int
+    /// Trained context length.
+    public let contextLength: Int
+    /// Vocabulary size: token ids are `0..<vocabularySize`.
+    public let vocabularySize: Int
+    /// Parameter count.
+    public let parameterCount: UInt64
+    /// Bytes of weights as stored (quantized).
+    public let weightBytes: UInt64
+    /// The backend the model runs on.
+    public let backend: Backend
+    /// The device's name.
+    public let device: String
+    /// What `CacheType.auto` resolves to for this model.
+    public let naturalCache: CacheType
+    /// Local sliding-window attention layers (Gemma); 0 when none.
+    public let slidingLayerCount: Int
+    /// Their window in positions; 0 when none.
+    public let slidingWindow: Int
+    /// Mamba layers (a fixed-size state, no KV); 0 when none.
+    public let recurrentLayerCount: Int
+
+    init(model: OpaquePointer) throws {
+        var i = ekv_model_info_default()
+        try check(ekv_model_get_info(model, &i), "reading model info")
+        architecture = stringFromCharTuple(i.architecture)
+        name = stringFromCharTuple(i.name)
+        layerCount = Int(i.n_layers)
+        headCount = Int(i.n_heads)
+        kvHeadCount = Int(i.n_kv_heads)
+        headDimension = Int(i.head_dim)
+        embeddingLength = Int(i.n_embd)
+        feedForwardLength = Int(i.n_ff)
+        contextLength = Int(i.context_length)
+        vocabularySize = Int(i.n_vocab)
+        parameterCount = i.n_params
+        weightBytes = i.weight_bytes
+        backend = Backend(i.backend)
+        device = stringFromCharTuple(i.device)
+        naturalCache = CacheType(i.natural_cache)
+        slidingLayerCount = Int(i.n_sliding_layers)
+        slidingWindow = Int(i.sliding_window)
+        recurrentLayerCount = Int(i.n_recurrent_layers)
+    }
+}
