@@ -42,7 +42,7 @@ protected:
     // opened with EKV_VULKAN_F16_ACCUMULATE=1.
     static Status open_f16acc(std::unique_ptr<Backend>* backend, std::shared_ptr<vk::Context>* ctx) {
         ScopedF16AccumulateEnv env("1");
-        EKV_TRY(vk::Context::create(0, ctx));
+        EKV_TRY(vk::Context::create(ekv::BackendOptions(), ctx));
         return create_backend(EKV_BACKEND_VULKAN, BackendOptions{}, backend);
     }
 };
@@ -70,7 +70,7 @@ TEST_F(VulkanF16Acc, EnvRequestFollowsDeviceSupport) {
     std::shared_ptr<vk::Context> plain;
     {
         ScopedF16AccumulateEnv env(nullptr);
-        ASSERT_TRUE(vk::Context::create(0, &plain).ok());
+        ASSERT_TRUE(vk::Context::create(ekv::BackendOptions(), &plain).ok());
     }
     EXPECT_FALSE(plain->f16_accumulate());
     EXPECT_EQ(plain->shader_float16(), ctx->shader_float16());

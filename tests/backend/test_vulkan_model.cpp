@@ -73,7 +73,7 @@ TEST(VulkanDevices, BadIndexAndMissingDriverAreClearErrors) {
 TEST(VulkanValidation, ErrorsAreCounted) {
     ASSERT_TRUE(vk::validation_requested()) << "run with EKV_VULKAN_VALIDATION=1 (the vulkan test preset sets it)";
     std::shared_ptr<vk::Context> ctx;
-    const Status st = vk::Context::create(0, &ctx);
+    const Status st = vk::Context::create(ekv::BackendOptions(), &ctx);
     ASSERT_TRUE(st.ok()) << st.message();
     const int64_t before = vk::validation_error_count();
     std::fprintf(stderr, "VulkanValidation.ErrorsAreCounted: the next validation error is expected\n");

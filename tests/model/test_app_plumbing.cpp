@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -170,6 +171,56 @@ TEST(AppPlumbing, CacheParamsReadBack) {
     EXPECT_EQ(got.dtype, EKV_KV_F16);
     EXPECT_EQ(got.offload, EKV_PLACEMENT_DEVICE);
     EXPECT_EQ(ekv_cache_get_params(d, nullptr), EKV_ERR_INVALID_ARGUMENT);
+}
+
+// A params struct of any size: the known prefix is read, the rest defaults,
+// and bytes past what the library knows are never read.
+TEST(AppPlumbing, ParamsOfAnySizeUseTheirPrefix) {
+    ModelPtr model = load_model(tiny_path(), 1);
+    ASSERT_TRUE(model);
+    ekv_cache_params small = ekv_cache_default_params();
+    small.type = EKV_CACHE_STATIC;
+    small.max_cache_len = 32;
+    small.dtype = EKV_KV_KIVI;  // past the prefix: must not be read
+    small.struct_size = offsetof(ekv_cache_params, dtype);
+    ekv_cache* c = nullptr;
+    ASSERT_EQ(ekv_cache_create(model.get(), &small, &c), EKV_OK) << ekv_last_error();
+    CachePtr owned(c);
+    ekv_cache_params got = ekv_cache_default_params();
+    ASSERT_EQ(ekv_cache_get_params(c, &got), EKV_OK);
+    EXPECT_EQ(got.type, EKV_CACHE_STATIC);
+    EXPECT_EQ(got.max_cache_len, 32);
+    EXPECT_EQ(got.dtype, EKV_KV_F16);  // the default
+
+    // A newer, larger struct: unknown trailing bytes are ignored.
+    struct Bigger {
+        ekv_cache_params p;
+        unsigned char future[64];
+    } big;
+    std::memset(&big, 0xab, sizeof big);
+    big.p = ekv_cache_default_params();
+    big.p.struct_size = sizeof big;
+    big.p.type = EKV_CACHE_SLIDING_WINDOW;
+    big.p.window_length = 16;
+    c = nullptr;
+    ASSERT_EQ(ekv_cache_create(model.get(), &big.p, &c), EKV_OK) << ekv_last_error();
+    CachePtr owned_big(c);
+    int32_t cap = 0;
+    ASSERT_EQ(ekv_cache_capacity(c, &cap), EKV_OK);
+    EXPECT_EQ(cap, 16);
+
+    // A v1-sized generate params (no stop request field) still generates.
+    ekv_generate_params gp = ekv_generate_default_params();
+    gp.struct_size = offsetof(ekv_generate_params, cancel);
+    gp.max_new_tokens = 3;
+    gp.stop_at_eos = 0;
+    const int32_t prompt[3] = {5, 17, 42};
+    int32_t out[3];
+    ekv_generate_result r = ekv_generate_default_result();
+    ASSERT_EQ(ekv_generate(model.get(), owned.get(), prompt, 3, &gp, out, 3, &r), EKV_OK) << ekv_last_error();
+    EXPECT_EQ(r.n_generated, 3);
+    gp.struct_size = 4;  // not even the size field
+    EXPECT_EQ(ekv_generate(model.get(), owned.get(), prompt, 3, &gp, out, 3, &r), EKV_ERR_INVALID_ARGUMENT);
 }
 
 TEST(AppPlumbing, MetadataKeysCanBeListed) {

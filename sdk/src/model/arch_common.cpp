@@ -156,6 +156,46 @@ Status WeightLoader::load(const std::string& name, int64_t cols, int64_t rows, T
 
 void ActivationArena::add(Tensor* t, int64_t rows, int64_t cols) { entries_.push_back({t, rows, cols}); }
 
+BlockDims block_dims(int64_t n_embd, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim, int64_t n_ff,
+                     int64_t n_vocab) {
+    BlockDims d;
+    d.n_embd = n_embd;
+    d.q_out = static_cast<int64_t>(n_heads) * head_dim;
+    d.kv_out = static_cast<int64_t>(n_kv_heads) * head_dim;
+    d.n_ff = n_ff;
+    d.n_vocab = n_vocab;
+    return d;
+}
+
+Status load_attention_projections(WeightLoader& wl, const std::string& p, const BlockDims& d,
+                                  AttentionProjections* out) {
+    EKV_TRY(wl.load(p + "attn_q.weight", d.n_embd, d.q_out, &out->wq));
+    EKV_TRY(wl.load(p + "attn_k.weight", d.n_embd, d.kv_out, &out->wk));
+    EKV_TRY(wl.load(p + "attn_v.weight", d.n_embd, d.kv_out, &out->wv));
+    return wl.load(p + "attn_output.weight", d.q_out, d.n_embd, &out->wo);
+}
+
+Status load_ffn_projections(WeightLoader& wl, const std::string& p, const BlockDims& d, FfnProjections* out) {
+    EKV_TRY(wl.load(p + "ffn_gate.weight", d.n_embd, d.n_ff, &out->gate));
+    EKV_TRY(wl.load(p + "ffn_up.weight", d.n_embd, d.n_ff, &out->up));
+    return wl.load(p + "ffn_down.weight", d.n_ff, d.n_embd, &out->down);
+}
+
+void BlockWorkspace::add_to(ActivationArena& arena, const BlockDims& d, int32_t batch) {
+    for (Tensor* t : {&x, &h, &proj}) arena.add(t, batch, d.n_embd);
+    for (Tensor* t : {&q, &att}) arena.add(t, batch, d.q_out);
+    for (Tensor* t : {&k, &v}) arena.add(t, batch, d.kv_out);
+    for (Tensor* t : {&gate, &up}) arena.add(t, batch, d.n_ff);
+    arena.add(&logits, batch, d.n_vocab);
+}
+
+Status BlockWorkspace::finish(ActivationArena& arena, Backend& stream_backend, int32_t batch) {
+    EKV_TRY(arena.allocate(stream_backend, &mem));
+    stream = &stream_backend;
+    positions.resize(static_cast<size_t>(batch));
+    return Status::Ok();
+}
+
 Status ActivationArena::allocate(Backend& backend, std::unique_ptr<Buffer>* out) {
     size_t total = 0;
     for (const Entry& e : entries_) total += (static_cast<size_t>(e.rows * e.cols) * 4 + 63) / 64 * 64;

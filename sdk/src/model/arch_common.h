@@ -116,4 +116,37 @@ private:
     std::vector<Entry> entries_;
 };
 
+// The widths a pre-norm decoder block works with (Llama, Gemma, Jamba's
+// attention layers): the residual stream, queries, keys/values, the FFN.
+struct BlockDims {
+    int64_t n_embd = 0, q_out = 0, kv_out = 0, n_ff = 0, n_vocab = 0;
+};
+BlockDims block_dims(int64_t n_embd, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim, int64_t n_ff,
+                     int64_t n_vocab);
+
+// A block's projections under GGUF names (prefix "blk.N."); the norms
+// around them differ between architectures and are loaded by each.
+struct AttentionProjections {
+    Tensor wq, wk, wv, wo;  // attn_q, attn_k, attn_v, attn_output
+};
+struct FfnProjections {
+    Tensor gate, up, down;  // ffn_gate, ffn_up, ffn_down (SiLU- or GELU-gated)
+};
+Status load_attention_projections(WeightLoader& wl, const std::string& prefix, const BlockDims& d,
+                                  AttentionProjections* out);
+Status load_ffn_projections(WeightLoader& wl, const std::string& prefix, const BlockDims& d, FfnProjections* out);
+
+// Activations of a decoder made of such blocks, in one arena of `batch`
+// rows: add_to() adds them (an architecture may add its own before
+// allocate()), finish() allocates on the stream.
+class BlockWorkspace : public Workspace {
+public:
+    std::unique_ptr<Buffer> mem;
+    Tensor x, h, q, k, v, att, proj, gate, up, logits;
+    std::vector<int32_t> positions;
+
+    void add_to(ActivationArena& arena, const BlockDims& d, int32_t batch);
+    Status finish(ActivationArena& arena, Backend& stream_backend, int32_t batch);
+};
+
 }  // namespace ekv

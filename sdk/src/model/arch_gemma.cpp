@@ -23,18 +23,13 @@ namespace {
 constexpr int32_t kBatch = 128;  // tokens per forward chunk (prefill)
 constexpr float kGemma3LocalRopeBase = 10000.0f;
 
-struct GemmaLayer {
-    Tensor attn_norm, wq, wk, wv, wo, q_norm, k_norm, post_attn_norm;
-    Tensor ffn_norm, gate, up, down, post_ffn_norm;
+struct GemmaLayer : AttentionProjections, FfnProjections {
+    Tensor attn_norm, q_norm, k_norm, post_attn_norm;
+    Tensor ffn_norm, post_ffn_norm;
     bool local = false;  // sliding-window attention
 };
 
-class GemmaWorkspace final : public Workspace {
-public:
-    std::unique_ptr<Buffer> mem;
-    Tensor x, h, q, k, v, att, proj, gate, up, logits;
-    std::vector<int32_t> positions;
-};
+using GemmaWorkspace = BlockWorkspace;
 
 class Gemma final : public Architecture {
 public:
@@ -53,6 +48,9 @@ private:
     Status read_layer_pattern(const ModelFile& file);
     Status check_backend() const;
     void forward_chunk(Cache& cache, GemmaWorkspace& ws, const int32_t* tokens, int32_t n, int32_t first_pos) const;
+    BlockDims dims() const {
+        return block_dims(hp_.n_embd, hp_.n_heads, hp_.n_kv_heads, hp_.head_dim, hp_.n_ff, hp_.n_vocab);
+    }
     void per_head_norm(Backend& be, Tensor& x, int32_t n_heads, const Tensor& w) const;
 
     Backend& backend_;
@@ -144,8 +142,7 @@ Status Gemma::init(const ModelFile& file) {
                 static_cast<float>(std::pow(static_cast<double>(kGemma3LocalRopeBase), -2.0 * i / hp_.rope_dim));
     }
     WeightLoader wl(file, backend_, &owners_);
-    const int64_t q_out = static_cast<int64_t>(hp_.n_heads) * hp_.head_dim;
-    const int64_t kv_out = static_cast<int64_t>(hp_.n_kv_heads) * hp_.head_dim;
+    const BlockDims d = dims();
     EKV_TRY(wl.load("token_embd.weight", hp_.n_embd, hp_.n_vocab, &tok_embd_));
     EKV_TRY(wl.load("output_norm.weight", hp_.n_embd, 1, &output_norm_));
     if (file.find_tensor("output.weight")) {
@@ -158,15 +155,10 @@ Status Gemma::init(const ModelFile& file) {
         GemmaLayer& l = layers_[static_cast<size_t>(i)];
         const std::string p = "blk." + std::to_string(i) + ".";
         EKV_TRY(wl.load(p + "attn_norm.weight", hp_.n_embd, 1, &l.attn_norm));
-        EKV_TRY(wl.load(p + "attn_q.weight", hp_.n_embd, q_out, &l.wq));
-        EKV_TRY(wl.load(p + "attn_k.weight", hp_.n_embd, kv_out, &l.wk));
-        EKV_TRY(wl.load(p + "attn_v.weight", hp_.n_embd, kv_out, &l.wv));
-        EKV_TRY(wl.load(p + "attn_output.weight", q_out, hp_.n_embd, &l.wo));
+        EKV_TRY(load_attention_projections(wl, p, d, &l));
         EKV_TRY(wl.load(p + "post_attention_norm.weight", hp_.n_embd, 1, &l.post_attn_norm));
         EKV_TRY(wl.load(p + "ffn_norm.weight", hp_.n_embd, 1, &l.ffn_norm));
-        EKV_TRY(wl.load(p + "ffn_gate.weight", hp_.n_embd, hp_.n_ff, &l.gate));
-        EKV_TRY(wl.load(p + "ffn_up.weight", hp_.n_embd, hp_.n_ff, &l.up));
-        EKV_TRY(wl.load(p + "ffn_down.weight", hp_.n_ff, hp_.n_embd, &l.down));
+        EKV_TRY(load_ffn_projections(wl, p, d, &l));
         EKV_TRY(wl.load(p + "post_ffw_norm.weight", hp_.n_embd, 1, &l.post_ffn_norm));
         if (version_ == 3) {
             EKV_TRY(wl.load(p + "attn_q_norm.weight", hp_.head_dim, 1, &l.q_norm));
@@ -180,7 +172,7 @@ Status Gemma::init(const ModelFile& file) {
         if (t->type != DType::F32) return Error(EKV_ERR_UNSUPPORTED, "%s: norm weights must be f32", arch_.c_str());
     if (!backend_.supports_weight(tok_embd_.type))
         return Error(EKV_ERR_UNSUPPORTED, "token_embd.weight: type %s not supported", dtype_name(tok_embd_.type));
-    const int64_t k_max = std::max<int64_t>({hp_.n_embd, hp_.n_ff, q_out});
+    const int64_t k_max = std::max<int64_t>({hp_.n_embd, hp_.n_ff, d.q_out});
     EKV_TRY(backend_.reserve_scratch(k_max, kBatch));
     fill_info(file, hp_, wl.total_bytes(), wl.total_params(), &info_);
     return Status::Ok();
@@ -224,22 +216,9 @@ Status Gemma::check_cache(ekv_cache_type type) const {
 Status Gemma::create_workspace(Backend& stream, std::unique_ptr<Workspace>* out) const {
     std::unique_ptr<GemmaWorkspace> ws(new (std::nothrow) GemmaWorkspace());
     if (!ws) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate workspace");
-    const int64_t q_out = static_cast<int64_t>(hp_.n_heads) * hp_.head_dim;
-    const int64_t kv_out = static_cast<int64_t>(hp_.n_kv_heads) * hp_.head_dim;
     ActivationArena arena;
-    arena.add(&ws->x, kBatch, hp_.n_embd);
-    arena.add(&ws->h, kBatch, hp_.n_embd);
-    arena.add(&ws->q, kBatch, q_out);
-    arena.add(&ws->k, kBatch, kv_out);
-    arena.add(&ws->v, kBatch, kv_out);
-    arena.add(&ws->att, kBatch, q_out);
-    arena.add(&ws->proj, kBatch, hp_.n_embd);
-    arena.add(&ws->gate, kBatch, hp_.n_ff);
-    arena.add(&ws->up, kBatch, hp_.n_ff);
-    arena.add(&ws->logits, kBatch, hp_.n_vocab);
-    EKV_TRY(arena.allocate(stream, &ws->mem));
-    ws->stream = &stream;
-    ws->positions.resize(kBatch);
+    ws->add_to(arena, dims(), kBatch);
+    EKV_TRY(ws->finish(arena, stream, kBatch));
     *out = std::move(ws);
     return Status::Ok();
 }

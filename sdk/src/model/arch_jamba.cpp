@@ -22,23 +22,18 @@ namespace {
 
 constexpr int32_t kBatch = 128;  // tokens per forward chunk (prefill)
 
-struct JambaLayer {
+struct JambaLayer : AttentionProjections, FfnProjections {  // projections: attention layers / dense FFNs
     bool attention = false;  // else Mamba
     bool moe = false;        // else a dense FFN
     Tensor attn_norm, ffn_norm;
-    Tensor wq, wk, wv, wo;
     MambaMixerWeights mixer;
-    Tensor gate, up, down;
     MoeWeights experts;
 };
 
-class JambaWorkspace final : public Workspace {
+class JambaWorkspace final : public BlockWorkspace {
 public:
-    std::unique_ptr<Buffer> mem;  // one allocation for every activation
-    Tensor x, h, proj, q, k, v, att, gate, up, logits;
     MambaScratch mixer;
     MoeScratch moe;
-    std::vector<int32_t> positions;
 };
 
 class Jamba final : public Architecture {
@@ -67,6 +62,9 @@ private:
     Status read_layout(const ModelFile& file);
     Status load_layer(const ModelFile& file, WeightLoader& wl, int32_t il);
     void forward_chunk(Cache& cache, JambaWorkspace& ws, const int32_t* tokens, int32_t n, int32_t first_pos) const;
+    BlockDims dims() const {
+        return block_dims(info_.n_embd, info_.n_heads, info_.n_kv_heads, info_.head_dim, info_.n_ff, info_.n_vocab);
+    }
 
     Backend& backend_;
     ModelInfo info_;
@@ -145,25 +143,19 @@ Status Jamba::load_layer(const ModelFile& file, WeightLoader& wl, int32_t il) {
     JambaLayer& l = layers_[static_cast<size_t>(il)];
     const std::string p = "blk." + std::to_string(il) + ".";
     const int64_t n_embd = mamba_.n_embd;
-    const int64_t q_out = static_cast<int64_t>(info_.n_heads) * info_.head_dim;
-    const int64_t kv_out = static_cast<int64_t>(info_.n_kv_heads) * info_.head_dim;
+    const BlockDims d = dims();
     EKV_TRY(wl.load(p + "attn_norm.weight", n_embd, 1, &l.attn_norm));
     EKV_TRY(wl.load(p + "ffn_norm.weight", n_embd, 1, &l.ffn_norm));
     if (l.attn_norm.type != DType::F32 || l.ffn_norm.type != DType::F32)
         return Error(EKV_ERR_UNSUPPORTED, "%sattn_norm / ffn_norm weights must be f32", p.c_str());
     if (l.attention) {
-        EKV_TRY(wl.load(p + "attn_q.weight", n_embd, q_out, &l.wq));
-        EKV_TRY(wl.load(p + "attn_k.weight", n_embd, kv_out, &l.wk));
-        EKV_TRY(wl.load(p + "attn_v.weight", n_embd, kv_out, &l.wv));
-        EKV_TRY(wl.load(p + "attn_output.weight", q_out, n_embd, &l.wo));
+        EKV_TRY(load_attention_projections(wl, p, d, &l));
     } else {
         EKV_TRY(load_mamba_mixer(wl, p, mamba_, true, &l.mixer));
     }
     if (l.moe)
         return load_moe(file, backend_, p, moe_, wl, &owners_, &expert_bytes_, &expert_params_, &l.experts);
-    EKV_TRY(wl.load(p + "ffn_gate.weight", n_embd, info_.n_ff, &l.gate));
-    EKV_TRY(wl.load(p + "ffn_up.weight", n_embd, info_.n_ff, &l.up));
-    return wl.load(p + "ffn_down.weight", info_.n_ff, n_embd, &l.down);
+    return load_ffn_projections(wl, p, d, &l);
 }
 
 Status Jamba::init(const ModelFile& file) {
@@ -224,27 +216,14 @@ Status Jamba::check_cache(ekv_cache_type type) const {
 Status Jamba::create_workspace(Backend& stream, std::unique_ptr<Workspace>* out) const {
     std::unique_ptr<JambaWorkspace> ws(new (std::nothrow) JambaWorkspace());
     if (!ws) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate workspace");
-    const int64_t q_out = static_cast<int64_t>(info_.n_heads) * info_.head_dim;
-    const int64_t kv_out = static_cast<int64_t>(info_.n_kv_heads) * info_.head_dim;
     ActivationArena arena;
-    arena.add(&ws->x, kBatch, info_.n_embd);
-    arena.add(&ws->h, kBatch, info_.n_embd);
-    arena.add(&ws->proj, kBatch, info_.n_embd);
-    arena.add(&ws->q, kBatch, q_out);
-    arena.add(&ws->k, kBatch, kv_out);
-    arena.add(&ws->v, kBatch, kv_out);
-    arena.add(&ws->att, kBatch, q_out);
-    arena.add(&ws->gate, kBatch, info_.n_ff);
-    arena.add(&ws->up, kBatch, info_.n_ff);
-    arena.add(&ws->logits, kBatch, info_.n_vocab);
+    ws->add_to(arena, dims(), kBatch);
     ws->mixer.add_to(arena, kBatch, mamba_);
     if (moe_.n_expert > 0) {
         ws->moe.add_to(arena, kBatch, moe_);
         ws->moe.size_host(kBatch, moe_);
     }
-    EKV_TRY(arena.allocate(stream, &ws->mem));
-    ws->stream = &stream;
-    ws->positions.resize(kBatch);
+    EKV_TRY(ws->finish(arena, stream, kBatch));
     *out = std::move(ws);
     return Status::Ok();
 }
