@@ -56,8 +56,21 @@ TEST(VulkanDevices, BadIndexAndMissingDriverAreClearErrors) {
     const char* old = std::getenv("VK_ICD_FILENAMES");
     const std::string saved = old ? old : "";
     setenv("VK_ICD_FILENAMES", "/nonexistent/edgekv_no_driver.json", 1);
+    // The loader's complaints reach the log callback, and stderr gets nothing.
+    std::vector<std::string> logged;
+    ekv_log_set_callback(
+        [](ekv_log_level level, const char* message, void* ud) {
+            if (level == EKV_LOG_ERROR) static_cast<std::vector<std::string>*>(ud)->push_back(message);
+        },
+        &logged);
+    testing::internal::CaptureStderr();
     const Status st = create_backend(EKV_BACKEND_VULKAN, BackendOptions{}, &b);
+    const std::string err = testing::internal::GetCapturedStderr();
+    ekv_log_set_callback(nullptr, nullptr);
     EXPECT_EQ(st.code(), EKV_ERR_BACKEND) << st.message();
+    EXPECT_EQ(err, "");
+    ASSERT_FALSE(logged.empty());
+    EXPECT_NE(logged.back().find("Vulkan loader error"), std::string::npos) << logged.back();
     EXPECT_EQ(backend_device_count(EKV_BACKEND_VULKAN), 0);
     ASSERT_TRUE(create_backend(EKV_BACKEND_AUTO, BackendOptions{}, &b).ok());
     EXPECT_EQ(b->device().kind, EKV_BACKEND_CPU);
