@@ -264,14 +264,18 @@ EKV_API ekv_status ekv_model_params_init(ekv_model_params *params, size_t size);
  * model directory (config.json + *.safetensors + tokenizer.json).
  * On success *out owns the model; release it with ekv_model_free(). */
 EKV_API ekv_status ekv_model_load(const char *path, const ekv_model_params *params, ekv_model **out);
-/* Loads a GGUF model from memory. Nothing is copied: the bytes must stay
- * valid and unchanged until the model and every object made from it are
- * freed. */
+/* Loads a GGUF model from memory. The bytes must stay valid and unchanged
+ * until the model and every object made from it are freed. Nothing is copied
+ * when the buffer starts on a multiple of the file's alignment (32 bytes
+ * unless general.alignment says otherwise); otherwise tensors not aligned for
+ * their type are copied, and a warning goes to the log. */
 EKV_API ekv_status ekv_model_load_from_memory(const void *data, size_t size, const ekv_model_params *params,
                                               ekv_model **out);
 /* Loads a GGUF model from bytes [offset, offset + length) of an open file
  * descriptor (an Android asset's AAsset_openFileDescriptor64), mapped
- * read-only; the descriptor may be closed once this returns. */
+ * read-only; the descriptor may be closed once this returns. An offset that
+ * is not a multiple of the file's alignment works, at the cost of copying
+ * the tensors it misaligns (store assets page-aligned: zipalign -p). */
 EKV_API ekv_status ekv_model_load_from_fd(int fd, uint64_t offset, uint64_t length, const ekv_model_params *params,
                                           ekv_model **out);
 /* Adds a reference to a model (free it with ekv_model_free): for code that

@@ -53,6 +53,15 @@ TEST(AppPlumbing, LoadFromMemoryAndFromADescriptorRange) {
     EXPECT_EQ(logits_after(m, toks), want);
     ekv_model_free(m);
 
+    // A buffer at an odd address: tensors that land misaligned are copied,
+    // the answers stay the same (UBSan checks every load in the asan preset).
+    std::vector<char> shifted(bytes.size() + 1);
+    std::memcpy(shifted.data() + 1, bytes.data(), bytes.size());
+    m = nullptr;
+    ASSERT_EQ(ekv_model_load_from_memory(shifted.data() + 1, bytes.size(), &p, &m), EKV_OK) << ekv_last_error();
+    EXPECT_EQ(logits_after(m, toks), want);
+    ekv_model_free(m);
+
     // The GGUF inside a bigger file at an odd offset, as in an APK.
     const std::string packed = testing::TempDir() + "ekv_packed_asset.bin";
     {

@@ -12,10 +12,12 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <new>
 #include <string_view>
 #include <unordered_set>
 
+#include "core/log.h"
 #include "core/mapped_file.h"
 #include "model/model_file.h"
 
@@ -51,6 +53,34 @@ bool is_little_endian_host() {
     uint8_t first;
     std::memcpy(&first, &probe, 1);
     return first == 1;
+}
+
+// Kernels load a tensor's elements (and a block's f16 scales) in place, so
+// its start must keep the alignment its blocks keep back to back: the
+// largest power of two up to 4 dividing the block's byte size.
+bool element_aligned(const TensorRef& t) {
+    const size_t block = dtype_traits(t.type).block_bytes;
+    const size_t need = block % 4 == 0 ? 4 : block % 2 == 0 ? 2 : 1;
+    return reinterpret_cast<uintptr_t>(t.data) % need == 0;
+}
+
+// Owned copy of one tensor that did not land aligned (a GGUF inside an
+// asset at an odd offset, a caller's unaligned buffer, alignment 1).
+struct AlignedTensorCopy : Storage {
+    explicit AlignedTensorCopy(size_t n) : bytes(new (std::nothrow) uint32_t[(n + 3) / 4]) {}
+    std::unique_ptr<uint32_t[]> bytes;
+};
+
+Status copy_to_aligned(TensorRef* t, ModelFile* mf) {
+    auto copy = std::make_shared<AlignedTensorCopy>(t->nbytes);
+    if (!copy->bytes) {
+        return Error(EKV_ERR_OUT_OF_MEMORY, "out of memory copying tensor %s (%zu bytes) to aligned memory",
+                     shown(t->name).c_str(), t->nbytes);
+    }
+    std::memcpy(copy->bytes.get(), t->data, t->nbytes);
+    t->data = reinterpret_cast<const uint8_t*>(copy->bytes.get());
+    mf->keep_alive(std::move(copy));
+    return Status::Ok();
 }
 
 // Minimum encoded size of one metadata value of `type`; 0 if not a type.
@@ -414,6 +444,7 @@ Status GgufParser::parse(ModelFile* out) {
                     shown(unsupported->name).c_str(), dtype_name(unsupported->type));
     }
 
+    size_t copied = 0;
     for (const TensorInfo& t : infos) {
         TensorRef ref;
         ref.name.assign(t.name.data(), t.name.size());
@@ -422,7 +453,17 @@ Status GgufParser::parse(ModelFile* out) {
         for (uint32_t d = 0; d < kMaxDims; ++d) ref.ne[d] = static_cast<int64_t>(t.dims[d]);
         ref.data = data_ + data_start + t.offset;
         ref.nbytes = static_cast<size_t>(t.nbytes);
+        if (!element_aligned(ref)) {
+            EKV_TRY(copy_to_aligned(&ref, &mf));
+            copied += ref.nbytes;
+        }
         mf.add_tensor(std::move(ref));
+    }
+    if (copied > 0) {
+        log_message(EKV_LOG_WARN,
+                    "%s: %zu bytes of tensors were not aligned for their type in memory and were copied; "
+                    "align the GGUF's start to %" PRIu64 " bytes to use it in place",
+                    label_.c_str(), copied, alignment);
     }
     mf.format = "gguf";
     *out = std::move(mf);
@@ -440,8 +481,8 @@ Status parse_guarded(const uint8_t* data, size_t size, const std::string& label,
 
 }  // namespace
 
-// The tensors point into the caller's buffer, which must outlive *out (and
-// should be aligned like a mapping, to 32 bytes or more, for the kernels).
+// The tensors point into the caller's buffer, which must outlive *out; a
+// tensor not aligned for its type there is copied (see copy_to_aligned).
 Status load_gguf_memory(const void* data, size_t size, ModelFile* out) {
     if (!out || (!data && size > 0)) return Error(EKV_ERR_INVALID_ARGUMENT, "load_gguf_memory: null argument");
     static const uint8_t kEmpty[1] = {0};
