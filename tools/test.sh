@@ -11,14 +11,14 @@ cd "$root"
 # At least this many tests must run per preset (a little under the real
 # counts): a test that CMake silently drops (an empty model path, a lost
 # source glob) fails the run instead of shrinking it.
-declare -A min_tests=([cpu]=400 [asan]=400 [tsan]=15 [fuzz]=4 [vulkan]=42)
+declare -A min_tests=([cpu]=430 [asan]=425 [tsan]=15 [fuzz]=4 [vulkan]=42)
 
 parts=() times=()
 record() { parts+=("$1"); times+=("$2"); echo "== $1: $2 s"; }
 
 start=$SECONDS
 t=$SECONDS
-models="$(tools/setup_deps.sh)"
+models="$(tools/setup_deps.sh --tests)"
 export EKV_SMOLLM2_GGUF="$(echo "$models" | tail -n 1)"
 export EKV_GEMMA3_GGUF="$(echo "$models" | tail -n 2 | head -n 1)"
 export EKV_WHISPER_GGUF="$(echo "$models" | tail -n 3 | head -n 1)"
@@ -51,6 +51,14 @@ for preset in cpu asan tsan fuzz vulkan; do
   if [ "$passed" -lt "${min_tests[$preset]}" ]; then
     echo "== only $passed tests ran in preset $preset, expected at least ${min_tests[$preset]}: failing" >&2
     exit 1
+  fi
+  # The chat server's end-to-end tests (openai client, Chromium) must have
+  # run in the optimised build, whatever the count says.
+  if [ "$preset" = cpu ]; then
+    for t in server_openai_client server_browser; do
+      grep -qE "Test +#[0-9]+: $t \.+ +Passed" "$out" || { echo "== $t did not pass in preset cpu: failing" >&2; exit 1; }
+    done
+    echo "== server test artifacts (screenshots, transcript): build/cpu/artifacts"
   fi
   total_passed=$((total_passed + passed))
   record "$preset ($passed tests)" $((SECONDS - t))

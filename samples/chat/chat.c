@@ -399,6 +399,13 @@ int main(int argc, char **argv) {
         rc = report(st, "loading the model");
         goto done;
     }
+    {
+        /* Say where it runs: backend auto picks a GPU when the build has one. */
+        ekv_model_info info = ekv_model_info_default();
+        if (ekv_model_get_info(s.model, &info) == EKV_OK)
+            fprintf(stderr, "chat: %s on %s (backend %s)\n", info.name[0] ? info.name : info.architecture,
+                    info.device, ekv_backend_name(info.backend));
+    }
     st = ekv_cache_create(s.model, &cp, &s.cache);
     if (st != EKV_OK) {
         rc = report(st, "creating the cache");

@@ -83,8 +83,8 @@ int load_model_from_args(const ParsedArgs& args, const CommandSpec& spec, const 
     return kExitOk;
 }
 
-int create_cache_from_args(const ParsedArgs& args, const CommandSpec& spec, const Output& out,
-                           ekv_model* model, int32_t default_max_len, CachePtr* cache) {
+int cache_params_from_args(const ParsedArgs& args, const CommandSpec& spec, int32_t default_max_len,
+                           ekv_cache_params* params) {
     ekv_cache_params cp = ekv_cache_default_params();
     if (args.has("--cache")) {
         const std::string name = args.get("--cache");
@@ -124,7 +124,14 @@ int create_cache_from_args(const ParsedArgs& args, const CommandSpec& spec, cons
         cp.offload = EKV_PLACEMENT_UNIFIED;
     else if (where != "device")
         return usage_error(spec, "--offload must be device, host or unified");
+    *params = cp;
+    return kExitOk;
+}
 
+int create_cache_from_args(const ParsedArgs& args, const CommandSpec& spec, const Output& out,
+                           ekv_model* model, int32_t default_max_len, CachePtr* cache) {
+    ekv_cache_params cp = ekv_cache_default_params();
+    if (int rc = cache_params_from_args(args, spec, default_max_len, &cp)) return rc;
     ekv_cache* raw = nullptr;
     const ekv_status st = ekv_cache_create(model, &cp, &raw);
     if (st != EKV_OK) return library_error(out, st, "creating the cache");

@@ -49,6 +49,9 @@ OptionSpec opt_json();
 // (usage or library error, already reported) and leaves *model empty.
 int load_model_from_args(const ParsedArgs& args, const CommandSpec& spec, const Output& out,
                          ModelPtr* model);
+// The cache options as parameters (usage errors reported, exit code 2).
+int cache_params_from_args(const ParsedArgs& args, const CommandSpec& spec, int32_t default_max_len,
+                           ekv_cache_params* params);
 // Creates a cache from the cache options; default_max_len is used for
 // fixed-capacity caches when --max-cache-len is absent (0 = model context).
 int create_cache_from_args(const ParsedArgs& args, const CommandSpec& spec, const Output& out,
