@@ -632,7 +632,8 @@ EKV_API ekv_status ekv_token_to_piece(const ekv_model *model, int32_t token, int
                                       size_t cap, size_t *len);
 
 /* Text of a token sequence (NUL-terminated). skip_special drops special tokens.
- * Too small a buffer: EKV_ERR_BUFFER_TOO_SMALL with *len = bytes required. */
+ * Too small a buffer (or NULL): EKV_ERR_BUFFER_TOO_SMALL with *len = the
+ * text's length, without the NUL: a buffer of *len + 1 bytes fits it. */
 EKV_API ekv_status ekv_detokenize(const ekv_model *model, const int32_t *tokens, int32_t n_tokens,
                                   int skip_special, char *buf, size_t cap, size_t *len);
 

@@ -4,9 +4,7 @@
 // recompute on a 1-layer model, where it is exact); KIVI error shrinks with
 // more bits; every retention composes with KIVI and offloading; rings keep
 // constant memory far past the trained context.
-#include <fstream>
-
-#include "model/cache_family_util.h"
+#include "model/one_layer_llama.h"
 
 using namespace ekv_test;
 
@@ -80,41 +78,6 @@ TEST_F(CacheFamily, OffloadingMovesBytesNotResults) {
     EXPECT_EQ(stats_of(d.get()).device_bytes, s.host_bytes);
 }
 
-// Rewrites a safetensors file without the tensors of layers other than 0.
-bool write_first_layer_only(const std::string& from, const std::string& to) {
-    const std::vector<uint8_t> in = read_bytes(from);
-    if (in.size() < 8) return false;
-    uint64_t header_len = 0;
-    std::memcpy(&header_len, in.data(), 8);
-    ekv::json::Value header;
-    if (8 + header_len > in.size() ||
-        !ekv::json::parse(std::string(in.begin() + 8, in.begin() + 8 + static_cast<long>(header_len)), &header).ok())
-        return false;
-    std::string json = "{";
-    std::vector<uint8_t> data;
-    for (const auto& [name, t] : header.obj) {
-        if (name == "__metadata__" || (name.rfind("model.layers.", 0) == 0 && name.rfind("model.layers.0.", 0) != 0))
-            continue;
-        const auto& off = t.get("data_offsets")->arr;
-        const size_t b = 8 + header_len + static_cast<size_t>(off[0].num), e = 8 + header_len + static_cast<size_t>(off[1].num);
-        std::string shape;
-        for (const auto& d : t.get("shape")->arr) shape += (shape.empty() ? "" : ",") + std::to_string(static_cast<long>(d.num));
-        json += (json.size() > 1 ? "," : "") + std::string("\"") + name + "\":{\"dtype\":\"" + t.get("dtype")->str +
-                "\",\"shape\":[" + shape + "],\"data_offsets\":[" + std::to_string(data.size()) + "," +
-                std::to_string(data.size() + (e - b)) + "]}";
-        data.insert(data.end(), in.begin() + static_cast<long>(b), in.begin() + static_cast<long>(e));
-    }
-    json += "}";
-    while (json.size() % 8) json += ' ';
-    std::vector<uint8_t> out(8);
-    const uint64_t n = json.size();
-    std::memcpy(out.data(), &n, 8);
-    out.insert(out.end(), json.begin(), json.end());
-    out.insert(out.end(), data.begin(), data.end());
-    write_bytes(to, out);
-    return true;
-}
-
 // A 1-layer copy of the tiny model: with one layer a token's keys and values
 // depend only on the token itself, so a window/sink cache must give exactly
 // the logits of a fresh forward over the tokens it keeps, placed at the
@@ -123,20 +86,7 @@ class OneLayer : public CacheFamily {
 protected:
     void SetUp() override {
         CacheFamily::SetUp();
-        const std::string src = fixtures_dir() + "/tiny_llama/hf";
-        std::ifstream in(src + "/config.json");
-        std::string cfg((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-        const size_t at = cfg.find("\"num_hidden_layers\": 2");
-        ASSERT_NE(at, std::string::npos);
-        cfg.replace(at, std::strlen("\"num_hidden_layers\": 2"), "\"num_hidden_layers\": 1");
-        std::ofstream(dir_.file("config.json")) << cfg;
-        for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) {
-            char abs[4096];
-            ASSERT_NE(realpath((src + "/" + f).c_str(), abs), nullptr) << f;
-            ASSERT_EQ(symlink(abs, dir_.file(f).c_str()), 0) << f;
-        }
-        ASSERT_TRUE(write_first_layer_only(src + "/model.safetensors", dir_.file("model.safetensors")));
-        one_ = load_model(dir_.path());
+        one_ = load_one_layer_llama(dir_);
         ASSERT_TRUE(one_);
     }
     // Logits of the last token of `kept`, fed fresh at positions 0..n-1.
@@ -206,7 +156,16 @@ TEST_F(CacheFamily, RingsKeepConstantMemoryFarPastTheTrainedContext) {
     EXPECT_EQ(late.capacity, 32);
     EXPECT_EQ(late.device_bytes, early.device_bytes);
     EXPECT_EQ(late.used_bytes, early.used_bytes);
-    for (float v : tail) ASSERT_TRUE(std::isfinite(v));
+    // The same stream through the f16 sink cache: the 4-bit ring stays
+    // within its quantization error all the way (measured 0.649 of the
+    // logit spread over the 736 rows; q2 3.07, q8 0.028).
+    CacheSpec f16 = sk;
+    f16.dtype = EKV_KV_F16;
+    CachePtr r = make(model_.get(), f16);
+    feed(model_.get(), r.get(), stream_, 0, 64, 16);
+    const double err = max_row_error(tail, feed(model_.get(), r.get(), stream_, 64, 736, 16), nv_);
+    EXPECT_LT(err, 0.85);
+    EXPECT_GT(err, 0.45);
     // The dynamic cache grows with the stream.
     CachePtr d = make(model_.get(), spec(EKV_CACHE_DYNAMIC, "dynamic"));
     feed(model_.get(), d.get(), stream_, 0, 800, 128);
@@ -227,13 +186,17 @@ TEST_F(CacheFamily, KiviErrorShrinksWithMoreBitsAndVanishesInsideTheResidual) {
         err[bits] = max_row_error(run(q, n, 16), want, nv_, 64);  // rows that saw quantized keys
     }
     // This random model amplifies KV error: f32 vs f16 storage already
-    // differ by ~0.007 of the logit spread. Observed: q8 0.05, q4 0.84, q2 4.6,
-    // each step ~16x the next as the quantization step size predicts.
-    EXPECT_GT(err[2], err[4]);
-    EXPECT_GT(err[4], 5 * err[8]);
-    EXPECT_LT(err[8], 0.15);
-    EXPECT_LT(err[4], 2.5);
-    EXPECT_GT(err[8], 0.0);  // quantization did happen
+    // differ by ~0.007 of the logit spread. Measured: q2 4.554, q4 0.844,
+    // q8 0.0498, each step ~16x the next as the quantization step predicts.
+    // Each is pinned within about +-30%: a wrong rounding, range or group
+    // moves it further (the exact KIVI semantics are checked against an
+    // independent reference in unit/test_kivi_cache_reference.cpp).
+    EXPECT_GT(err[2], 3.2);
+    EXPECT_LT(err[2], 5.9);
+    EXPECT_GT(err[4], 0.6);
+    EXPECT_LT(err[4], 1.1);
+    EXPECT_GT(err[8], 0.035);
+    EXPECT_LT(err[8], 0.065);
     // A residual longer than the sequence keeps everything in full precision.
     CacheSpec all_fp = spec(EKV_CACHE_QUANTIZED, "quantized, residual 256");
     all_fp.dtype = EKV_KV_F16;

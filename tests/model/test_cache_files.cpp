@@ -179,6 +179,31 @@ TEST_F(CacheFiles, GenerationRunsThroughARingFarPastTheContextAndReusesItsPrefix
     const ekv_cache_stats st = stats_of(c.get());
     EXPECT_EQ(st.tokens_held, 40);
     EXPECT_EQ(st.seq_len, 10 + 699);
+    // References for the stream: the same tokens forwarded one at a time
+    // into the device-placed twin (placement moves bytes, not results) give
+    // every greedy choice (row i predicts token i + 1); the f16 sink cache
+    // gives logits within the 2-bit quantization error.
+    {
+        std::vector<int32_t> history(stream_.begin(), stream_.begin() + 10);
+        history.insert(history.end(), out.begin(), out.end() - 1);
+        CacheSpec device = s, f16 = s;
+        device.offload = EKV_PLACEMENT_DEVICE;
+        f16.dtype = EKV_KV_F16;
+        CachePtr a = make(model_.get(), device), b = make(model_.get(), f16);
+        // As the generator: the prompt in one forward, then one token a step.
+        auto logits = [&](ekv_cache* twin) {
+            std::vector<float> all = feed(model_.get(), twin, history, 0, 10, 10);
+            const std::vector<float> rest = feed(model_.get(), twin, history, 10, history.size() - 10, 1);
+            all.insert(all.end(), rest.begin(), rest.end());
+            return all;
+        };
+        const std::vector<float> got = logits(a.get());
+        for (size_t i = 9; i < history.size(); ++i)
+            ASSERT_EQ(argmax(got.data() + i * nv_, nv_), out[i - 9]) << "step " << i - 9;
+        const double err = max_row_error(got, logits(b.get()), nv_);
+        EXPECT_LT(err, 5.2);  // measured 3.95 of the logit spread over the 709 rows
+        EXPECT_GT(err, 2.8);
+    }
     // A follow-up turn that continues the whole history computes only its
     // new tokens; one that diverges early cannot crop the ring and recomputes.
     std::vector<int32_t> turn(stream_.begin(), stream_.begin() + 10);

@@ -82,6 +82,9 @@ struct KvSegment {
     // Pinned segments (attention sinks) ignore the view's window, and their
     // keys are scored as if the query sat at min(q_pos, view.pinned_query_pos).
     bool pinned = false;
+    // > 0: an unpinned segment's own window, in place of the view's (sink
+    // tokens that Gemma's local layers may see only within the model's window).
+    int32_t window = 0;
 };
 
 // The cache contents of one layer as segments (sinks, quantized groups,

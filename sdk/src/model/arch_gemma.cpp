@@ -48,6 +48,7 @@ private:
     Status read_layer_pattern(const ModelFile& file);
     Status check_backend() const;
     void forward_chunk(Cache& cache, GemmaWorkspace& ws, const int32_t* tokens, int32_t n, int32_t first_pos) const;
+    void restrict_to_local_window(KvView& view) const;
     BlockDims dims() const {
         return block_dims(hp_.n_embd, hp_.n_heads, hp_.n_kv_heads, hp_.head_dim, hp_.n_ff, hp_.n_vocab);
     }
@@ -232,6 +233,40 @@ void Gemma::per_head_norm(Backend& be, Tensor& x, int32_t n_heads, const Tensor&
     be.rms_norm(heads, w, hp_.rms_eps, heads);
 }
 
+// Local layers see the model's window whatever the cache keeps (a dynamic
+// cache holds everything; a ring may be wider), sink tokens included. A sink
+// at position s is scored from min(p, P) (P: the view's pinned query
+// position), so it is in the window iff min(p, P) - s < W. Sinks before
+// P - W + 1 are then out of it for every query p >= P, and for p < P the
+// rule is the plain p - s < W: they become an unpinned segment with the
+// model's window. The other sinks stay pinned (always inside it). Without
+// this a sink cache showed every local layer its sinks, so it differed
+// from a dynamic cache even before it dropped a token.
+void Gemma::restrict_to_local_window(KvView& view) const {
+    const int32_t w = sliding_window_;
+    if (view.window <= 0 || view.window > w) view.window = w;
+    if (view.n_segments == 0 || !view.seg[0].pinned) return;
+    KvSegment& sinks = view.seg[0];
+    const int32_t far = std::min(sinks.n_tokens, view.pinned_query_pos - w + 1);
+    if (far <= 0) return;
+    if (far == sinks.n_tokens) {
+        sinks.pinned = false;
+        sinks.window = w;
+        return;
+    }
+    if (view.n_segments == KvView::kMaxSegments) return;  // a KvCache view has at most 5
+    for (int s = view.n_segments; s > 0; --s) view.seg[s] = view.seg[s - 1];
+    ++view.n_segments;
+    KvSegment& outside = view.seg[0];
+    outside.pinned = false;
+    outside.window = w;
+    outside.n_tokens = far;
+    KvSegment& near = view.seg[1];
+    near.skip += far;
+    near.first_pos += far;
+    near.n_tokens -= far;
+}
+
 void Gemma::forward_chunk(Cache& cache, GemmaWorkspace& ws, const int32_t* tokens, int32_t n,
                           int32_t first_pos) const {
     Backend& be = *ws.stream;
@@ -278,9 +313,7 @@ void Gemma::forward_chunk(Cache& cache, GemmaWorkspace& ws, const int32_t* token
         be.rope(k, ws.positions.data(), rope_k[local]);
         cache.store(be, il, k, v);
         KvView view = cache.view(il, n);
-        // Local layers see the model's window whatever the cache keeps (a
-        // dynamic cache holds everything; a ring may be wider).
-        if (l.local && (view.window <= 0 || view.window > sliding_window_)) view.window = sliding_window_;
+        if (l.local) restrict_to_local_window(view);
         ap.rope = &rope_k[local];
         be.attention(q, ws.positions.data(), view, ap, att);
         be.matmul(l.wo, att, proj);

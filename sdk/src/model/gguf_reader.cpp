@@ -460,10 +460,17 @@ Status GgufParser::parse(ModelFile* out) {
         mf.add_tensor(std::move(ref));
     }
     if (copied > 0) {
-        log_message(EKV_LOG_WARN,
-                    "%s: %zu bytes of tensors were not aligned for their type in memory and were copied; "
-                    "align the GGUF's start to %" PRIu64 " bytes to use it in place",
-                    label_.c_str(), copied, alignment);
+        if (alignment >= 4) {
+            log_message(EKV_LOG_WARN,
+                        "%s: %zu bytes of tensors were not aligned for their type in memory and were copied; "
+                        "start the GGUF on a multiple of %" PRIu64 " bytes to use it in place",
+                        label_.c_str(), copied, alignment);
+        } else {
+            log_message(EKV_LOG_WARN,
+                        "%s: %zu bytes of tensors were not aligned for their type (general.alignment is %" PRIu64
+                        ") and were copied",
+                        label_.c_str(), copied, alignment);
+        }
     }
     mf.format = "gguf";
     *out = std::move(mf);

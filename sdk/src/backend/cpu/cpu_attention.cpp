@@ -66,8 +66,9 @@ TokenRanges visible_ranges(const KvView& kv, int32_t q_pos) {
         int64_t hi = static_cast<int64_t>(q_pos) - seg.first_pos + 1;  // keys at positions <= q_pos
         if (hi > seg.n_tokens) hi = seg.n_tokens;
         int64_t lo = 0;
-        if (!seg.pinned && kv.window > 0) {  // and q_pos - pos < window
-            lo = static_cast<int64_t>(q_pos) - kv.window + 1 - seg.first_pos;
+        const int32_t window = seg.window > 0 ? seg.window : kv.window;
+        if (!seg.pinned && window > 0) {  // and q_pos - pos < window
+            lo = static_cast<int64_t>(q_pos) - window + 1 - seg.first_pos;
             if (lo < 0) lo = 0;
         }
         if (hi < lo) hi = lo;

@@ -1,6 +1,9 @@
 #include "backend/cpu/cpu_backend.h"
 
 #include <unistd.h>
+#if !defined(_WIN32)
+#include <sys/mman.h>
+#endif
 
 #include <cmath>
 #include <cstdlib>
@@ -22,17 +25,51 @@ namespace {
 // the pool costs more than the work for a single decoded token.
 constexpr int64_t kParallelThreshold = 1 << 15;
 
+// Buffers from this size on are fresh anonymous mappings: the kernel hands
+// out zero pages only when they are first written, so a cache sized for the
+// whole context costs no memory until tokens arrive (zero-filling it here
+// would touch every page at creation, a spike that kills apps on phones).
+constexpr size_t kMappedBufferBytes = size_t(256) << 10;
+
 class HostBuffer final : public Buffer {
 public:
-    HostBuffer(void* p, size_t n, Placement pl) : p_(p), n_(n), placement_(pl) {}
-    ~HostBuffer() override { std::free(p_); }
+    HostBuffer(void* p, size_t n, size_t mapped_len, Placement pl)
+        : p_(p), n_(n), mapped_len_(mapped_len), placement_(pl) {}
+    ~HostBuffer() override { release(p_, mapped_len_); }
     size_t size() const override { return n_; }
     Placement placement() const override { return placement_; }
     void* host() override { return p_; }
 
+    // Zeroed memory of `rounded` bytes, 64-byte aligned; *mapped_len is the
+    // mapping's length, 0 for heap memory.
+    static void* acquire(size_t rounded, size_t* mapped_len) {
+        *mapped_len = 0;
+#if !defined(_WIN32)
+        if (rounded >= kMappedBufferBytes) {
+            void* p = mmap(nullptr, rounded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (p == MAP_FAILED) return nullptr;
+            *mapped_len = rounded;
+            return p;
+        }
+#endif
+        void* p = rounded ? std::aligned_alloc(64, rounded) : nullptr;
+        if (p) std::memset(p, 0, rounded);
+        return p;
+    }
+    static void release(void* p, size_t mapped_len) {
+#if !defined(_WIN32)
+        if (mapped_len) {
+            munmap(p, mapped_len);
+            return;
+        }
+#endif
+        std::free(p);
+    }
+
 private:
     void* p_;
     size_t n_;
+    size_t mapped_len_;
     Placement placement_;
 };
 
@@ -109,12 +146,12 @@ Status CpuBackend::create_stream(std::unique_ptr<Backend>* out) {
 
 Status CpuBackend::alloc(size_t bytes, Placement placement, std::unique_ptr<Buffer>* out) {
     const size_t rounded = (bytes + 63) / 64 * 64;
-    void* p = rounded ? std::aligned_alloc(64, rounded) : nullptr;
+    size_t mapped_len = 0;
+    void* p = HostBuffer::acquire(rounded, &mapped_len);
     if (rounded && !p) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate %zu bytes of host memory", bytes);
-    if (p) std::memset(p, 0, rounded);
-    out->reset(new (std::nothrow) HostBuffer(p, bytes, placement));
+    out->reset(new (std::nothrow) HostBuffer(p, bytes, mapped_len, placement));
     if (!*out) {
-        std::free(p);
+        HostBuffer::release(p, mapped_len);
         return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate buffer object");
     }
     return Status::Ok();

@@ -436,7 +436,7 @@ void VulkanBackend::attention(const Tensor& q, const int32_t* q_pos, const KvVie
             sw[0] = seg.n_tokens;
             sw[1] = seg.first_pos;
             sw[2] = seg.skip;
-            sw[3] = seg.pinned ? 0 : kv.window;
+            sw[3] = seg.pinned ? 0 : seg.window > 0 ? seg.window : kv.window;
             sw[4] = static_cast<int32_t>(k_off);
             sw[5] = static_cast<int32_t>(v_off);
             pc.rot_off = seg.pinned ? rot_off : kNoRotation;
