@@ -55,8 +55,9 @@ for preset in cpu asan tsan fuzz vulkan; do
   # The chat server's end-to-end tests (openai client, Chromium) must have
   # run in the optimised build, whatever the count says.
   if [ "$preset" = cpu ]; then
-    for t in server_openai_client server_browser; do
-      grep -qE "Test +#[0-9]+: $t \.+ +Passed" "$out" || { echo "== $t did not pass in preset cpu: failing" >&2; exit 1; }
+    for e2e in server_openai_client server_browser; do
+      grep -qE "Test +#[0-9]+: $e2e \.+ +Passed" "$out" ||
+        { echo "== $e2e did not pass in preset cpu: failing" >&2; exit 1; }
     done
     echo "== server test artifacts (screenshots, transcript): build/cpu/artifacts"
   fi
