@@ -81,9 +81,11 @@ public:
     ConversationStore* store = nullptr;
     bool keep_cache = true;  // false after a failure: the cache is freed, not stored
 
+    // A refused request gives back the conversation it took; a cache made
+    // for it holds nothing worth keeping and is freed.
     ~Job() {
         if (conv.cache) {
-            if (keep_cache && store) {
+            if (keep_cache && store && !conv.tokens.empty()) {
                 store->checkin(std::move(conv));
             } else {
                 ekv_cache_free(conv.cache);

@@ -143,6 +143,7 @@ TEST(ChatService, LimitsAreRefusedBeforeAnythingRuns) {
     e = refused(s, r);
     EXPECT_EQ(e.http_status, 413);
     EXPECT_EQ(e.code, "context_length_exceeded");
+    EXPECT_EQ(s.store_stats().count, 0) << "a refused request's empty cache is not kept";
     r.cache.max_cache_len = 64;
     r.max_tokens = 60;
     e = refused(s, r);
