@@ -10,7 +10,8 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 model="$(tools/setup_deps.sh | tail -n 1)"
-cmake --preset vulkan >/dev/null
+# The vulkan preset is also the test build: leave its fault injection out of the chat.
+cmake --preset vulkan -DEDGEKV_FAULT_INJECTION=OFF >/dev/null
 cmake --build build/vulkan --target edgekv_chat edgekv_cli >/dev/null
 if [ $# -eq 0 ] && [ ! -t 0 ]; then
   set -- --prompt "What is the capital of France?" --prompt "And what is it famous for?"

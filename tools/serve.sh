@@ -8,6 +8,6 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 model="$(tools/setup_deps.sh | tail -n 1)"
-cmake --preset vulkan -DEDGEKV_SERVER=ON >/dev/null
+cmake --preset vulkan -DEDGEKV_SERVER=ON -DEDGEKV_FAULT_INJECTION=OFF >/dev/null
 cmake --build build/vulkan --target edgekv_cli >/dev/null
 exec build/vulkan/samples/edgekv serve --model "$model" --backend auto "$@"

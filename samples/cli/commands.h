@@ -12,5 +12,6 @@ int cmd_tokenize(int argc, char** argv, int first);
 int cmd_info(int argc, char** argv, int first);
 int cmd_devices(int argc, char** argv, int first);
 int cmd_serve(int argc, char** argv, int first);
+int cmd_plan(int argc, char** argv, int first);
 
 }  // namespace edgekv_cli

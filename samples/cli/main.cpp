@@ -1,5 +1,5 @@
 // edgekv: command-line front end over the public C API (edgekv.h only).
-//   edgekv <generate|perplexity|bench|bench-chats|tokenize|info|devices|serve> [options] [--json]
+//   edgekv <generate|perplexity|bench|bench-chats|tokenize|info|devices|plan|serve> [options] [--json]
 #include <cstdio>
 #include <cstring>
 
@@ -22,6 +22,7 @@ const Subcommand kSubcommands[] = {
     {"tokenize", edgekv_cli::cmd_tokenize, "token ids and pieces of a text"},
     {"info", edgekv_cli::cmd_info, "model architecture and sizes"},
     {"devices", edgekv_cli::cmd_devices, "devices of every backend"},
+    {"plan", edgekv_cli::cmd_plan, "the cache that fits a memory budget, and the alternatives"},
     {"serve", edgekv_cli::cmd_serve, "OpenAI-compatible chat server with a web chat page"},
 };
 

@@ -241,8 +241,9 @@ typedef struct ekv_model_params {
     int32_t n_threads;        /* CPU threads; 0 = number of cores (default) */
     /* Activations inside quantized matmuls: 0 (default) keeps them f32, so
      * results equal HF transformers on the dequantized weights; 1 quantizes
-     * them to 8 bits per block (llama.cpp's numerics): faster prefill, logits
-     * about 1% of their spread away from HF. */
+     * them to 8 bits per block: faster, logits about 1% of their spread
+     * away from HF (not llama.cpp's numerics either: its greedy tokens agree
+     * less with these than with the f32 default). */
     int32_t int8_activations;
     /* ---- fields after this line were added after v1 ---- */
     ekv_cancel *cancel;              /* optional: stops the load (EKV_ERR_CANCELLED) */
@@ -255,6 +256,14 @@ typedef struct ekv_model_params {
     /* Vulkan: f16 accumulation in matmuls on devices with shaderFloat16:
      * -1 default (off), 0 off, 1 on; EKV_VULKAN_F16_ACCUMULATE overrides. */
     int32_t f16_accumulate;
+    /* The memory the application can give this model in all, in bytes; 0 =
+     * none (default). Weights whose bytes in the file alone exceed it are
+     * refused (EKV_ERR_OUT_OF_MEMORY, the message says both numbers) before
+     * a backend starts or anything reaches device memory. Caches have their
+     * own budget (ekv_cache_params.memory_budget_bytes): what is left of this
+     * one after the weights (ekv_model_info.weight_bytes) is yours to share
+     * out among them. */
+    uint64_t memory_budget_bytes;
 } ekv_model_params;
 
 /* Initialises *params (defaults) for a caller whose struct has `size` bytes. */
@@ -400,12 +409,31 @@ typedef struct ekv_cache_params {
                               * group; divides head_dim and residual_length (default 64) */
     int32_t residual_length; /* KIVI: newest tokens kept in full precision (default 128) */
     ekv_placement offload;   /* placement (see ekv_placement) */
+    /* ---- fields after this line were added after v1 ---- */
+    /* Most bytes the cache may take, device and host together, as
+     * ekv_cache_stats reports them (KV, KIVI scales, staging buffers, a
+     * Whisper input's cross-attention KV; not the 4 bytes a token of its id
+     * list nor the forward's scratch); 0 = none (default).
+     *  - With EKV_CACHE_AUTO the cache is planned (see ekv_cache_plan) for a
+     *    context of max_cache_len tokens (0: the model's context length):
+     *    type, storage, window and placement are chosen, those fields are
+     *    ignored, and the choice is what ekv_cache_get_params reports.
+     *  - A cache whose fixed part exceeds it (a static cache at its
+     *    capacity, a ring at its window, a Mamba state) is refused with
+     *    EKV_ERR_OUT_OF_MEMORY and both numbers.
+     *  - Growing caches grow up to it: a forward that would need more fails
+     *    with EKV_ERR_OUT_OF_MEMORY and leaves the cache as it was. While a
+     *    growing cache reallocates, its old buffers live until copied.
+     * Cache files do not record it: a loaded cache has none. */
+    uint64_t memory_budget_bytes;
 } ekv_cache_params;
 
 EKV_API ekv_status ekv_cache_params_init(ekv_cache_params *params, size_t size);
 
 /* Creates an empty cache for `model`. Cache types not available yet for this
  * build or model return EKV_ERR_UNSUPPORTED with a message naming the reason.
+ * EKV_CACHE_AUTO with a memory_budget_bytes creates what ekv_cache_plan
+ * chooses (EKV_ERR_OUT_OF_MEMORY with the numbers when nothing fits).
  * On success *out owns the cache; free with ekv_cache_free(). The cache keeps
  * its model alive. */
 EKV_API ekv_status ekv_cache_create(ekv_model *model, const ekv_cache_params *params, ekv_cache **out);
@@ -453,6 +481,90 @@ typedef struct ekv_cache_stats {
 
 EKV_API ekv_status ekv_cache_stats_init(ekv_cache_stats *stats, size_t size);
 EKV_API ekv_status ekv_cache_get_stats(const ekv_cache *cache, ekv_cache_stats *out);
+
+/* ---- Cache planning ------------------------------------------------------ */
+
+/* A configuration sized for a context, without allocating anything. Its
+ * bytes are what ekv_cache_stats (device_bytes, host_bytes) reports for the
+ * cache ekv_cache_create makes from it once it holds context_tokens tokens
+ * fed in one forward (a prefill). A growing cache fed a token at a time
+ * allocates ahead, by up to half again, but never past its budget. */
+typedef struct ekv_cache_plan_result {
+    size_t struct_size;
+    /* The configuration (ekv_cache_plan's `config` output holds it whole). */
+    ekv_cache_type type;           /* never EKV_CACHE_AUTO */
+    ekv_kv_dtype dtype;
+    int32_t nbits;                 /* KIVI bits; 0 for F16/F32 storage */
+    int32_t window_length;         /* sliding_window / sink window, hybrid: the
+                                    * model's; 0 otherwise */
+    int32_t num_sink_tokens;       /* sink; 0 otherwise */
+    int32_t max_cache_len;         /* fixed capacity; 0 when unbounded */
+    ekv_placement offload;
+    /* Sizes. */
+    int32_t context_tokens;        /* the context it was sized for */
+    int32_t tokens_held;           /* of those, still held at the end (a ring
+                                    * keeps its window; ekv_cache_stats.tokens_held) */
+    int32_t capacity;              /* as ekv_cache_capacity: -1 when unbounded */
+    int32_t max_tokens;            /* longest sequence it takes: a fixed
+                                    * capacity, or as far as the budget lets it
+                                    * grow; -1 when unlimited (rings, no budget) */
+    uint64_t device_bytes;         /* at context_tokens */
+    uint64_t host_bytes;
+    uint64_t capacity_device_bytes; /* full: at the capacity, or for unbounded */
+    uint64_t capacity_host_bytes;   /* caches at the model's context length */
+    uint64_t budget_bytes;         /* params.memory_budget_bytes (0: none) */
+    int32_t fits;                  /* 1 when it takes context_tokens tokens
+                                    * within the budget (and its capacity) */
+    /* The choice among the candidates ekv_cache_plan considered. */
+    int32_t n_candidates;
+    int32_t candidate_index;       /* this configuration's index, or -1 */
+    int32_t chosen_index;          /* the chosen candidate's, -1 when none fits */
+    char reason[320];              /* why it was chosen, or why it does not fit */
+} ekv_cache_plan_result;
+
+EKV_API ekv_status ekv_cache_plan_result_init(ekv_cache_plan_result *result, size_t size);
+
+/* Plans a cache for `model` and a context of context_tokens (> 0) tokens;
+ * allocates nothing.
+ *  - params->type EKV_CACHE_AUTO with params->memory_budget_bytes > 0
+ *    chooses, retention first and precision second:
+ *      1. the model's natural cache (ekv_model_info.natural_cache) in F16,
+ *         if it holds the whole context within the budget;
+ *      2. else the same with KIVI storage, 8 then 4 then 2 bits (dynamic
+ *         becomes `quantized`; a hybrid or encoder-decoder cache keeps its
+ *         type): the first whose bytes fit;
+ *      3. else a sink cache of num_sink_tokens (default 4) sinks with the
+ *         longest window that fits (at least min(128, context - 1) tokens,
+ *         shorter than the context), at whichever storage of F16, KIVI 8,
+ *         4, 2 bits reaches the longest window (the most precise of
+ *         equals). Not for models whose layers keep state besides KV
+ *         (Mamba, Jamba): nothing fits there.
+ *    Rings and KIVI's full-precision residual keep room for a forward
+ *    chunk, so at short contexts F16 can be the smallest option.
+ *    q_group_size, residual_length and num_sink_tokens are used as given;
+ *    type, dtype, nbits, window_length, max_cache_len and offload are
+ *    chosen. Placement: device memory, except on a GPU with its own memory
+ *    whose free memory (when the model loaded, less its weights) cannot
+ *    hold the cache: host (offloaded; the budget then counts the device
+ *    double buffer too). On the CPU and unified memory device is host.
+ *    When nothing fits, EKV_ERR_OUT_OF_MEMORY; *out still describes the
+ *    smallest candidate (fits = 0, chosen_index = -1) and the message says
+ *    its bytes against the budget.
+ *  - Any other params (an explicit type, or no budget): sizes exactly that
+ *    configuration (AUTO: the natural cache) as ekv_cache_create would make
+ *    it, one candidate; fits says whether it takes the context within the
+ *    budget; EKV_OK either way. Bad params fail as in ekv_cache_create.
+ * `config` (optional, may be NULL; initialised with ekv_cache_params_init)
+ * receives the chosen configuration, resolved, ready for ekv_cache_create
+ * (budget included); written on EKV_OK only. */
+EKV_API ekv_status ekv_cache_plan(const ekv_model *model, const ekv_cache_params *params, int32_t context_tokens,
+                                  ekv_cache_params *config, ekv_cache_plan_result *out);
+/* Candidate `index` (0 <= index < n_candidates) of the same plan, chosen or
+ * not, with its bytes and whether it fits: the alternatives to show a user.
+ * `config` as in ekv_cache_plan (written even when it does not fit). */
+EKV_API ekv_status ekv_cache_plan_candidate(const ekv_model *model, const ekv_cache_params *params,
+                                            int32_t context_tokens, int32_t index, ekv_cache_params *config,
+                                            ekv_cache_plan_result *out);
 /* Drops every token; keeps the allocation. */
 EKV_API ekv_status ekv_cache_reset(ekv_cache *cache);
 /* Keeps the first `new_len` tokens (HF crop). new_len > seq_len is an error;
@@ -695,6 +807,7 @@ EKV_DEFINE_DEFAULT_(ekv_model_info, ekv_model_info_default, ekv_model_info_init)
 EKV_DEFINE_DEFAULT_(ekv_backend_stats, ekv_backend_stats_default, ekv_backend_stats_init)
 EKV_DEFINE_DEFAULT_(ekv_cache_params, ekv_cache_default_params, ekv_cache_params_init)
 EKV_DEFINE_DEFAULT_(ekv_cache_stats, ekv_cache_stats_default, ekv_cache_stats_init)
+EKV_DEFINE_DEFAULT_(ekv_cache_plan_result, ekv_cache_plan_result_default, ekv_cache_plan_result_init)
 EKV_DEFINE_DEFAULT_(ekv_generate_params, ekv_generate_default_params, ekv_generate_params_init)
 EKV_DEFINE_DEFAULT_(ekv_generate_result, ekv_generate_default_result, ekv_generate_result_init)
 EKV_DEFINE_DEFAULT_(ekv_generator_event, ekv_generator_event_default, ekv_generator_event_init)

@@ -1,7 +1,10 @@
 /* Every field of every public struct of the v1 header, as X(struct, field).
  * layout_v1.c and layout_now.c expand it against the frozen v1 header and
  * the current one; test_layout.c checks that no v1 field moved or changed
- * size and that no struct shrank (fields may only be appended). */
+ * size and that no struct shrank (fields may only be appended).
+ * EKV_LATER_FIELDS lists the fields appended since, in order: each must lie
+ * past the v1 struct's end (a v1 caller's struct_size never covers it, not
+ * even through tail padding) and after the one appended before it. */
 #define EKV_V1_STRUCTS(S) \
     S(ekv_device_info) S(ekv_model_params) S(ekv_model_info) S(ekv_backend_stats) S(ekv_cache_params) \
     S(ekv_cache_stats) S(ekv_generate_params) S(ekv_generate_result) S(ekv_chat_message)
@@ -37,3 +40,9 @@
     X(ekv_generate_result, n_forwarded) X(ekv_generate_result, prefill_seconds) \
     X(ekv_generate_result, decode_seconds) X(ekv_generate_result, stop_reason) \
     X(ekv_chat_message, role) X(ekv_chat_message, content)
+#define EKV_LATER_FIELDS(X) \
+    X(ekv_device_info, device_memory_free_bytes) \
+    X(ekv_model_params, cancel) X(ekv_model_params, progress) X(ekv_model_params, progress_user_data) \
+    X(ekv_model_params, replay) X(ekv_model_params, f16_accumulate) X(ekv_model_params, memory_budget_bytes) \
+    X(ekv_cache_params, memory_budget_bytes) \
+    X(ekv_generate_params, cancel)

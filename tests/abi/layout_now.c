@@ -8,3 +8,4 @@
 #define EKV_STRUCT_SIZE(s) sizeof(s),
 const size_t ekv_layout_now_fields[] = {EKV_V1_FIELDS(EKV_FIELD_OFFSET) 0};
 const size_t ekv_layout_now_structs[] = {EKV_V1_STRUCTS(EKV_STRUCT_SIZE) 0};
+const size_t ekv_layout_now_later[] = {EKV_LATER_FIELDS(EKV_FIELD_OFFSET) 0};

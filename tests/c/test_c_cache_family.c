@@ -1,7 +1,7 @@
 /*
  * test_c_cache_family.c - the cache family from C: a 2-bit KIVI sink cache in
- * host memory streamed past the model's context, its memory split, save and
- * load, clone, and the refusals a C caller sees.
+ * host memory streamed past the model's context, its memory split and its
+ * plan, save and load, clone, and the refusals a C caller sees.
  *
  *   test_c_cache_family MODEL_PATH SCRATCH_FILE
  */
@@ -67,6 +67,23 @@ int main(int argc, char **argv) {
     CHECK(s.seq_len == n_steps && s.tokens_held == 48 && s.capacity == 48);
     CHECK(s.host_bytes > 0 && s.device_bytes == 0); /* the CPU reads host KV in place: nothing staged */
     CHECK(s.bytes_per_token > 0 && s.used_bytes > 0);
+
+    section("its plan: the bytes it reports, and a budget nothing fits");
+    {
+        ekv_cache_plan_result r = ekv_cache_plan_result_default();
+        ekv_cache_params auto_p = ekv_cache_default_params();
+        OK(ekv_cache_plan(g_model, &cp, n_steps, NULL, &r));
+        CHECK(r.type == EKV_CACHE_SINK && r.fits == 1 && r.n_candidates == 1 && r.window_length == 48);
+        CHECK(r.device_bytes == s.device_bytes && r.host_bytes == s.host_bytes && r.tokens_held == 48);
+        auto_p.memory_budget_bytes = 1;
+        EXPECT_STATUS(ekv_cache_plan(g_model, &auto_p, n_steps, NULL, &r), EKV_ERR_OUT_OF_MEMORY);
+        CHECK(r.fits == 0 && r.chosen_index == -1 && r.n_candidates > 0 && strstr(r.reason, "nothing fits"));
+        EXPECT_STATUS(ekv_cache_plan_candidate(g_model, &auto_p, n_steps, r.n_candidates, NULL, &r),
+                      EKV_ERR_INVALID_ARGUMENT);
+        auto_p.max_cache_len = n_steps;
+        EXPECT_STATUS(ekv_cache_create(g_model, &auto_p, &bad), EKV_ERR_OUT_OF_MEMORY);
+        CHECK(bad == NULL);
+    }
 
     section("save, load, clone continue identically");
     OK(ekv_cache_save(sink, argv[2]));

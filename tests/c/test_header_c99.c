@@ -60,7 +60,8 @@ static const any_fn k_all_functions[] = {
     (any_fn)ekv_detokenizer_reset, (any_fn)ekv_log_set_callback, (any_fn)ekv_model_load_from_memory,
     (any_fn)ekv_model_load_from_fd, (any_fn)ekv_model_meta_count, (any_fn)ekv_model_meta_key,
     (any_fn)ekv_cache_save_to_memory, (any_fn)ekv_cache_load_from_memory, (any_fn)ekv_cache_get_params, (any_fn)ekv_cache_get_model,
-    (any_fn)ekv_model_retain,
+    (any_fn)ekv_model_retain, (any_fn)ekv_cache_plan_result_init, (any_fn)ekv_cache_plan_result_default,
+    (any_fn)ekv_cache_plan, (any_fn)ekv_cache_plan_candidate,
 };
 
 static void uses_every_type(void) {
@@ -100,6 +101,7 @@ static void uses_every_type(void) {
     ekv_backend_stats backend_stats = ekv_backend_stats_default();
     ekv_generate_params gen_params = ekv_generate_default_params();
     ekv_generate_result gen_result = ekv_generate_default_result();
+    ekv_cache_plan_result plan = ekv_cache_plan_result_default();
     size_t i;
     int calls = 0;
 
@@ -121,10 +123,12 @@ static void uses_every_type(void) {
     CHECK(backend_stats.struct_size == sizeof backend_stats && backend_stats.submissions == 0);
     CHECK(gen_params.struct_size == sizeof gen_params);
     CHECK(gen_result.struct_size == sizeof gen_result);
+    CHECK(plan.struct_size == sizeof plan && plan.chosen_index == -1 && plan.reason[0] == '\0');
 
     /* Documented defaults. */
     CHECK(model_params.backend == EKV_BACKEND_AUTO && model_params.device_index == 0 && model_params.n_threads == 0);
     CHECK(cache_params.type == EKV_CACHE_AUTO && cache_params.dtype == EKV_KV_F16);
+    CHECK(cache_params.memory_budget_bytes == 0 && model_params.memory_budget_bytes == 0);
     CHECK(gen_params.max_new_tokens == 128 && gen_params.temperature == 0.0f && gen_params.top_k == 0);
     CHECK(gen_params.top_p == 1.0f && gen_params.min_p == 0.0f && gen_params.repetition_penalty == 1.0f);
     CHECK(gen_params.repetition_last_n == 64 && gen_params.seed == 0 && gen_params.stop_at_eos == 1);

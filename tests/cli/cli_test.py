@@ -2,7 +2,7 @@
 error, 2 bad arguments) and every subcommand's --json output on the tiny
 Llama fixture, parsed and checked for its keys and for values that a wrong
 implementation would get wrong (HF's greedy tokens, token counts, stop
-reasons, perplexity bookkeeping). `edgekv serve` has its own tests.
+reasons, perplexity bookkeeping, the cache a budget buys). `edgekv serve` has its own tests.
 
     python3 tests/cli/cli_test.py --edgekv build/cpu/samples/cli/edgekv --fixtures tests/fixtures
 
@@ -95,7 +95,7 @@ def case_exit_codes(cli, ctx):
     check("usage: edgekv" in err and out == "", "no arguments: usage not on stderr")
     cli.run(["--bogus-flag"], 2)
     cli.run(["frobnicate"], 2)
-    for sub in ("generate", "perplexity", "bench", "bench-chats", "tokenize", "info", "devices"):
+    for sub in ("generate", "perplexity", "bench", "bench-chats", "tokenize", "info", "devices", "plan"):
         _, err = cli.run([sub, "--bogus-flag"], 2)
         check("unknown option '--bogus-flag'" in err, f"{sub} --bogus-flag: stderr does not name it: {err!r}")
         out, _ = cli.run([sub, "--help"], 0)
@@ -361,8 +361,68 @@ def case_bench_chats(cli, ctx):
     cli.run(["bench-chats", "--model", cli.model, "--chats", "0"], 2)
 
 
+PLAN_KEYS = ["index", "label", "type", "dtype", "nbits", "window_length", "num_sink_tokens", "max_cache_len",
+             "offload", "tokens_held", "capacity", "max_tokens", "device_bytes", "host_bytes", "bytes",
+             "capacity_bytes", "fits", "reason"]
+
+
+def check_plan_doc(doc, what):
+    has_keys(doc, ["model", "backend", "budget_bytes", "context_tokens", "fits", "chosen", "reason", "candidates"],
+             what)
+    check([c["index"] for c in doc["candidates"]] == list(range(len(doc["candidates"]))), f"{what}: indices")
+    for c in doc["candidates"]:
+        has_keys(c, PLAN_KEYS, f"{what}: candidate")
+        check(c["bytes"] == c["device_bytes"] + c["host_bytes"], f"{what}: bytes of {c}")
+        if doc["budget_bytes"]:
+            check(c["fits"] == (c["bytes"] <= doc["budget_bytes"] and c["tokens_held"] > 0), f"{what}: fits of {c}")
+
+
+def case_plan(cli, ctx):
+    for bad in (["--budget", "lots"], ["--budget", "-5MiB"], ["--budget", "12XB"], ["--context", "0"],
+                ["--context", "x"]):
+        _, err = cli.run(["plan", "--model", cli.model] + bad, 2)
+        check(bad[0] in err, f"plan {bad}: stderr does not name the option: {err!r}")
+    # f16 K and V of 200 tokens take 256 rows (the cache grows in chunks of
+    # 256 tokens): 64 KiB is exactly enough, and the natural cache is chosen.
+    doc = cli.json("plan", ["--budget", "64KiB", "--context", "200"])
+    check_plan_doc(doc, "plan 64KiB")
+    check(doc["budget_bytes"] == 65536 and doc["context_tokens"] == 200 and doc["fits"] is True, f"plan: {doc}")
+    chosen = doc["chosen"]
+    has_keys(chosen, PLAN_KEYS, "plan: chosen")
+    check(chosen["type"] == "dynamic" and chosen["dtype"] == "f16" and chosen["index"] == 0, f"plan: {chosen}")
+    check(chosen["bytes"] == 256 * KV_BYTES_PER_TOKEN and chosen["tokens_held"] == 200, f"plan: {chosen}")
+    check(doc["candidates"][0] == chosen, "plan: chosen differs from candidate 0")
+    # 160 KiB holds 640 f16 tokens; KIVI in groups of 8 (the tiny head_dim is
+    # 16) holds 1000: the first quantized candidate that fits is chosen.
+    doc = cli.json("plan", ["--budget", "160KiB", "--context", "1000", "--q-group-size", "8",
+                            "--residual-length", "16"])
+    check_plan_doc(doc, "plan 160KiB")
+    kinds = [(c["type"], c["dtype"], c["nbits"]) for c in doc["candidates"]]
+    check(kinds[:4] == [("dynamic", "f16", 0), ("quantized", "kivi", 8), ("quantized", "kivi", 4),
+                        ("quantized", "kivi", 2)], f"plan: candidates {kinds}")
+    check(doc["candidates"][0]["fits"] is False and doc["candidates"][0]["max_tokens"] == 640, f"plan: {doc}")
+    first_fit = next(c for c in doc["candidates"] if c["fits"])
+    check(doc["chosen"] == first_fit and doc["chosen"]["type"] == "quantized", f"plan 160KiB: chose {doc['chosen']}")
+    # Too small for anything: exit 1, no choice, every candidate listed.
+    doc = cli.json("plan", ["--budget", "4KiB", "--context", "200"], want_rc=1)
+    check_plan_doc(doc, "plan 4KiB")
+    check(doc["fits"] is False and doc["chosen"] is None and doc["candidates"], f"plan 4KiB: {doc}")
+    has_keys(doc, ["error", "status"], "plan 4KiB")
+    check("4096 bytes" in doc["error"], f"plan 4KiB: error {doc['error']!r}")
+    # An explicit cache is sized as given: a static cache of 100 tokens
+    # cannot take 200 (exit 1), nor is anything else proposed.
+    doc = cli.json("plan", ["--cache", "static", "--max-cache-len", "100", "--context", "200"], want_rc=1)
+    check_plan_doc(doc, "plan static")
+    check(len(doc["candidates"]) == 1 and doc["chosen"]["fits"] is False and doc["chosen"]["capacity"] == 100,
+          f"plan static: {doc}")
+    check("at most 100" in doc["chosen"]["reason"], f"plan static: reason {doc['chosen']['reason']!r}")
+    # Human form: the choice, the reason and the table.
+    out, _ = cli.run(["plan", "--model", cli.model, "--budget", "1.5 MiB", "--context", "200"], 0)
+    check("chosen:   dynamic f16" in out and "why:" in out and "candidates" in out, f"plan: {out!r}")
+
+
 CASES = [case_exit_codes, case_missing_model, case_info, case_devices, case_tokenize, case_generate,
-         case_perplexity, case_bench, case_bench_chats]
+         case_perplexity, case_bench, case_bench_chats, case_plan]
 
 
 def main():

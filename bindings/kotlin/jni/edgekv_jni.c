@@ -261,7 +261,8 @@ static int progress_trampoline(float progress, void *user_data) {
 }
 
 JNIEXPORT jlong JNICALL FN(modelLoad)(JNIEnv *env, jclass cls, jbyteArray path, jint backend, jint device_index,
-                                      jint n_threads, jboolean int8_activations, jlong cancel, jobject listener) {
+                                      jint n_threads, jboolean int8_activations, jlong cancel, jobject listener,
+                                      jlong memory_budget_bytes) {
     ekv_model_params mp = ekv_model_default_params();
     ekv_model *model = NULL;
     progress_ctx ctx;
@@ -274,6 +275,7 @@ JNIEXPORT jlong JNICALL FN(modelLoad)(JNIEnv *env, jclass cls, jbyteArray path, 
     mp.device_index = device_index;
     mp.n_threads = n_threads;
     mp.int8_activations = int8_activations ? 1 : 0;
+    mp.memory_budget_bytes = (uint64_t)memory_budget_bytes;
     mp.cancel = H_CANCEL(cancel);
     if (listener) {
         jclass lcls = (*env)->GetObjectClass(env, listener);
@@ -575,7 +577,8 @@ JNIEXPORT void JNICALL FN(cacheParamsDefaults)(JNIEnv *env, jclass cls, jintArra
     (*env)->SetIntArrayRegion(env, out, 0, 9, v);
 }
 
-JNIEXPORT jlong JNICALL FN(cacheCreate)(JNIEnv *env, jclass cls, jlong model, jintArray params) {
+JNIEXPORT jlong JNICALL FN(cacheCreate)(JNIEnv *env, jclass cls, jlong model, jintArray params,
+                                        jlong memory_budget_bytes) {
     ekv_cache_params p = ekv_cache_default_params();
     ekv_cache *cache = NULL;
     jint v[9];
@@ -584,12 +587,70 @@ JNIEXPORT jlong JNICALL FN(cacheCreate)(JNIEnv *env, jclass cls, jlong model, ji
     (*env)->GetIntArrayRegion(env, params, 0, 9, v);
     if ((*env)->ExceptionCheck(env)) return 0;
     cache_params_from(v, &p);
+    p.memory_budget_bytes = (uint64_t)memory_budget_bytes;
     st = ekv_cache_create(H_MODEL(model), &p, &cache);
     if (st != EKV_OK) {
         throw_status(env, st);
         return 0;
     }
     return TO_HANDLE(cache);
+}
+
+/* ekv_cache_plan (index -1) or ekv_cache_plan_candidate (index >= 0) with
+ * params (9 ints, as cacheCreate) and the budget. config (9 ints) gets the
+ * configuration, nums (12) tokens_held, capacity, max_tokens, device_bytes,
+ * host_bytes, bytes when full, fits, n_candidates, candidate_index,
+ * chosen_index, the configuration's budget, and the status (0, or
+ * EKV_ERR_OUT_OF_MEMORY when nothing fits: not thrown, the candidates are
+ * still there). Returns the reason (UTF-8). */
+JNIEXPORT jbyteArray JNICALL FN(cachePlan)(JNIEnv *env, jclass cls, jlong model, jintArray params,
+                                           jlong memory_budget_bytes, jint context, jint index, jintArray config,
+                                           jlongArray nums) {
+    ekv_cache_params p = ekv_cache_default_params(), chosen = ekv_cache_default_params();
+    ekv_cache_plan_result r = ekv_cache_plan_result_default();
+    jint v[9];
+    jlong n[12];
+    ekv_status st;
+    (void)cls;
+    (*env)->GetIntArrayRegion(env, params, 0, 9, v);
+    if ((*env)->ExceptionCheck(env)) return NULL;
+    cache_params_from(v, &p);
+    p.memory_budget_bytes = (uint64_t)memory_budget_bytes;
+    st = index < 0 ? ekv_cache_plan(H_MODEL(model), &p, context, &chosen, &r)
+                   : ekv_cache_plan_candidate(H_MODEL(model), &p, context, index, &chosen, &r);
+    if (st != EKV_OK && !(st == EKV_ERR_OUT_OF_MEMORY && index < 0 && r.n_candidates > 0)) {
+        throw_status(env, st);
+        return NULL;
+    }
+    v[0] = chosen.type;
+    v[1] = chosen.max_cache_len;
+    v[2] = chosen.dtype;
+    v[3] = chosen.window_length;
+    v[4] = chosen.num_sink_tokens;
+    v[5] = chosen.nbits;
+    v[6] = chosen.q_group_size;
+    v[7] = chosen.residual_length;
+    v[8] = chosen.offload;
+    (*env)->SetIntArrayRegion(env, config, 0, 9, v);
+    n[0] = r.tokens_held;
+    n[1] = r.capacity;
+    n[2] = r.max_tokens;
+    n[3] = (jlong)r.device_bytes;
+    n[4] = (jlong)r.host_bytes;
+    n[5] = (jlong)(r.capacity_device_bytes + r.capacity_host_bytes);
+    n[6] = r.fits;
+    n[7] = r.n_candidates;
+    n[8] = r.candidate_index;
+    n[9] = r.chosen_index;
+    n[10] = (jlong)chosen.memory_budget_bytes;
+    n[11] = st;
+    (*env)->SetLongArrayRegion(env, nums, 0, 12, n);
+    if ((*env)->ExceptionCheck(env)) return NULL;
+    {
+        size_t len = 0;
+        while (len < sizeof r.reason && r.reason[len]) ++len;
+        return new_bytes(env, r.reason, len);
+    }
 }
 
 JNIEXPORT void JNICALL FN(cacheFree)(JNIEnv *env, jclass cls, jlong h) {

@@ -4,6 +4,8 @@
 #include <cstring>
 
 #include "api/api_internal.h"
+#include "api/api_plan.h"
+#include "core/fault_injection.h"
 
 using namespace ekv;
 
@@ -13,6 +15,19 @@ const char* const kCacheNames[] = {"auto",    "dynamic",        "static", "offlo
                                    "quantized", "sliding_window", "sink",   "hybrid",    "mamba",
                                    "hybrid_mamba", "encoder_decoder"};
 constexpr int kNumCacheTypes = sizeof(kCacheNames) / sizeof(kCacheNames[0]);
+
+// Closes a libc memory stream when the scope ends, normally or by an
+// exception; for open_memstream, hands the buffer that fclose publishes to
+// `owner` so it is freed too.
+struct StreamCloser {
+    FILE* stream;
+    char** data;
+    std::unique_ptr<char, decltype(&std::free)>* owner;
+    ~StreamCloser() {
+        std::fclose(stream);
+        if (owner) owner->reset(*data);
+    }
+};
 
 }  // namespace
 
@@ -48,17 +63,8 @@ ekv_status ekv_cache_create(ekv_model* model, const ekv_cache_params* params, ek
         ekv_cache_params p;
         EKV_TRY(api::read_params(params, api::cache_params_defaults(), "params", &p));
         const Model& m = *model->model;
-        const int type = api::enum_int(p.type), dtype = api::enum_int(p.dtype), offload = api::enum_int(p.offload);
-        if (type < EKV_CACHE_AUTO || type > EKV_CACHE_ENCODER_DECODER)
-            return Error(EKV_ERR_INVALID_ARGUMENT, "unknown cache type %d", type);
-        if (p.max_cache_len < 0) return Error(EKV_ERR_INVALID_ARGUMENT, "max_cache_len %d is negative", p.max_cache_len);
-        if (dtype < EKV_KV_F16 || dtype > EKV_KV_KIVI) return Error(EKV_ERR_INVALID_ARGUMENT, "unknown kv dtype %d", dtype);
-        if (offload < EKV_PLACEMENT_DEVICE || offload > EKV_PLACEMENT_UNIFIED)
-            return Error(EKV_ERR_INVALID_ARGUMENT, "unknown placement %d", offload);
-        const ekv_cache_type resolved = p.type == EKV_CACHE_AUTO ? m.arch->natural_cache() : p.type;
-        EKV_TRY(m.arch->check_cache(resolved));
-        CacheConfig cc;
-        EKV_TRY(resolve_cache_config(p, resolved, m.cache_shape(), *m.backend, &cc));
+        CacheConfig cc;  // AUTO under a budget: the planner's choice (api_plan.h)
+        EKV_TRY(api::cache_config_for(m, p, &cc));
         std::unique_ptr<Session> session;
         EKV_TRY(Session::create(m, cc, &session));
         *out = api::wrap_cache(model, std::move(session));
@@ -182,11 +188,15 @@ ekv_status ekv_cache_save_to_memory(const ekv_cache* cache, void* buf, size_t ca
         EKV_TRY(use.status());
         char* data = nullptr;
         size_t size = 0;
-        FILE* stream = open_memstream(&data, &size);
+        FILE* stream = fault::host_allocation_fails() ? nullptr : open_memstream(&data, &size);
         if (!stream) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot open a memory stream");
-        const Status st = cache->session->cache().save(CacheFile(stream, "cache in memory"));
-        std::fclose(stream);  // publishes data and size
-        std::unique_ptr<char, decltype(&std::free)> owned(data, &std::free);
+        // Closed and freed on every path: save() may also throw (bad_alloc).
+        std::unique_ptr<char, decltype(&std::free)> owned(nullptr, &std::free);
+        Status st;
+        {
+            StreamCloser closer{stream, &data, &owned};
+            st = cache->session->cache().save(CacheFile(stream, "cache in memory"));
+        }
         EKV_TRY(st);
         if (out_len) *out_len = size;
         if (!buf || cap < size)
@@ -203,11 +213,14 @@ ekv_status ekv_cache_load_from_memory(ekv_model* model, const void* data, size_t
         EKV_CHECK_HANDLE(out, "out");
         *out = nullptr;
         if (size == 0) return Error(EKV_ERR_INVALID_FILE, "an empty buffer is not a cache file");
-        FILE* stream = fmemopen(const_cast<void*>(data), size, "rb");
+        FILE* stream = fault::host_allocation_fails() ? nullptr : fmemopen(const_cast<void*>(data), size, "rb");
         if (!stream) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot open a memory stream");
         std::unique_ptr<Session> session;
-        const Status st = Session::load(*model->model, CacheFile(stream, "cache in memory"), &session);
-        std::fclose(stream);
+        Status st;
+        {
+            StreamCloser closer{stream, nullptr, nullptr};  // also when load() throws
+            st = Session::load(*model->model, CacheFile(stream, "cache in memory"), &session);
+        }
         EKV_TRY(st);
         *out = api::wrap_cache(model, std::move(session));
         return Status::Ok();

@@ -11,15 +11,35 @@
 namespace ekv::api {
 namespace {
 thread_local std::string g_last_error;
+// Static text reported instead when the message could not be stored.
+thread_local const char* g_fallback_error = nullptr;
 }
 
-ekv_status finish(const Status& s) {
-    if (!s.ok()) g_last_error = s.message().empty() ? ekv_status_string(s.code()) : s.message();
+ekv_status finish(const Status& s) noexcept {
+    if (s.ok()) return EKV_OK;
+    try {
+        g_last_error = s.message().empty() ? ekv_status_string(s.code()) : s.message();
+        g_fallback_error = nullptr;
+    } catch (...) {  // out of memory for the message: the code still stands
+        g_last_error.clear();
+        g_fallback_error = ekv_status_string(s.code());
+    }
     return s.code();
 }
 
-void clear_error() { g_last_error.clear(); }
-const char* last_error() { return g_last_error.c_str(); }
+ekv_status finish_internal(const char* what) noexcept {
+    try {
+        return finish(Status(EKV_ERR_INTERNAL, std::string("internal error: ") + (what ? what : "unknown exception")));
+    } catch (...) {
+        return finish(Status(EKV_ERR_INTERNAL, std::string()));
+    }
+}
+
+void clear_error() noexcept {
+    g_last_error.clear();
+    g_fallback_error = nullptr;
+}
+const char* last_error() noexcept { return g_fallback_error ? g_fallback_error : g_last_error.c_str(); }
 
 Status copy_out(const std::string& s, char* buf, size_t cap, size_t* len) {
     if (len) *len = s.size();

@@ -78,10 +78,14 @@ struct ekv_generator {
 
 namespace ekv::api {
 
-// Records the status for ekv_last_error() and returns its code.
-ekv_status finish(const Status& s);
-void clear_error();
-const char* last_error();
+// Records the status for ekv_last_error() and returns its code. Never
+// throws: when memory for the message runs out, ekv_last_error() falls back
+// to the status string.
+ekv_status finish(const Status& s) noexcept;
+// An internal error from an exception's what() (null: unknown exception).
+ekv_status finish_internal(const char* what) noexcept;
+void clear_error() noexcept;
+const char* last_error() noexcept;
 
 // Runs f (returning Status) behind the exception barrier.
 template <class F>
@@ -90,11 +94,12 @@ ekv_status guarded(F&& f) noexcept {
         clear_error();
         return finish(f());
     } catch (const std::bad_alloc&) {
+        // Allocates nothing: the message fits std::string's inline buffer.
         return finish(Status(EKV_ERR_OUT_OF_MEMORY, "out of memory"));
     } catch (const std::exception& e) {
-        return finish(Status(EKV_ERR_INTERNAL, std::string("internal error: ") + e.what()));
+        return finish_internal(e.what());
     } catch (...) {
-        return finish(Status(EKV_ERR_INTERNAL, "internal error: unknown exception"));
+        return finish_internal(nullptr);
     }
 }
 

@@ -40,6 +40,7 @@ Status load_with(const ekv_model_params* params, ekv_model** out, Read&& read) {
     monitor.cancel = p.cancel ? &p.cancel->flag : nullptr;
     monitor.callback = p.progress;
     monitor.user_data = p.progress_user_data;
+    monitor.memory_budget_bytes = p.memory_budget_bytes;
     EKV_TRY(read(p.backend, bo, &m->model, &monitor));
     *out = m.release();
     return Status::Ok();

@@ -61,37 +61,10 @@ CacheUse::~CacheUse() {
     if (owned_) cache_->busy.store(false, std::memory_order_release);
 }
 
-namespace {
-
-ekv_kv_dtype public_dtype(const CacheConfig& c) {
-    if (c.storage == KvStorage::Kivi) return EKV_KV_KIVI;
-    return c.kv_dtype == DType::F32 ? EKV_KV_F32 : EKV_KV_F16;
-}
-
-ekv_placement public_placement(Placement p) {
-    switch (p) {
-        case Placement::Host: return EKV_PLACEMENT_HOST;
-        case Placement::Unified: return EKV_PLACEMENT_UNIFIED;
-        default: return EKV_PLACEMENT_DEVICE;
-    }
-}
-
-}  // namespace
-
 ekv_cache* wrap_cache(ekv_model* model, std::unique_ptr<Session> session) {
     std::unique_ptr<ekv_cache> c(new ekv_cache());
     c->session = std::move(session);
-    const CacheConfig& cfg = c->session->cache().config();
-    c->params = default_cache_params();
-    c->params.type = cfg.type;
-    c->params.max_cache_len = cfg.max_cache_len;
-    c->params.dtype = public_dtype(cfg);
-    c->params.window_length = cfg.window_length;
-    c->params.num_sink_tokens = cfg.num_sink_tokens;
-    c->params.nbits = cfg.nbits;
-    c->params.q_group_size = cfg.q_group_size;
-    c->params.residual_length = cfg.residual_length;
-    c->params.offload = public_placement(cfg.placement);
+    c->params = public_cache_params(c->session->cache().config());
     {
         std::unique_lock<std::recursive_mutex> lock = c->session->use();
         refresh_snapshot(c.get());

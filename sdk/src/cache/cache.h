@@ -96,7 +96,36 @@ struct CacheConfig {
     int32_t nbits = 4;             // Kivi
     int32_t q_group_size = 64;     // Kivi
     int32_t residual_length = 128; // Kivi
+    // Most bytes the cache's buffers may take (ekv_cache_stats' device plus
+    // host bytes); 0 = no budget. Fixed parts must fit at creation; unbounded
+    // parts grow up to it and a prepare() past it fails (OUT_OF_MEMORY).
+    // Not saved in cache files.
+    uint64_t memory_budget_bytes = 0;
 };
+
+// Bytes of a cache's buffers as ekv_cache_stats reports them.
+struct CacheBytes {
+    uint64_t device = 0;
+    uint64_t host = 0;
+    uint64_t total() const { return device + host; }
+    CacheBytes& operator+=(const CacheBytes& o) {
+        device += o.device;
+        host += o.host;
+        return *this;
+    }
+};
+
+// A budget as a limit: "no budget" is the largest limit, so parts of a
+// composite cache can be given what remains (which may be nothing).
+constexpr uint64_t kNoByteLimit = UINT64_MAX;
+inline uint64_t byte_limit(const CacheConfig& c) {
+    return c.memory_budget_bytes ? c.memory_budget_bytes : kNoByteLimit;
+}
+inline uint64_t limit_less(uint64_t limit, uint64_t used) {
+    return limit == kNoByteLimit ? kNoByteLimit : (limit > used ? limit - used : 0);
+}
+// "67108864 bytes (64.0 MiB)", for messages.
+std::string describe_bytes(uint64_t bytes);
 
 // Maps the public parameters to a point on the axes and checks it against the
 // model's shape; refuses contradictions and impossible combinations.
@@ -105,6 +134,9 @@ Status resolve_cache_config(const ekv_cache_params& p, ekv_cache_type resolved_t
 // The public parameters' defaults (HF's: KIVI 4-bit in groups of 64 with a
 // residual of 128; 4 sink tokens as StreamingLLM).
 ekv_cache_params default_cache_params();
+// The public parameters of a resolved configuration (type, storage,
+// placement, the HF-named values in effect and the budget).
+ekv_cache_params public_cache_params(const CacheConfig& c);
 // The configuration of `type` with default parameters: what a cache-less call
 // (use_cache=False) runs on, the model's natural type.
 Status default_cache_config(ekv_cache_type type, const CacheShape& shape, const Backend& backend, CacheConfig* out);
@@ -208,6 +240,29 @@ protected:
 
 Status create_cache(const CacheConfig& config, const CacheShape& shape, Backend& backend,
                     std::unique_ptr<Cache>* out);
+
+// What create_cache(config) allocates, without allocating: the bytes it
+// reports once it holds `tokens` tokens, grown to them in one prepare() (a
+// prefill; growing a token at a time allocates ahead, by up to half again,
+// within the budget), and at creation.
+struct CacheSize {
+    CacheBytes created;      // an empty cache
+    CacheBytes at_tokens;    // holding `tokens` tokens (growth capped by the budget)
+    int32_t tokens_held = 0; // of those, still held (ekv_cache_stats.tokens_held)
+    int64_t capacity = -1;   // fixed capacity in tokens, -1 when none
+    // Longest sequence it can take: a fixed capacity, or what the budget lets
+    // unbounded parts grow to; -1 when neither limits it (rings, no budget).
+    int64_t max_tokens = -1;
+    // Whether it takes `tokens` tokens within its budget (and capacity);
+    // `why` says what stops it when not (see judge_size).
+    bool fits = true;
+    std::string why;
+};
+Status size_cache(const CacheConfig& config, const CacheShape& shape, const DeviceDescription& device,
+                  int32_t tokens, CacheSize* out);
+// Sets fits and why from the totals: the capacity, then the bytes at
+// creation, then at `tokens`, against `limit`.
+void judge_size(CacheSize* s, int32_t tokens, uint64_t limit);
 // Loads a file written by Cache::save into a new cache; refuses files of
 // another version, another model, or that fail their checksum.
 Status load_cache(const CacheFile& file, const CacheShape& shape, Backend& backend, std::unique_ptr<Cache>* out);

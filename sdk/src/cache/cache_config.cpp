@@ -66,6 +66,23 @@ ekv_cache_params default_cache_params() {
     return p;
 }
 
+ekv_cache_params public_cache_params(const CacheConfig& c) {
+    ekv_cache_params p = default_cache_params();
+    p.type = c.type;
+    p.max_cache_len = c.max_cache_len;
+    p.dtype = c.storage == KvStorage::Kivi ? EKV_KV_KIVI : (c.kv_dtype == DType::F32 ? EKV_KV_F32 : EKV_KV_F16);
+    p.window_length = c.window_length;
+    p.num_sink_tokens = c.num_sink_tokens;
+    p.nbits = c.nbits;
+    p.q_group_size = c.q_group_size;
+    p.residual_length = c.residual_length;
+    p.offload = c.placement == Placement::Host      ? EKV_PLACEMENT_HOST
+                : c.placement == Placement::Unified ? EKV_PLACEMENT_UNIFIED
+                                                    : EKV_PLACEMENT_DEVICE;
+    p.memory_budget_bytes = c.memory_budget_bytes;
+    return p;
+}
+
 Status default_cache_config(ekv_cache_type type, const CacheShape& shape, const Backend& backend, CacheConfig* out) {
     return resolve_cache_config(default_cache_params(), type, shape, backend, out);
 }
@@ -131,6 +148,7 @@ Status resolve_cache_config(const ekv_cache_params& p, ekv_cache_type type, cons
     c.nbits = p.nbits;
     c.q_group_size = p.q_group_size;
     c.residual_length = p.residual_length;
+    c.memory_budget_bytes = p.memory_budget_bytes;
     if (c.storage == KvStorage::Kivi) {
         EKV_TRY(check_kivi(c, shape));
         if (!backend.supports_kv_format(KvFormat::Kivi))

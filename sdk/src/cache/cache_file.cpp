@@ -61,14 +61,25 @@ Status check_body_header(const KvBodyHeader& h, const CacheShape& shape, const s
     if (static_cast<int32_t>(h.max_chunk) != shape.max_chunk)
         return Error(EKV_ERR_UNSUPPORTED, "cache file %s was written with a forward chunk of %u tokens, not %d",
                      path.c_str(), h.max_chunk, shape.max_chunk);
-    if (!in_range(h.type, EKV_CACHE_ENCODER_DECODER) || !in_range(h.retention, 3) || !in_range(h.storage, 1) ||
-        !in_range(h.placement, 2) || (h.kv_dtype != static_cast<uint32_t>(DType::F16) &&
-                                      h.kv_dtype != static_cast<uint32_t>(DType::F32)))
+    // AUTO is resolved before a cache exists: a saved cache never has it.
+    if (h.type == EKV_CACHE_AUTO || !in_range(h.type, EKV_CACHE_ENCODER_DECODER) || !in_range(h.retention, 3) ||
+        !in_range(h.storage, 1) || !in_range(h.placement, 2) ||
+        (h.kv_dtype != static_cast<uint32_t>(DType::F16) && h.kv_dtype != static_cast<uint32_t>(DType::F32)))
         return Error(EKV_ERR_INVALID_FILE, "cache file %s has an invalid configuration", path.c_str());
     if (h.len < 0 || h.q_end < 0 || h.q_end > h.len || h.plain_rows < 0 || h.groups < 0 ||
-        h.n_tokens > static_cast<uint64_t>(h.len) || h.plain_rows > (int64_t{1} << 31) || h.groups > (int64_t{1} << 31))
+        h.n_tokens != static_cast<uint64_t>(h.len) || h.plain_rows > (int64_t{1} << 31) ||
+        h.groups > (int64_t{1} << 31))
         return Error(EKV_ERR_INVALID_FILE, "cache file %s has an invalid state", path.c_str());
     return Status::Ok();
+}
+
+// Bytes left in the stream, or -1 when it cannot tell (a pipe).
+int64_t remaining_bytes(FILE* f) {
+    const long at = std::ftell(f);
+    if (at < 0 || std::fseek(f, 0, SEEK_END) != 0) return -1;
+    const long end = std::ftell(f);
+    if (std::fseek(f, at, SEEK_SET) != 0 || end < at) return -1;
+    return end - at;
 }
 
 }  // namespace
@@ -133,6 +144,16 @@ Status write_cache_file(const CacheFile& file, CacheFileKind kind, uint64_t fing
     if (file.stream) return write_stream(file.stream, file.label, kind, fingerprint, body);
     const std::string& path = file.label;
     const std::string tmp = path + ".tmp-" + std::to_string(static_cast<long>(getpid()));
+    // Removes the temporary file on every way out but a successful rename,
+    // exceptions (bad_alloc in body) included; declared before the stream so
+    // the stream is closed first.
+    struct TmpRemover {
+        const std::string& tmp;
+        bool keep = false;
+        ~TmpRemover() {
+            if (!keep) std::remove(tmp.c_str());
+        }
+    } remover{tmp};
     File f(std::fopen(tmp.c_str(), "wb"));
     if (!f) return Error(EKV_ERR_IO, "cannot create %s: %s", tmp.c_str(), std::strerror(errno));
     Status st = write_stream(f.get(), path, kind, fingerprint, body);
@@ -140,7 +161,7 @@ Status write_cache_file(const CacheFile& file, CacheFileKind kind, uint64_t fing
     if (std::fclose(f.release()) != 0 && st.ok()) st = Error(EKV_ERR_IO, "cannot write %s (disk full?)", path.c_str());
     if (st.ok() && std::rename(tmp.c_str(), path.c_str()) != 0)
         st = Error(EKV_ERR_IO, "cannot rename %s to %s: %s", tmp.c_str(), path.c_str(), std::strerror(errno));
-    if (!st.ok()) std::remove(tmp.c_str());
+    remover.keep = st.ok();  // renamed: the temporary name is gone
     return st;
 }
 
@@ -256,13 +277,38 @@ Status KvCache::read_body(CacheFileReader& r, const CacheShape& shape, Backend& 
     KvCache& kc = static_cast<KvCache&>(*made);
     if (h.len > kc.max_seq_len() && kc.max_seq_len() >= 0)
         return Error(EKV_ERR_INVALID_FILE, "cache file %s holds more tokens than its capacity", path.c_str());
-    if ((kc.layout_.plain_ring && h.plain_rows != kc.plain_rows_) ||
-        (kc.layout_.group_ring && h.groups != kc.groups_))
-        return Error(EKV_ERR_INVALID_FILE, "cache file %s has ring sizes that do not match its configuration",
+    // The stores and the state must be ones a live cache reaches, or the next
+    // forward writes outside the stores: fixed and ring stores keep the size
+    // they were made with (growing stores are sized below by the state), and
+    // KIVI's full-precision residual [q_end, body) fits its ring.
+    const KvLayout& l = kc.layout_;
+    const bool plain_grows = l.growable() && !l.kivi && !l.plain_ring;
+    const bool groups_grow = l.growable() && l.kivi && !l.group_ring;
+    if ((!plain_grows && h.plain_rows != kc.plain_rows_) || (!groups_grow && h.groups != kc.groups_))
+        return Error(EKV_ERR_INVALID_FILE, "cache file %s has store sizes that do not match its configuration",
                      path.c_str());
-    if (h.plain_rows != kc.plain_rows_ || h.groups != kc.groups_) EKV_TRY(kc.allocate(h.plain_rows, h.groups));
+    const int32_t body = l.body_of(h.len);
+    const bool q_ok = l.kivi ? h.q_end % l.group == 0 && h.q_end <= body && body - h.q_end <= l.plain_ring_rows
+                             : h.q_end == 0;
+    if (!q_ok)
+        return Error(EKV_ERR_INVALID_FILE, "cache file %s has %d quantized tokens of %d, impossible for its layout",
+                     path.c_str(), h.q_end, h.len);
     kc.len_ = h.len;
     kc.q_end_ = kc.q_target_ = h.q_end;
+    // Nothing is allocated for the state before the file shows it holds it:
+    // a small file cannot claim gigabytes.
+    uint64_t announced = h.n_tokens * sizeof(int32_t) + sizeof(uint64_t);  // ids, checksum
+    for (int s = 0; s < kNumSlots; ++s) announced += static_cast<uint64_t>(kc.slot_used_bytes(s)) * kc.layers_.size();
+    const int64_t left = remaining_bytes(r.file());
+    if (left >= 0 && announced > static_cast<uint64_t>(left))
+        return Error(EKV_ERR_INVALID_FILE,
+                     "cache file %s is truncated: its header announces %llu more bytes, %lld remain", path.c_str(),
+                     static_cast<unsigned long long>(announced), static_cast<long long>(left));
+    if (l.growable()) {  // as a live cache grows to hold the tokens
+        kc.len_ = 0;
+        EKV_TRY(kc.prepare(h.len));
+        kc.len_ = h.len;
+    }
     kc.forwarded_ = h.forwarded;
     kc.tokens_.resize(static_cast<size_t>(h.n_tokens));
     EKV_TRY(r.read(kc.tokens_.data(), kc.tokens_.size() * sizeof(int32_t), "token ids"));

@@ -33,23 +33,62 @@ DType EncoderDecoderCache::cross_dtype_for(const CacheConfig& config) {
     return config.storage == KvStorage::Plain && config.kv_dtype == DType::F32 ? DType::F32 : DType::F16;
 }
 
-Placement EncoderDecoderCache::cross_placement() const {
-    return config().placement == Placement::Unified ? Placement::Unified : Placement::Device;
+Placement EncoderDecoderCache::cross_placement_for(const CacheConfig& config) {
+    return config.placement == Placement::Unified ? Placement::Unified : Placement::Device;
+}
+
+Placement EncoderDecoderCache::cross_placement() const { return cross_placement_for(config()); }
+
+CacheBytes EncoderDecoderCache::cross_bytes(const CacheConfig& config, const CacheShape& shape) {
+    CacheBytes b;
+    const uint64_t bytes = 2ull * static_cast<uint64_t>(shape.n_layers) *
+                           dtype_row_bytes(cross_dtype_for(config), shape.kv_width()) *
+                           static_cast<uint64_t>(shape.cross_len);
+    (cross_placement_for(config) == Placement::Device ? b.device : b.host) = bytes;
+    return b;
+}
+
+Status EncoderDecoderCache::size(const CacheConfig& config, const CacheShape& shape,
+                                 const DeviceDescription& device, int32_t tokens, CacheSize* out) {
+    EKV_TRY(check_shape(shape));
+    const CacheBytes cross = cross_bytes(config, shape);
+    CacheSize s = KvCache::size(config, self_shape(shape), device, limit_less(byte_limit(config), cross.total()),
+                                tokens);
+    s.at_tokens += cross;  // the created cache has no cross KV until an input is encoded
+    judge_size(&s, tokens, byte_limit(config));
+    *out = s;
+    return Status::Ok();
+}
+
+Status EncoderDecoderCache::check_shape(const CacheShape& shape) {
+    if (shape.cross_len <= 0)
+        return Error(EKV_ERR_UNSUPPORTED, "cache type 'encoder_decoder' needs an encoder-decoder model");
+    if (shape.count(LayerKind::Attention) != shape.n_layers)
+        return Error(EKV_ERR_UNSUPPORTED, "an encoder-decoder cache needs a decoder of global attention layers");
+    return Status::Ok();
 }
 
 size_t EncoderDecoderCache::cross_row_bytes() const { return dtype_row_bytes(cross_dtype_, shape_.kv_width()); }
 
 Status EncoderDecoderCache::create(const CacheConfig& config, const CacheShape& shape, Backend& backend,
                                    std::unique_ptr<Cache>* out) {
-    if (shape.cross_len <= 0)
-        return Error(EKV_ERR_UNSUPPORTED, "cache type 'encoder_decoder' needs an encoder-decoder model");
-    if (shape.count(LayerKind::Attention) != shape.n_layers)
-        return Error(EKV_ERR_UNSUPPORTED, "an encoder-decoder cache needs a decoder of global attention layers");
+    EKV_TRY(check_shape(shape));
     std::unique_ptr<EncoderDecoderCache> c(
         new (std::nothrow) EncoderDecoderCache(shape, backend, cross_dtype_for(config)));
     if (!c) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate cache");
+    // The budget keeps room for a whole input's cross-attention KV (allocated
+    // by the first encode); the self-attention KV grows within the rest.
+    const uint64_t cross = cross_bytes(config, shape).total();
+    if (cross > byte_limit(config))
+        return Error(EKV_ERR_OUT_OF_MEMORY,
+                     "the cross-attention KV of a %d-position input takes %s, more than the cache's memory budget of %s",
+                     shape.cross_len, describe_bytes(cross).c_str(), describe_bytes(byte_limit(config)).c_str());
     std::unique_ptr<Cache> part;
-    EKV_TRY(KvCache::create(config, self_shape(shape), backend, &part));
+    const Status st =
+        KvCache::create_within(config, self_shape(shape), backend, limit_less(byte_limit(config), cross), &part);
+    if (!st.ok())
+        return Error(st.code(), "%s (the cross-attention KV takes %s of it)", st.message().c_str(),
+                     describe_bytes(cross).c_str());
     c->self_.reset(static_cast<KvCache*>(part.release()));
     *out = std::move(c);
     return Status::Ok();

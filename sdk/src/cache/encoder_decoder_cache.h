@@ -22,6 +22,14 @@ public:
     // configuration for the self-attention part.
     static Status create(const CacheConfig& config, const CacheShape& shape, Backend& backend,
                          std::unique_ptr<Cache>* out);
+    // What create allocates (see size_cache), counting the cross-attention KV
+    // of a whole input (cross_len positions, allocated by the first encode):
+    // the budget keeps room for it, and the self-attention KV grows within
+    // the rest.
+    static Status size(const CacheConfig& config, const CacheShape& shape, const DeviceDescription& device,
+                       int32_t tokens, CacheSize* out);
+    // Whether the model suits an encoder-decoder cache (create refuses the same).
+    static Status check_shape(const CacheShape& shape);
 
     const CacheConfig& config() const override { return self_->config(); }
     int32_t seq_len() const override { return self_->seq_len(); }
@@ -58,6 +66,9 @@ private:
     EncoderDecoderCache(const CacheShape& shape, Backend& backend, DType cross_dtype);
     static CacheShape self_shape(const CacheShape& shape);
     static DType cross_dtype_for(const CacheConfig& config);
+    static Placement cross_placement_for(const CacheConfig& config);
+    // The cross-attention KV of a whole input, split by placement.
+    static CacheBytes cross_bytes(const CacheConfig& config, const CacheShape& shape);
     Placement cross_placement() const;
     // Buffers for `positions` encoder positions in every layer; all or nothing.
     Status allocate_cross(int32_t positions);

@@ -5,6 +5,7 @@
 #include <new>
 
 #include "cache/cache_io.h"
+#include "cache/mamba_cache.h"  // reserve_token_ids
 
 namespace ekv {
 
@@ -28,20 +29,55 @@ CacheConfig HybridCache::local_config(const CacheConfig& config) {
     return c;
 }
 
-Status HybridCache::create(const CacheConfig& config, const CacheShape& shape, Backend& backend,
-                           std::unique_ptr<Cache>* out) {
+Status HybridCache::check_shape(const CacheShape& shape) {
     if (shape.count(LayerKind::Recurrent) > 0 || shape.count(LayerKind::SlidingAttention) == 0)
         return Error(EKV_ERR_UNSUPPORTED, "cache type 'hybrid' needs a model with sliding-window attention layers");
+    return Status::Ok();
+}
+
+Status HybridCache::create(const CacheConfig& config, const CacheShape& shape, Backend& backend,
+                           std::unique_ptr<Cache>* out) {
+    EKV_TRY(check_shape(shape));
     std::unique_ptr<HybridCache> c(new (std::nothrow) HybridCache(config, shape));
     if (!c) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate cache");
+    // The budget covers both parts: the local ring first (fixed), the global
+    // layers grow within what it leaves.
+    const uint64_t limit = byte_limit(config);
     std::unique_ptr<Cache> part;
-    EKV_TRY(KvCache::create(local_config(config), part_shape(shape, LayerKind::SlidingAttention), backend, &part));
+    EKV_TRY(KvCache::create_within(local_config(config), part_shape(shape, LayerKind::SlidingAttention), backend,
+                                   limit, &part));
     c->local_.reset(static_cast<KvCache*>(part.release()));
     if (shape.count(LayerKind::Attention) > 0) {
-        EKV_TRY(KvCache::create(config, part_shape(shape, LayerKind::Attention), backend, &part));
+        const CacheStats local = c->local_->stats();
+        const uint64_t local_bytes = local.device_bytes + local.host_bytes;
+        const Status st = KvCache::create_within(config, part_shape(shape, LayerKind::Attention), backend,
+                                                 limit_less(limit, local_bytes), &part);
+        if (!st.ok())
+            return Error(st.code(), "%s (the sliding-window layers take %s of it)", st.message().c_str(),
+                         describe_bytes(local_bytes).c_str());
         c->global_.reset(static_cast<KvCache*>(part.release()));
     }
     *out = std::move(c);
+    return Status::Ok();
+}
+
+Status HybridCache::size(const CacheConfig& config, const CacheShape& shape, const DeviceDescription& device,
+                         int32_t tokens, CacheSize* out) {
+    EKV_TRY(check_shape(shape));
+    const uint64_t limit = byte_limit(config);
+    CacheSize s =
+        KvCache::size(local_config(config), part_shape(shape, LayerKind::SlidingAttention), device, limit, tokens);
+    if (shape.count(LayerKind::Attention) == 0) {
+        *out = s;
+        return Status::Ok();
+    }
+    const uint64_t local_bytes = s.created.total();
+    CacheSize g = KvCache::size(config, part_shape(shape, LayerKind::Attention), device,
+                                limit_less(limit, local_bytes), tokens);
+    g.created += s.created;
+    g.at_tokens += s.at_tokens;
+    judge_size(&g, tokens, limit);
+    *out = g;
     return Status::Ok();
 }
 
@@ -56,7 +92,11 @@ Status HybridCache::prepare(int32_t n_new) {
     // Growing a part's buffers changes no state, so a refusal by the second
     // part leaves the cache as it was.
     if (global_) EKV_TRY(global_->prepare(n_new));
-    return local_->prepare(n_new);
+    EKV_TRY(local_->prepare(n_new));
+    // commit() appends the ids and must not allocate: an allocation failing
+    // there left the parts committed and this cache's length behind them.
+    return reserve_token_ids(&tokens_, static_cast<size_t>(len_) + static_cast<size_t>(n_new > 0 ? n_new : 0),
+                             max_seq_len());
 }
 
 void HybridCache::store(Backend& backend, int32_t layer, const Tensor& k, const Tensor& v) {

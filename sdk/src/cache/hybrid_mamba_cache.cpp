@@ -20,8 +20,7 @@ CacheShape HybridMambaCache::attention_shape(const CacheShape& shape) {
     return s;
 }
 
-Status HybridMambaCache::create(const CacheConfig& config, const CacheShape& shape, Backend& backend,
-                                std::unique_ptr<Cache>* out) {
+Status HybridMambaCache::check_shape(const CacheShape& shape) {
     if (shape.count(LayerKind::Recurrent) == 0 || shape.count(LayerKind::Attention) == 0 ||
         shape.count(LayerKind::SlidingAttention) > 0)
         return Error(EKV_ERR_UNSUPPORTED,
@@ -29,13 +28,43 @@ Status HybridMambaCache::create(const CacheConfig& config, const CacheShape& sha
                      "one has %d attention, %d sliding-window and %d Mamba layers",
                      shape.count(LayerKind::Attention), shape.count(LayerKind::SlidingAttention),
                      shape.count(LayerKind::Recurrent));
+    return Status::Ok();
+}
+
+Status HybridMambaCache::create(const CacheConfig& config, const CacheShape& shape, Backend& backend,
+                                std::unique_ptr<Cache>* out) {
+    EKV_TRY(check_shape(shape));
     std::unique_ptr<HybridMambaCache> c(new (std::nothrow) HybridMambaCache(config, shape));
     if (!c) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate cache");
+    // The budget covers both parts: the fixed recurrent state first, the
+    // attention KV within what it leaves.
+    const uint64_t state = MambaCache::state_bytes(shape);
+    if (state > byte_limit(config))
+        return Error(EKV_ERR_OUT_OF_MEMORY,
+                     "the hybrid_mamba cache's recurrent state takes %s, more than its memory budget of %s",
+                     describe_bytes(state).c_str(), describe_bytes(byte_limit(config)).c_str());
     std::unique_ptr<Cache> kv;
-    EKV_TRY(KvCache::create(config, attention_shape(shape), backend, &kv));
+    const Status st =
+        KvCache::create_within(config, attention_shape(shape), backend, limit_less(byte_limit(config), state), &kv);
+    if (!st.ok())
+        return Error(st.code(), "%s (the recurrent state takes %s of it)", st.message().c_str(),
+                     describe_bytes(state).c_str());
     c->kv_.reset(static_cast<KvCache*>(kv.release()));
     EKV_TRY(MambaCache::create_part(config, shape, backend, &c->mamba_));
     *out = std::move(c);
+    return Status::Ok();
+}
+
+Status HybridMambaCache::size(const CacheConfig& config, const CacheShape& shape, const DeviceDescription& device,
+                              int32_t tokens, CacheSize* out) {
+    EKV_TRY(check_shape(shape));
+    const CacheSize state = MambaCache::part_size(shape, tokens);
+    CacheSize s = KvCache::size(config, attention_shape(shape), device,
+                                limit_less(byte_limit(config), state.created.total()), tokens);
+    s.created += state.created;
+    s.at_tokens += state.created;
+    judge_size(&s, tokens, byte_limit(config));
+    *out = s;
     return Status::Ok();
 }
 

@@ -16,6 +16,12 @@ public:
     // storage and placement apply to the attention KV.
     static Status create(const CacheConfig& config, const CacheShape& shape, Backend& backend,
                          std::unique_ptr<Cache>* out);
+    // What create allocates (see size_cache): the recurrent states, then the
+    // attention KV within what the budget leaves.
+    static Status size(const CacheConfig& config, const CacheShape& shape, const DeviceDescription& device,
+                       int32_t tokens, CacheSize* out);
+    // Whether the model's layers suit a hybrid_mamba cache (create refuses the same).
+    static Status check_shape(const CacheShape& shape);
 
     const CacheConfig& config() const override { return config_; }
     int32_t seq_len() const override { return len_; }

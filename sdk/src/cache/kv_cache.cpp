@@ -4,33 +4,50 @@
 #include <new>
 
 namespace ekv {
-namespace {
-// Unbounded stores grow by at least this many tokens (and by half their size)
-// so reallocation is rare and amortised, never per token.
-constexpr int64_t kGrowChunk = 256;
-
-int64_t grown_size(int64_t current, int64_t need, int64_t unit) {
-    int64_t target = std::max(need, current + current / 2);
-    return (target + unit - 1) / unit * unit;
-}
-}  // namespace
 
 KvCache::KvCache(const KvLayout& layout, Backend& backend) : layout_(layout), backend_(&backend) {}
 
 Status KvCache::create(const CacheConfig& config, const CacheShape& shape, Backend& backend,
                        std::unique_ptr<Cache>* out) {
+    return create_within(config, shape, backend, byte_limit(config), out);
+}
+
+Status KvCache::create_within(const CacheConfig& config, const CacheShape& shape, Backend& backend, uint64_t limit,
+                              std::unique_ptr<Cache>* out) {
     const KvLayout l = KvLayout::make(config, shape);
+    const StoreSizes initial = l.initial_sizes();
+    const uint64_t need = l.bytes(initial, l.staged_on(backend.device())).total();
+    if (need > limit)
+        return Error(EKV_ERR_OUT_OF_MEMORY, "the %s cache takes %s%s, more than its memory budget of %s",
+                     ekv_cache_type_name(config.type), describe_bytes(need).c_str(),
+                     l.fixed_body >= 0 ? " at its capacity" : (l.windowed() ? " for its window" : ""),
+                     describe_bytes(limit).c_str());
     std::unique_ptr<KvCache> c(new (std::nothrow) KvCache(l, backend));
     if (!c) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate cache");
-    int64_t plain = l.plain_ring ? l.plain_ring_rows : 0;
-    int64_t groups = l.group_ring ? l.group_ring_rows : 0;
-    if (l.fixed_body >= 0) {
-        if (!l.plain_ring) plain = l.fixed_body;
-        if (l.kivi) groups = (static_cast<int64_t>(l.fixed_body) + l.group - 1) / l.group;
-    }
-    EKV_TRY(c->allocate(plain, groups));
+    c->limit_ = limit;
+    EKV_TRY(c->allocate(initial.plain_rows, initial.groups));
     *out = std::move(c);
     return Status::Ok();
+}
+
+CacheSize KvCache::size(const CacheConfig& config, const CacheShape& shape, const DeviceDescription& device,
+                        uint64_t limit, int32_t tokens) {
+    const KvLayout l = KvLayout::make(config, shape);
+    const bool staged = l.staged_on(device);
+    CacheSize s;
+    const StoreSizes initial = l.initial_sizes();
+    StoreSizes at = l.grown_sizes(initial, tokens);  // unbounded: no sinks, body = tokens
+    s.created = l.bytes(initial, staged);
+    s.tokens_held = l.windowed() ? std::min(tokens, config.window_length) : tokens;
+    if (l.fixed_body >= 0) s.capacity = s.max_tokens = l.fixed_body;
+    if (l.growable() && limit != kNoByteLimit) {
+        const int64_t most = l.max_growing_within(limit, staged);
+        s.max_tokens = most < 0 ? 0 : l.growing_tokens(most);
+        if (l.growing_need(tokens) <= most && l.growing(at) > most) l.set_growing(&at, most);  // as prepare() caps it
+    }
+    s.at_tokens = l.bytes(at, staged);
+    judge_size(&s, tokens, limit);
+    return s;
 }
 
 int32_t KvCache::capacity() const {
@@ -122,15 +139,26 @@ Status KvCache::prepare(int32_t n_new) {
         return Error(EKV_ERR_CONTEXT_OVERFLOW, "sequence of %lld tokens is too long", static_cast<long long>(need));
     EKV_TRY(reserve_token_ids(need));
     if (!layout_.growable()) return Status::Ok();
-    const int64_t body = need;  // no sinks when unbounded
-    int64_t plain = plain_rows_, groups = groups_;
-    if (!layout_.kivi && body > plain_rows_) plain = grown_size(plain_rows_, body, kGrowChunk);
-    if (layout_.kivi) {
-        const int64_t g_need = (body + layout_.group - 1) / layout_.group;
-        if (g_need > groups_) groups = grown_size(groups_, g_need, std::max<int64_t>(1, kGrowChunk / layout_.group));
+    const StoreSizes current{plain_rows_, groups_};
+    StoreSizes grown = layout_.grown_sizes(current, need);  // no sinks when unbounded: body = need
+    if (grown == current) return Status::Ok();
+    if (limit_ != kNoByteLimit) {
+        // Within a budget growth stops at it: up to what fits, and a chunk
+        // needing more fails here, before anything changed.
+        const int64_t most = layout_.max_growing_within(limit_, staged());
+        if (layout_.growing_need(need) > most) {
+            StoreSizes wanted = current;
+            layout_.set_growing(&wanted, layout_.growing_need(need));
+            return Error(EKV_ERR_OUT_OF_MEMORY,
+                         "the %s cache cannot grow to %lld tokens within its memory budget of %s: they take %s; it "
+                         "holds at most %lld",
+                         ekv_cache_type_name(type()), static_cast<long long>(need), describe_bytes(limit_).c_str(),
+                         describe_bytes(layout_.bytes(wanted, staged()).total()).c_str(),
+                         static_cast<long long>(most < 0 ? 0 : layout_.growing_tokens(most)));
+        }
+        if (layout_.growing(grown) > most) layout_.set_growing(&grown, most);
     }
-    if (plain != plain_rows_ || groups != groups_) EKV_TRY(allocate(plain, groups));
-    return Status::Ok();
+    return allocate(grown.plain_rows, grown.groups);
 }
 
 // The id list grows here, never in commit(): a fixed cache takes its whole
@@ -322,6 +350,7 @@ void KvCache::reset() {
 Status KvCache::clone(Backend& backend, std::unique_ptr<Cache>* out) const {
     std::unique_ptr<KvCache> c(new (std::nothrow) KvCache(layout_, backend));
     if (!c) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate cache");
+    c->limit_ = limit_;
     c->len_ = len_;  // before allocate: copy_used sizes by the state
     c->q_end_ = c->q_target_ = q_end_;
     EKV_TRY(c->allocate(plain_rows_, groups_));

@@ -31,6 +31,13 @@ class KvCache final : public Cache {
 public:
     static Status create(const CacheConfig& config, const CacheShape& shape, Backend& backend,
                          std::unique_ptr<Cache>* out);
+    // The same within `limit` bytes instead of the config's budget: the part
+    // of a composite cache gets what the budget leaves after its other parts.
+    static Status create_within(const CacheConfig& config, const CacheShape& shape, Backend& backend,
+                                uint64_t limit, std::unique_ptr<Cache>* out);
+    // What create_within allocates (see size_cache), computed from the layout.
+    static CacheSize size(const CacheConfig& config, const CacheShape& shape, const DeviceDescription& device,
+                          uint64_t limit, int32_t tokens);
 
     const CacheConfig& config() const override { return layout_.cfg; }
     int32_t seq_len() const override { return len_; }
@@ -78,6 +85,7 @@ private:
 
     KvLayout layout_;
     Backend* backend_;
+    uint64_t limit_ = kNoByteLimit;  // bytes the buffers may take (the budget)
     int32_t len_ = 0;       // tokens consumed (the next position)
     int32_t q_end_ = 0;     // body tokens quantized in every layer
     int32_t q_target_ = 0;  // body tokens quantized once the current chunk is stored

@@ -1,11 +1,18 @@
 #include "cache/kv_layout.h"
 
+#include <algorithm>
+
 #include "core/kivi.h"
 
 namespace ekv {
 namespace {
 int32_t round_up(int32_t v, int32_t m) { return (v + m - 1) / m * m; }
 }  // namespace
+
+int64_t grown_size(int64_t current, int64_t need, int64_t unit) {
+    int64_t target = std::max(need, current + current / 2);
+    return (target + unit - 1) / unit * unit;
+}
 
 KvLayout KvLayout::make(const CacheConfig& cfg, const CacheShape& shape) {
     KvLayout l;
@@ -72,6 +79,50 @@ DType KvLayout::slot_type(int slot) const { return slot == kGroupK || slot == kG
 
 int64_t KvLayout::slot_cols(int slot) const {
     return slot == kGroupK || slot == kGroupV ? static_cast<int64_t>(slot_row_bytes(slot)) : shape.kv_width();
+}
+
+StoreSizes KvLayout::initial_sizes() const {
+    StoreSizes s;
+    s.plain_rows = plain_ring ? plain_ring_rows : 0;
+    s.groups = group_ring ? group_ring_rows : 0;
+    if (fixed_body >= 0) {
+        if (!plain_ring) s.plain_rows = fixed_body;
+        if (kivi) s.groups = (static_cast<int64_t>(fixed_body) + group - 1) / group;
+    }
+    return s;
+}
+
+StoreSizes KvLayout::grown_sizes(const StoreSizes& current, int64_t body) const {
+    if (!growable()) return current;
+    StoreSizes s = current;
+    const int64_t need = growing_need(body);
+    if (need > growing(current))
+        set_growing(&s, grown_size(growing(current), need, kivi ? std::max<int64_t>(1, kGrowChunk / group) : kGrowChunk));
+    return s;
+}
+
+CacheBytes KvLayout::bytes(const StoreSizes& sizes, bool staged) const {
+    uint64_t per_layer = 0;
+    for (int slot = 0; slot < kNumSlots; ++slot) {
+        const int64_t rows = slot_rows(slot, sizes.plain_rows, sizes.groups);
+        if (rows > 0) per_layer += static_cast<uint64_t>(rows) * slot_row_bytes(slot);
+    }
+    CacheBytes b;
+    const uint64_t layers = per_layer * static_cast<uint64_t>(shape.n_layers);
+    (cfg.placement == Placement::Device ? b.device : b.host) = layers;
+    if (staged) b.device += 2 * per_layer;  // the double buffer layers are fetched into
+    return b;
+}
+
+int64_t KvLayout::max_growing_within(uint64_t limit, bool staged) const {
+    StoreSizes s = initial_sizes();
+    set_growing(&s, 0);
+    const uint64_t base = bytes(s, staged).total();
+    if (base > limit) return -1;
+    set_growing(&s, 1);
+    const uint64_t unit = bytes(s, staged).total() - base;
+    if (unit == 0) return INT64_MAX;
+    return static_cast<int64_t>(std::min<uint64_t>((limit - base) / unit, INT32_MAX));
 }
 
 }  // namespace ekv

@@ -22,6 +22,21 @@ namespace ekv {
 
 enum KvSlot { kSinkK, kSinkV, kPlainK, kPlainV, kGroupK, kGroupV, kNumSlots };
 
+// Unbounded stores grow by at least this many tokens (and by half their size)
+// so reallocation is rare and amortised, never per token.
+constexpr int64_t kGrowChunk = 256;
+// The size such a store grows to from `current` so `need` fits: at least
+// half again, in whole units.
+int64_t grown_size(int64_t current, int64_t need, int64_t unit);
+
+// Allocated sizes of a layer's stores: plain rows and KIVI groups.
+struct StoreSizes {
+    int64_t plain_rows = 0;
+    int64_t groups = 0;
+    bool operator==(const StoreSizes& o) const { return plain_rows == o.plain_rows && groups == o.groups; }
+    bool operator!=(const StoreSizes& o) const { return !(*this == o); }
+};
+
 struct KvLayout {
     CacheConfig cfg;
     CacheShape shape;
@@ -60,6 +75,33 @@ struct KvLayout {
     int64_t slot_rows(int slot, int64_t plain_rows, int64_t groups) const;
     DType slot_type(int slot) const;
     int64_t slot_cols(int slot) const;
+
+    // Sizing, shared by the cache and the planner (cache_planner.h) so a
+    // plan equals what the cache then allocates.
+    // Store sizes at creation: rings and fixed capacities preallocated,
+    // unbounded stores empty.
+    StoreSizes initial_sizes() const;
+    // What prepare() grows unbounded stores to so `body` tokens fit: at
+    // least half again their size, in whole chunks (amortised, never per
+    // token); `current` when they already fit or nothing grows.
+    StoreSizes grown_sizes(const StoreSizes& current, int64_t body) const;
+    // Bytes of every layer's stores at `sizes` (plus the device double
+    // buffer of a staged host cache), split as ekv_cache_stats reports them.
+    CacheBytes bytes(const StoreSizes& sizes, bool staged) const;
+    // Whether a cache of this layout stages host memory into device buffers.
+    bool staged_on(const DeviceDescription& device) const {
+        return cfg.placement == Placement::Host && !device.unified_memory;
+    }
+    // The store an unbounded cache grows: KIVI groups, else plain rows.
+    int64_t growing(const StoreSizes& s) const { return kivi ? s.groups : s.plain_rows; }
+    void set_growing(StoreSizes* s, int64_t n) const { (kivi ? s->groups : s->plain_rows) = n; }
+    // Units of the growing store `body` tokens need.
+    int64_t growing_need(int64_t body) const { return kivi ? (body + group - 1) / group : body; }
+    // Tokens `n` units of the growing store hold.
+    int64_t growing_tokens(int64_t n) const { return kivi ? n * group : n; }
+    // Largest growing store whose bytes stay within `limit` (the other
+    // stores as at creation); -1 when not even an empty one does.
+    int64_t max_growing_within(uint64_t limit, bool staged) const;
 };
 
 }  // namespace ekv

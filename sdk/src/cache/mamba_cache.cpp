@@ -44,6 +44,48 @@ uint64_t bytes_left(FILE* f) {
 
 }  // namespace
 
+uint64_t MambaCache::state_bytes(const CacheShape& shape) {
+    const RecurrentShape& r = shape.recurrent;
+    const uint64_t layer = align64(static_cast<size_t>(r.conv_rows) * static_cast<size_t>(r.conv_cols) * sizeof(float)) +
+                           align64(static_cast<size_t>(r.ssm_rows) * static_cast<size_t>(r.ssm_cols) * sizeof(float));
+    return 2 * layer * static_cast<uint64_t>(shape.count(LayerKind::Recurrent));
+}
+
+Status MambaCache::size(const CacheConfig& config, const CacheShape& shape, int32_t tokens, CacheSize* out) {
+    EKV_TRY(check_standalone(config, shape));
+    CacheSize s;
+    (config.placement == Placement::Device ? s.created.device : s.created.host) = state_bytes(shape);
+    s.at_tokens = s.created;
+    s.tokens_held = tokens;
+    if (config.retention == Retention::Fixed && config.max_cache_len > 0) s.capacity = s.max_tokens = config.max_cache_len;
+    judge_size(&s, tokens, byte_limit(config));
+    *out = s;
+    return Status::Ok();
+}
+
+CacheSize MambaCache::part_size(const CacheShape& shape, int32_t tokens) {
+    CacheSize s;
+    s.created.device = state_bytes(shape);  // create_part keeps the state in device memory
+    s.at_tokens = s.created;
+    s.tokens_held = tokens;
+    return s;
+}
+
+Status MambaCache::check_standalone(const CacheConfig& config, const CacheShape& shape) {
+    EKV_TRY(check_shape(shape));
+    const int32_t n_attention = shape.n_layers - shape.count(LayerKind::Recurrent);
+    if (n_attention > 0)
+        return Error(EKV_ERR_UNSUPPORTED,
+                     "cache type 'mamba' keeps recurrent state only; this model also has %d attention layers (use "
+                     "'hybrid_mamba')",
+                     n_attention);
+    if (config.placement == Placement::Host)
+        return Error(EKV_ERR_UNSUPPORTED,
+                     "cache type 'mamba' keeps a small fixed recurrent state that does not grow with the sequence; "
+                     "offloading it to host memory saves nothing (use device or unified placement)");
+    return Status::Ok();
+}
+
 MambaCache::MambaCache(const CacheConfig& config, const CacheShape& shape, Backend& backend)
     : config_(config), shape_(shape), backend_(&backend) {
     for (int32_t i = 0; i < shape.n_layers; ++i)
@@ -56,17 +98,10 @@ MambaCache::MambaCache(const CacheConfig& config, const CacheShape& shape, Backe
 
 Status MambaCache::create(const CacheConfig& config, const CacheShape& shape, Backend& backend,
                           std::unique_ptr<Cache>* out) {
-    EKV_TRY(check_shape(shape));
-    const int32_t n_attention = shape.n_layers - shape.count(LayerKind::Recurrent);
-    if (n_attention > 0)
-        return Error(EKV_ERR_UNSUPPORTED,
-                     "cache type 'mamba' keeps recurrent state only; this model also has %d attention layers (use "
-                     "'hybrid_mamba')",
-                     n_attention);
-    if (config.placement == Placement::Host)
-        return Error(EKV_ERR_UNSUPPORTED,
-                     "cache type 'mamba' keeps a small fixed recurrent state that does not grow with the sequence; "
-                     "offloading it to host memory saves nothing (use device or unified placement)");
+    EKV_TRY(check_standalone(config, shape));
+    if (state_bytes(shape) > byte_limit(config))
+        return Error(EKV_ERR_OUT_OF_MEMORY, "the mamba cache's recurrent state takes %s, more than its memory budget of %s",
+                     describe_bytes(state_bytes(shape)).c_str(), describe_bytes(byte_limit(config)).c_str());
     std::unique_ptr<MambaCache> c(new (std::nothrow) MambaCache(config, shape, backend));
     if (!c) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate cache");
     EKV_TRY(c->allocate());

@@ -37,6 +37,13 @@ public:
     // ignored: the state lives in device memory).
     static Status create_part(const CacheConfig& config, const CacheShape& shape, Backend& backend,
                               std::unique_ptr<MambaCache>* out);
+    // Bytes of both state sets of the shape's recurrent layers: all a mamba
+    // cache ever allocates, whatever the sequence length.
+    static uint64_t state_bytes(const CacheShape& shape);
+    // What create allocates (see size_cache), refusing what create refuses.
+    static Status size(const CacheConfig& config, const CacheShape& shape, int32_t tokens, CacheSize* out);
+    // The same for the recurrent part of a composite cache.
+    static CacheSize part_size(const CacheShape& shape, int32_t tokens);
 
     const CacheConfig& config() const override { return config_; }
     int32_t seq_len() const override { return len_; }
@@ -68,6 +75,8 @@ public:
 
 private:
     MambaCache(const CacheConfig& config, const CacheShape& shape, Backend& backend);
+    // What create refuses besides the budget.
+    static Status check_standalone(const CacheConfig& config, const CacheShape& shape);
     Status allocate();
     // Zeroes the current set; the other is always written before it is read.
     Status zero_current();

@@ -13,6 +13,8 @@
 #include <unistd.h>
 #endif
 
+#include "core/fault_injection.h"
+
 namespace ekv {
 namespace {
 
@@ -86,7 +88,10 @@ Status MappedFile::open_range(int fd, uint64_t offset, uint64_t length, const st
     const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE) : 4096);
     const uint64_t base = offset / page * page;
     const size_t lead = static_cast<size_t>(offset - base);
-    void* p = mmap(nullptr, size + lead, PROT_READ, MAP_PRIVATE, fd, static_cast<off_t>(base));
+    // An injected failure takes the read fallback, as a real ENOMEM would.
+    void* p = fault::host_allocation_fails()
+                  ? (errno = ENOMEM, MAP_FAILED)
+                  : mmap(nullptr, size + lead, PROT_READ, MAP_PRIVATE, fd, static_cast<off_t>(base));
     if (p != MAP_FAILED) {
         file->map_base_ = p;
         file->map_len_ = size + lead;

@@ -26,10 +26,20 @@ ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads > 0 ? n_threads : d
     // Workers start with "nothing to claim": task index == n for generation 0.
     ticket_.store(static_cast<uint64_t>(n_threads_));
     workers_.reserve(static_cast<size_t>(n_threads_ - 1));
-    for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this] { worker(); });
+    try {
+        for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this] { worker(); });
+    } catch (...) {
+        // A thread that cannot start (bad_alloc, system_error) must not
+        // leave the ones already started joinable: destroying a joinable
+        // std::thread calls std::terminate. Stop them, then report.
+        stop_workers();
+        throw;
+    }
 }
 
-ThreadPool::~ThreadPool() {
+ThreadPool::~ThreadPool() { stop_workers(); }
+
+void ThreadPool::stop_workers() noexcept {
     {
         std::lock_guard<std::mutex> lock(mu_);
         stop_.store(true);

@@ -53,6 +53,7 @@ public:
 
 private:
     void worker();
+    void stop_workers() noexcept;
     // Claims and runs tasks of generation `gen` until none is left.
     void drain(uint32_t gen);
 

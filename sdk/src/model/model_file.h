@@ -20,11 +20,13 @@
 namespace ekv {
 
 // Reports a load's progress as weights come in and polls the caller's stop
-// request between tensors.
+// request between tensors; carries the caller's memory budget too.
 struct LoadMonitor {
     const CancelFlag* cancel = nullptr;
     int (*callback)(float progress, void* user_data) = nullptr;  // 0 stops the load
     void* user_data = nullptr;
+    // Weights larger than this are refused before a backend exists (0: none).
+    uint64_t memory_budget_bytes = 0;
     uint64_t total_bytes = 0;
     uint64_t done_bytes = 0;
     // Accounts for `bytes` more; EKV_ERR_CANCELLED when asked to stop.

@@ -66,8 +66,20 @@ Status build_model(ModelFile file, ekv_backend_kind backend, const BackendOption
     if (!m) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate model");
     m->file = std::move(file);
     const std::string& path = m->file.path;
+    uint64_t weight_bytes = 0;
+    for (const TensorRef& t : m->file.tensors()) weight_bytes += t.nbytes;
     if (monitor) {
-        for (const TensorRef& t : m->file.tensors()) monitor->total_bytes += t.nbytes;
+        // Checked from the file's tensor sizes, before any backend or device
+        // memory exists.
+        if (monitor->memory_budget_bytes > 0 && weight_bytes > monitor->memory_budget_bytes)
+            return Error(EKV_ERR_OUT_OF_MEMORY,
+                         "%s: the weights alone take %llu bytes (%.1f MiB), more than the memory budget of %llu bytes "
+                         "(%.1f MiB)",
+                         path.c_str(), static_cast<unsigned long long>(weight_bytes),
+                         static_cast<double>(weight_bytes) / (1 << 20),
+                         static_cast<unsigned long long>(monitor->memory_budget_bytes),
+                         static_cast<double>(monitor->memory_budget_bytes) / (1 << 20));
+        monitor->total_bytes += weight_bytes;
         EKV_TRY(monitor->step(0));
     }
     EKV_TRY(create_backend(backend, options, &m->backend));

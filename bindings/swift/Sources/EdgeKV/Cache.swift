@@ -88,12 +88,18 @@ public struct CacheConfiguration: Sendable, Hashable {
     public var residualLength: Int?
     /// Placement (default: device; host for the offloaded types).
     public var offload: KVPlacement?
+    /// Most bytes the cache may take, device and host together (`nil` = no
+    /// budget). With `.auto` the library picks the cache that fits
+    /// (`Model.planCache`) for a context of `maxCacheLen` tokens (`nil`: the
+    /// model's); a fixed cache past it is refused and a growing one stops at
+    /// it (`.outOfMemory`).
+    public var memoryBudgetBytes: UInt64?
 
     /// A configuration; every parameter defaults to the library's value.
     public init(
         type: CacheType = .auto, maxCacheLen: Int? = nil, dtype: KVStorage? = nil, windowLength: Int? = nil,
         numSinkTokens: Int? = nil, nbits: Int? = nil, qGroupSize: Int? = nil, residualLength: Int? = nil,
-        offload: KVPlacement? = nil
+        offload: KVPlacement? = nil, memoryBudgetBytes: UInt64? = nil
     ) {
         self.type = type
         self.maxCacheLen = maxCacheLen
@@ -104,6 +110,7 @@ public struct CacheConfiguration: Sendable, Hashable {
         self.qGroupSize = qGroupSize
         self.residualLength = residualLength
         self.offload = offload
+        self.memoryBudgetBytes = memoryBudgetBytes
     }
 
     /// The model's natural cache.
@@ -149,7 +156,19 @@ public struct CacheConfiguration: Sendable, Hashable {
         if let qGroupSize { p.q_group_size = Int32(clamping: qGroupSize) }
         if let residualLength { p.residual_length = Int32(clamping: residualLength) }
         if let offload { p.offload = ekv_placement(rawValue: .init(truncatingIfNeeded: offload.rawValue)) }
+        if let memoryBudgetBytes { p.memory_budget_bytes = memoryBudgetBytes }
         return p
+    }
+
+    /// Every parameter as the library resolved it (`ekv_cache_get_params`, a plan's choice).
+    init(resolved p: ekv_cache_params) {
+        self.init(
+            type: CacheType(p.type), maxCacheLen: Int(p.max_cache_len),
+            dtype: KVStorage(rawValue: Int32(truncatingIfNeeded: p.dtype.rawValue)),
+            windowLength: Int(p.window_length), numSinkTokens: Int(p.num_sink_tokens), nbits: Int(p.nbits),
+            qGroupSize: Int(p.q_group_size), residualLength: Int(p.residual_length),
+            offload: KVPlacement(rawValue: Int32(truncatingIfNeeded: p.offload.rawValue)),
+            memoryBudgetBytes: p.memory_budget_bytes == 0 ? nil : p.memory_budget_bytes)
     }
 }
 

@@ -23,16 +23,20 @@ public final class Model: Sendable {
         /// CPU worker threads; 0 = one per core (default).
         public var threads: Int
         /// Quantize activations to 8 bits inside quantized matmuls
-        /// (llama.cpp's numerics: faster prefill, logits ~1% of their spread
-        /// away from Hugging Face). Default `false`: HF-exact numerics.
+        /// (faster; logits ~1% of their spread away from Hugging Face). Default `false`: HF-exact numerics.
         public var int8Activations: Bool
+        /// The memory the app gives this model in all (0 = none): weights
+        /// larger than it are refused (`.outOfMemory`) before anything loads.
+        public var memoryBudgetBytes: UInt64
 
         /// Options with the library's defaults, overridable one by one.
-        public init(backend: Backend = .auto, deviceIndex: Int = 0, threads: Int = 0, int8Activations: Bool = false) {
+        public init(backend: Backend = .auto, deviceIndex: Int = 0, threads: Int = 0, int8Activations: Bool = false,
+                    memoryBudgetBytes: UInt64 = 0) {
             self.backend = backend
             self.deviceIndex = deviceIndex
             self.threads = threads
             self.int8Activations = int8Activations
+            self.memoryBudgetBytes = memoryBudgetBytes
         }
     }
 
@@ -74,6 +78,7 @@ public final class Model: Sendable {
         params.device_index = Int32(clamping: options.deviceIndex)
         params.n_threads = Int32(clamping: options.threads)
         params.int8_activations = options.int8Activations ? 1 : 0
+        params.memory_budget_bytes = options.memoryBudgetBytes
         params.cancel = stop?.handle
         let box = progress.map(ProgressBox.init)
         if box != nil {

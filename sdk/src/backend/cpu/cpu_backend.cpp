@@ -13,6 +13,7 @@
 
 #include "backend/cpu/cpu_attention.h"
 #include "backend/cpu/matmul.h"
+#include "core/fault_injection.h"
 #include "core/fp16.h"
 #include "core/kivi.h"
 #include "core/quant.h"
@@ -44,6 +45,7 @@ public:
     // mapping's length, 0 for heap memory.
     static void* acquire(size_t rounded, size_t* mapped_len) {
         *mapped_len = 0;
+        if (fault::host_allocation_fails()) return nullptr;  // as if mmap/aligned_alloc had failed
 #if !defined(_WIN32)
         if (rounded >= kMappedBufferBytes) {
             void* p = mmap(nullptr, rounded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

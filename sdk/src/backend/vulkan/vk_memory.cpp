@@ -6,6 +6,7 @@
 #include "backend/vulkan/vk_pipelines.h"
 #include "backend/vulkan/vk_stream.h"
 #include "backend/vulkan/vk_util.h"
+#include "core/fault_injection.h"
 
 namespace ekv::vk {
 namespace {
@@ -68,7 +69,10 @@ Status Context::create_buffer(size_t bytes, Placement placement, RawBuffer* out)
     Wish wishes[3];
     const int n_wishes = wishes_for(placement, wishes);
     VkResult last = VK_ERROR_OUT_OF_DEVICE_MEMORY;
-    for (int w = 0; w < n_wishes && out->memory == VK_NULL_HANDLE; ++w) {
+    // Fault injection (tests): every memory type is out of memory for this
+    // buffer, so the buffer is destroyed and the call reports it below.
+    const bool injected = fault::device_allocation_fails();
+    for (int w = 0; w < n_wishes && out->memory == VK_NULL_HANDLE && !injected; ++w) {
         for (uint32_t i = 0; i < mem_props_.memoryTypeCount; ++i) {
             const VkMemoryPropertyFlags f = mem_props_.memoryTypes[i].propertyFlags;
             if (!(req.memoryTypeBits & (1u << i)) || (f & wishes[w].need) != wishes[w].need || (f & wishes[w].avoid))

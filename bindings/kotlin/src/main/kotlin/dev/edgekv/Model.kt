@@ -52,7 +52,8 @@ class Model private constructor(handle: Long, /** The path it was loaded from. *
         }
 
         private fun loadNative(path: ByteArray, p: ModelParams, cancel: Long, sink: ProgressSink?): Long =
-            Native.modelLoad(path, p.backend.code, p.deviceIndex, p.nThreads, p.int8Activations, cancel, sink)
+            Native.modelLoad(path, p.backend.code, p.deviceIndex, p.nThreads, p.int8Activations, cancel, sink,
+                p.memoryBudgetBytes)
 
         private fun readInfo(h: Long): ModelInfo {
             val n = LongArray(15)
@@ -151,12 +152,36 @@ class Model private constructor(handle: Long, /** The path it was loaded from. *
     fun newCache(params: CacheParams = CacheParams()): Cache {
         retain(user = true)
         val h = try {
-            call(user = true) { m -> Native.cacheCreate(m, params.toInts()) }
+            call(user = true) { m -> Native.cacheCreate(m, params.toInts(), params.memoryBudgetBytes) }
         } catch (t: Throwable) {
             release()
             throw t
         }
         return Cache.adopt(this, h)
+    }
+
+    /**
+     * Plans a cache for a conversation of [contextTokens] tokens without
+     * allocating anything. With [CacheType.AUTO] and a
+     * [CacheParams.memoryBudgetBytes] the library chooses: the model's
+     * natural cache in f16 if it holds the whole context, else KIVI 8, 4,
+     * then 2 bits, else the sink cache with the longest window that fits
+     * ([CachePlan.chosen] is null when nothing does). Any other parameters
+     * are only sized.
+     * @throws EdgeKvException for bad parameters or a cache this model cannot use.
+     */
+    @JvmOverloads
+    fun planCache(params: CacheParams = CacheParams(), contextTokens: Int): CachePlan = call(user = true) { m ->
+        val ints = params.toInts()
+        fun candidate(index: Int): Pair<CachePlanCandidate, LongArray> {
+            val config = IntArray(9)
+            val nums = LongArray(12)
+            val reason = Native.cachePlan(m, ints, params.memoryBudgetBytes, contextTokens, index, config, nums)
+            return CachePlanCandidate.of(config, nums, Native.utf8(reason)) to nums
+        }
+        val (summary, nums) = candidate(-1)
+        val all = (0 until nums[7].toInt()).map { candidate(it).first }
+        CachePlan(if (nums[11] == 0L) summary else null, summary.reason, all)
     }
 
     /**

@@ -38,7 +38,7 @@ internal object Native {
     // ---- models
     @JvmStatic external fun modelLoad(
         path: ByteArray, backend: Int, deviceIndex: Int, nThreads: Int, int8Activations: Boolean,
-        cancel: Long, listener: ProgressSink?
+        cancel: Long, listener: ProgressSink?, memoryBudgetBytes: Long
     ): Long
     @JvmStatic external fun modelFree(model: Long)
     @JvmStatic external fun modelInfo(model: Long, nums: LongArray, strs: Array<ByteArray?>)
@@ -56,7 +56,11 @@ internal object Native {
 
     // ---- caches
     @JvmStatic external fun cacheParamsDefaults(out: IntArray)
-    @JvmStatic external fun cacheCreate(model: Long, params: IntArray): Long
+    @JvmStatic external fun cacheCreate(model: Long, params: IntArray, memoryBudgetBytes: Long): Long
+    @JvmStatic external fun cachePlan(
+        model: Long, params: IntArray, memoryBudgetBytes: Long, context: Int, index: Int, config: IntArray,
+        nums: LongArray
+    ): ByteArray
     @JvmStatic external fun cacheFree(cache: Long)
     @JvmStatic external fun cacheSetCancel(cache: Long, cancel: Long)
     @JvmStatic external fun cacheType(cache: Long): Int

@@ -93,10 +93,12 @@ data class ModelParams @JvmOverloads constructor(
     val deviceIndex: Int = 0,
     /** CPU threads; 0 = number of cores. */
     val nThreads: Int = 0,
-    /** Quantize activations inside quantized matmuls to 8 bits (llama.cpp's numerics, faster prefill). */
+    /** Quantize activations inside quantized matmuls to 8 bits (faster; logits ~1% of their spread away from HF). */
     val int8Activations: Boolean = false,
     val onProgress: ((Float) -> Boolean)? = null,
-    val cancel: CancelSignal? = null
+    val cancel: CancelSignal? = null,
+    /** The memory the app gives this model in all (0 = none): larger weights are refused before anything loads. */
+    val memoryBudgetBytes: Long = 0
 )
 
 /** What [Model.info] reports (`ekv_model_info`). */
@@ -143,7 +145,15 @@ data class CacheParams @JvmOverloads constructor(
     val qGroupSize: Int = 64,
     /** KIVI: newest tokens kept in full precision. */
     val residualLength: Int = 128,
-    val offload: Placement = Placement.DEVICE
+    val offload: Placement = Placement.DEVICE,
+    /**
+     * Most bytes the cache may take, device and host together (0 = none).
+     * With [CacheType.AUTO] the library picks the cache that fits
+     * ([Model.planCache]) for a context of [maxCacheLen] tokens (0: the
+     * model's); a fixed cache past it is refused and a growing one stops at
+     * it ([Status.OUT_OF_MEMORY]).
+     */
+    val memoryBudgetBytes: Long = 0
 ) {
     internal fun toInts(): IntArray = intArrayOf(
         type.code, maxCacheLen, dtype.code, windowLength, numSinkTokens, nbits, qGroupSize, residualLength, offload.code

@@ -14,6 +14,7 @@ import kotlin.system.exitProcess
 val ALL_TEST_CLASSES: List<Class<*>> = listOf(
     TinyLlamaTest::class.java,
     CacheTypesTest::class.java,
+    PlanTest::class.java,
     ErrorsTest::class.java,
     LifecycleTest::class.java,
     StreamingTest::class.java,
