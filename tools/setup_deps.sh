@@ -6,8 +6,10 @@
 # line, SmolLM2 last. Idempotent: fast when already done.
 #
 # --tests also installs what only the tests need: Chromium and its driver for
-# the chat page's browser test, and the pinned Python packages of the server
-# tests (openai, selenium; tools/server_test_requirements.txt).
+# the chat page's browser test, the pinned Python packages of the server
+# tests (openai, selenium; tools/server_test_requirements.txt), and the
+# aarch64 cross compiler and qemu-aarch64 for the NEON kernel tests (arm64
+# preset).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="${EDGEKV_CACHE_DIR:-$root/.edgekv-cache}"
@@ -21,7 +23,7 @@ need_apt=()
 apt_pkgs=(cmake g++ clang libclang-rt-14-dev libgtest-dev pkg-config python3-pip
           libvulkan-dev glslang-tools mesa-vulkan-drivers vulkan-validationlayers
           libcpp-httplib-dev nlohmann-json3-dev)
-[ "$for_tests" -eq 1 ] && apt_pkgs+=(chromium chromium-driver)
+[ "$for_tests" -eq 1 ] && apt_pkgs+=(chromium chromium-driver g++-aarch64-linux-gnu qemu-user)
 for pkg in "${apt_pkgs[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done

@@ -8,6 +8,7 @@
 
 #include "cli_common.h"
 #include "commands.h"
+#include "read_bandwidth.h"
 
 namespace edgekv_cli {
 
@@ -28,6 +29,28 @@ const CommandSpec& bench_spec() {
             opt_json(),
         }});
     return spec;
+}
+
+// The decode bandwidth floor: a step streams the weights it reads and the
+// live KV at least once, so no decode beats read bandwidth / those bytes.
+struct BandwidthFloor {
+    uint64_t bytes_per_token = 0;  // decode weight bytes + mean live KV of the decode steps
+    double read_bytes_per_s = 0;   // measured, same thread count
+    double tokens_per_s = 0;       // read_bytes_per_s / bytes_per_token
+};
+
+BandwidthFloor bandwidth_floor(const ekv_model_info& info, const ekv_cache_stats& stats, long long n_decode,
+                               long long threads) {
+    BandwidthFloor f;
+    // The cache ends holding the prompt and every decode step: on average a
+    // step saw half of those steps fewer.
+    const uint64_t decoded = static_cast<uint64_t>(n_decode / 2) * stats.bytes_per_token;
+    const uint64_t kv = stats.used_bytes - std::min(stats.used_bytes, decoded);
+    f.bytes_per_token = info.decode_weight_bytes + kv;
+    // 128 MiB: several times any last-level cache the CPU backend runs on.
+    f.read_bytes_per_s = measure_read_bandwidth(static_cast<int>(threads), size_t{128} << 20, 8);
+    if (f.bytes_per_token > 0) f.tokens_per_s = f.read_bytes_per_s / static_cast<double>(f.bytes_per_token);
+    return f;
 }
 
 // Deterministic prompt: valid ids spread over the vocabulary, away from the
@@ -143,8 +166,13 @@ int cmd_bench(int argc, char** argv, int first) {
         if (ekv_device_get_info(EKV_BACKEND_CPU, 0, &cpu) == EKV_OK) threads = cpu.n_threads;
     }
     const MeanStd prefill = mean_std(prefill_rates), decode = mean_std(decode_rates);
-    const uint64_t peak_rss = ekv_peak_rss_bytes();
+    const uint64_t peak_rss = ekv_peak_rss_bytes();  // before the probe's buffer
     const std::string cache_name = cache_type_name(cache.get());
+    // Only the CPU backend decodes from the memory the probe reads.
+    const bool on_cpu = info.backend == EKV_BACKEND_CPU;
+    const BandwidthFloor floor = on_cpu && n_decode > 0 ? bandwidth_floor(info, stats, n_decode, threads)
+                                                        : BandwidthFloor{};
+    const double fraction = floor.tokens_per_s > 0 ? decode.mean / floor.tokens_per_s : 0.0;
 
     if (!out.json) {
         std::printf("%s | %s | %s cache | ctx %lld\n", info.name[0] ? info.name : info.architecture, info.device,
@@ -154,6 +182,10 @@ int cmd_bench(int argc, char** argv, int first) {
         std::printf("kv: %.2f MiB (%llu B/token), peak RSS %.1f MiB, %lld threads\n",
                     stats.used_bytes / (1024.0 * 1024.0), static_cast<unsigned long long>(stats.bytes_per_token),
                     peak_rss / (1024.0 * 1024.0), threads);
+        if (floor.tokens_per_s > 0)
+            std::printf("bandwidth bound: %.1f tok/s (%.1f MB a token at %.1f GB/s read); decode reached %.0f %%\n",
+                        floor.tokens_per_s, floor.bytes_per_token / 1e6, floor.read_bytes_per_s / 1e9,
+                        100.0 * fraction);
         if (decode_submits > 0) {
             const uint64_t recorded = decode_submits - decode_replays;
             std::printf("decode submissions: %llu, %llu replayed; recording %.1f us per recorded one\n",
@@ -182,6 +214,20 @@ int cmd_bench(int argc, char** argv, int first) {
     w.field("int8_activations", args.has("--int8-activations"));
     w.field("n_params", static_cast<unsigned long long>(info.n_params));
     w.field("weight_bytes", static_cast<unsigned long long>(info.weight_bytes));
+    w.field("decode_weight_bytes", static_cast<unsigned long long>(info.decode_weight_bytes));
+    // null where not measured (a GPU backend, no decode steps).
+    if (floor.tokens_per_s > 0) {
+        w.field("decode_bytes_per_token", static_cast<unsigned long long>(floor.bytes_per_token));
+        w.field("read_bandwidth_bytes_per_s", floor.read_bytes_per_s);
+        w.field("bandwidth_floor_tokens_per_s", floor.tokens_per_s);
+        w.field("bandwidth_fraction", fraction);
+    } else {
+        for (const char* k : {"decode_bytes_per_token", "read_bandwidth_bytes_per_s", "bandwidth_floor_tokens_per_s",
+                              "bandwidth_fraction"}) {
+            w.key(k);
+            w.null();
+        }
+    }
     w.field("device", info.device);
     w.field("backend", ekv_backend_name(info.backend));
     w.field("model", info.name);

@@ -119,8 +119,9 @@ int cmd_info(int argc, char** argv, int first) {
                     info.n_kv_heads, info.head_dim);
         std::printf("embedding:      %d\nfeed-forward:   %d\ncontext:        %d\nvocabulary:     %d\n", info.n_embd,
                     info.n_ff, info.context_length, info.n_vocab);
-        std::printf("parameters:     %llu\nweight bytes:   %llu\n", static_cast<unsigned long long>(info.n_params),
-                    static_cast<unsigned long long>(info.weight_bytes));
+        std::printf("parameters:     %llu\nweight bytes:   %llu (%llu read a decode step)\n",
+                    static_cast<unsigned long long>(info.n_params), static_cast<unsigned long long>(info.weight_bytes),
+                    static_cast<unsigned long long>(info.decode_weight_bytes));
         if (info.n_sliding_layers > 0)
             std::printf("local layers:   %d of %d (sliding window %d)\n", info.n_sliding_layers, info.n_layers,
                         info.sliding_window);
@@ -144,6 +145,7 @@ int cmd_info(int argc, char** argv, int first) {
     w.field("n_vocab", info.n_vocab);
     w.field("n_params", static_cast<unsigned long long>(info.n_params));
     w.field("weight_bytes", static_cast<unsigned long long>(info.weight_bytes));
+    w.field("decode_weight_bytes", static_cast<unsigned long long>(info.decode_weight_bytes));
     w.field("backend", ekv_backend_name(info.backend));
     w.field("device", info.device);
     w.field("natural_cache", cache_type_or_unknown(info.natural_cache));

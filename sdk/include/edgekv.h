@@ -331,6 +331,12 @@ typedef struct ekv_model_info {
     int32_t n_sliding_layers;     /* local sliding-window attention layers (Gemma) */
     int32_t sliding_window;       /* their window in positions */
     int32_t n_recurrent_layers;   /* Mamba layers: a fixed-size state, no KV */
+    /* Weight bytes one decode step reads: every matrix once, the token
+     * embedding table as one row unless it is also the output head, only the
+     * active experts of a mixture-of-experts layer, Whisper's decoder. With
+     * ekv_cache_stats.used_bytes it gives the bytes a step must stream from
+     * memory (what `edgekv bench` divides the read bandwidth by). */
+    uint64_t decode_weight_bytes;
 } ekv_model_info;
 
 EKV_API ekv_status ekv_model_info_init(ekv_model_info *info, size_t size);

@@ -45,4 +45,4 @@
     X(ekv_model_params, cancel) X(ekv_model_params, progress) X(ekv_model_params, progress_user_data) \
     X(ekv_model_params, replay) X(ekv_model_params, f16_accumulate) X(ekv_model_params, memory_budget_bytes) \
     X(ekv_cache_params, memory_budget_bytes) \
-    X(ekv_generate_params, cancel)
+    X(ekv_generate_params, cancel) X(ekv_model_info, decode_weight_bytes)

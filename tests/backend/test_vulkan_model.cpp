@@ -123,9 +123,12 @@ TEST(VulkanModel, SmolLM2GreedyTokensEqualCpu) {
         const char* name;
     };
     // The 30-token prompt fills KIVI groups of 8 past an 8-token residual,
-    // and wraps the sink cache's 24-token ring.
-    for (const Spec& s : {Spec{EKV_CACHE_DYNAMIC, 8, "dynamic"}, Spec{EKV_CACHE_STATIC, 4, "static"},
-                          Spec{EKV_CACHE_QUANTIZED, 4, "quantized"}, Spec{EKV_CACHE_SINK, 4, "sink"}}) {
+    // and wraps the sink cache's 24-token ring, within the prefill. (Static,
+    // and KIVI and sink rings filled while decoding, are
+    // VulkanCacheOpsReal.SmolLM2GreedyStepsEqualCpu's; lavapipe spends
+    // seconds per step, so each case here runs only as long as it adds.)
+    for (const Spec& s : {Spec{EKV_CACHE_DYNAMIC, 4, "dynamic"}, Spec{EKV_CACHE_QUANTIZED, 2, "quantized"},
+                          Spec{EKV_CACHE_SINK, 2, "sink"}}) {
         SCOPED_TRACE(s.name);
         std::vector<int32_t> tokens[2];
         std::vector<float> logits[2];

@@ -150,6 +150,9 @@ def case_info(cli, ctx):
     params = 2 * v * e + e + n * (2 * e + e * h * hd + 2 * e * kv * hd + h * hd * e + 3 * e * f)
     check(doc["n_params"] == params, f"info: n_params = {doc['n_params']}, expected {params}")
     check(doc["weight_bytes"] == 4 * params, f"info: weight_bytes = {doc['weight_bytes']} for f32 weights")
+    # A decode step reads one row of the (untied) embedding table.
+    check(doc["decode_weight_bytes"] == 4 * (params - v * e + e),
+          f"info: decode_weight_bytes = {doc['decode_weight_bytes']}, expected {4 * (params - v * e + e)}")
     check(doc["backend"] == "cpu" and doc["device"], f"info: backend/device {doc['backend']!r} {doc['device']!r}")
     check(doc["n_sliding_layers"] == 0 and doc["n_recurrent_layers"] == 0, "info: a plain Llama has no "
           "sliding or recurrent layers")
@@ -342,6 +345,15 @@ def case_bench(cli, ctx):
           f"bench: {doc['kv_used_bytes']} kv bytes for 20 tokens")
     check(doc["peak_rss_bytes"] > doc["weight_bytes"], "bench: peak RSS below the weights")
     check(doc["int8_activations"] is False and doc["backend"] == "cpu", f"bench: {doc}")
+    # The bandwidth floor: decode weights + the decode steps' mean live KV
+    # (16 + 4/2 tokens), over a measured read bandwidth.
+    check(doc["decode_bytes_per_token"] == doc["decode_weight_bytes"] + 18 * KV_BYTES_PER_TOKEN,
+          f"bench: {doc['decode_bytes_per_token']} bytes a token")
+    check(doc["read_bandwidth_bytes_per_s"] > 1e8, f"bench: read bandwidth {doc['read_bandwidth_bytes_per_s']}")
+    floor = doc["read_bandwidth_bytes_per_s"] / doc["decode_bytes_per_token"]
+    check(abs(doc["bandwidth_floor_tokens_per_s"] - floor) < 1e-6 * floor, f"bench: floor {doc}")
+    frac = doc["decode_tokens_per_s"] / floor
+    check(abs(doc["bandwidth_fraction"] - frac) < 1e-6 * frac and 0 < frac, f"bench: fraction {doc}")
     # On the CPU nothing is submitted to a device.
     check(doc["decode_submissions"] == 0 and doc["decode_replayed_submissions"] == 0, f"bench: {doc}")
 

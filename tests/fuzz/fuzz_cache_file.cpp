@@ -19,7 +19,9 @@
 //     sequence too long.
 // Seeds: EKV_FUZZ_WRITE_SEEDS=DIR fuzz_cache_file -runs=1 writes real saved
 // caches of each type (see kSeedCaches) into DIR and exits; the committed
-// corpus/cache_file/ was made that way (see tests/fuzz/CMakeLists.txt).
+// corpus/cache_file/ was made that way (see tests/fuzz/CMakeLists.txt). Most
+// seeds there are format version 2 (still loaded); the *_folded ones and the
+// *_v3 copies of the composite caches are version 3.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -149,6 +151,11 @@ const SeedCache kSeedCaches[] = {
     {0, "llama_sink_kivi", EKV_CACHE_SINK, EKV_KV_KIVI, 14, 0, 10, 2, 4, 4, 4, EKV_PLACEMENT_DEVICE},
     {0, "llama_dynamic_cropped", EKV_CACHE_DYNAMIC, EKV_KV_F16, 6, 0, 0, 0, 0, 0, 0, EKV_PLACEMENT_DEVICE, 2},
     {0, "llama_kivi4_cropped", EKV_CACHE_QUANTIZED, EKV_KV_KIVI, 13, 0, 0, 0, 4, 4, 4, EKV_PLACEMENT_DEVICE, 9},
+    // Rings long enough to fold their token ids (version 3's history), one
+    // cropped after (its rows were written past its length).
+    {0, "llama_sliding_folded", EKV_CACHE_SLIDING_WINDOW, EKV_KV_F16, 300, 0, 4, 0, 0, 0, 0, EKV_PLACEMENT_DEVICE},
+    {0, "llama_sink_folded_cropped", EKV_CACHE_SINK, EKV_KV_F16, 300, 0, 5, 2, 0, 0, 0, EKV_PLACEMENT_DEVICE, 298},
+    {0, "llama_sink_kivi_folded", EKV_CACHE_SINK, EKV_KV_KIVI, 320, 0, 10, 2, 4, 4, 4, EKV_PLACEMENT_DEVICE},
     {1, "gemma3_hybrid", EKV_CACHE_AUTO, EKV_KV_F16, 10, 16, 0, 0, 0, 0, 0, EKV_PLACEMENT_DEVICE},
     {2, "jamba_hybrid_mamba", EKV_CACHE_AUTO, EKV_KV_F16, 4, 0, 0, 0, 0, 0, 0, EKV_PLACEMENT_DEVICE},
     {3, "mamba", EKV_CACHE_AUTO, EKV_KV_F16, 3, 0, 0, 0, 0, 0, 0, EKV_PLACEMENT_DEVICE},

@@ -1,7 +1,8 @@
 // Flat memory over very long streams (issue 18): text streamed through a
 // sink cache (4 sinks, window 512) and a 2-bit KIVI sink cache of SmolLM2.
-// Once the ring is full, the cache's bytes must not change and the process
-// must not grow. CI streams EKV_SOAK_TOKENS (default 3,000) tokens per cache;
+// Once the ring is full, the cache's bytes must not change, its token id
+// list must stay within a bound that does not grow with the stream, and the
+// process must not grow. CI streams EKV_SOAK_TOKENS (default 3,000) tokens per cache;
 // the full soak is the same test with EKV_SOAK_TOKENS=100000
 // EKV_SOAK_EVERY=5000 (tools/soak.sh), whose table goes in the README.
 //
@@ -17,6 +18,7 @@
 #include <fstream>
 #include <string>
 
+#include "api/api_internal.h"  // the cache's token id list (Cache::token_id_bytes)
 #include "model/test_util.h"
 
 namespace ekv_test {
@@ -79,6 +81,7 @@ struct Sample {
     long long tokens;
     long long cache_bytes;
     int32_t held;
+    size_t id_bytes;
     Rss rss;
 };
 
@@ -132,15 +135,16 @@ void soak(const char* label, ekv_kv_dtype dtype, int32_t nbits) {
             ekv_cache_stats st = ekv_cache_stats_default();
             ASSERT_EQ(ekv_cache_get_stats(cache.get(), &st), EKV_OK);
             samples.push_back({fed, static_cast<long long>(st.host_bytes + st.device_bytes), st.tokens_held,
-                               read_rss()});
+                               cache->session->cache().token_id_bytes(), read_rss()});
         }
     }
 
     std::printf("%s soak, SmolLM2, %lld tokens in chunks of %d:\n", label, total, kChunk);
-    std::printf("%10s %14s %8s %12s %12s\n", "tokens", "cache bytes", "held", "RSS MiB", "peak MiB");
+    std::printf("%10s %14s %8s %10s %12s %12s\n", "tokens", "cache bytes", "held", "id bytes", "RSS MiB",
+                "peak MiB");
     for (const Sample& s : samples)
-        std::printf("%10lld %14lld %8d %12.2f %12.2f\n", s.tokens, s.cache_bytes, s.held, s.rss.now / 1048576.0,
-                    s.rss.peak / 1048576.0);
+        std::printf("%10lld %14lld %8d %10zu %12.2f %12.2f\n", s.tokens, s.cache_bytes, s.held, s.id_bytes,
+                    s.rss.now / 1048576.0, s.rss.peak / 1048576.0);
 
     int32_t seq_len = 0;
     ASSERT_EQ(ekv_cache_seq_len(cache.get(), &seq_len), EKV_OK);
@@ -150,10 +154,18 @@ void soak(const char* label, ekv_kv_dtype dtype, int32_t nbits) {
     // The first sample is taken after the window filled (every > 512);
     // from the second on, scratch buffers have reached their size too.
     const Sample& base = samples[1];
+    // The ring keeps the ids it can crop back to (its window plus a forward
+    // chunk of slack, KIVI's residual and group rings: under two windows
+    // here) at most twice over: four windows of ids bound it at any length,
+    // so a list growing with the stream fails (3,000 tokens already take
+    // 12,000 bytes).
+    const size_t id_bound = 4 * kWindow * sizeof(int32_t);
+    EXPECT_EQ(samples.back().id_bytes, samples[samples.size() - 2].id_bytes) << "the id list still grows";
     for (size_t i = 1; i < samples.size(); ++i) {
         const Sample& s = samples[i];
         EXPECT_EQ(s.held, kWindow) << "at " << s.tokens << " tokens";
         EXPECT_EQ(s.cache_bytes, samples[0].cache_bytes) << "the cache's bytes changed at " << s.tokens;
+        EXPECT_LE(s.id_bytes, id_bound) << "the token id list outgrew its bound at " << s.tokens;
         EXPECT_LE(s.rss.peak, base.rss.peak + base.rss.peak / 100)
             << "peak RSS grew more than 1 % between " << base.tokens << " and " << s.tokens << " tokens";
         EXPECT_LE(s.rss.now, base.rss.now + base.rss.now / 100)

@@ -57,7 +57,8 @@ TEST(Concurrency, TinyLlamaFourThreadsEqualSerial) {
 
 TEST(Concurrency, SmolLM2TwoThreadsEqualSerial) {
     ASSERT_FALSE(smollm2_path().empty()) << "EKV_SMOLLM2_GGUF is not set";
-    check_parallel_equals_serial(smollm2_path(), 2, 24, 8, 1000, 20000);
+    // Short: under TSan each SmolLM2 token costs seconds; the tiny model runs longer.
+    check_parallel_equals_serial(smollm2_path(), 2, 12, 4, 1000, 20000);
 }
 
 // Two threads forwarding into one cache: each call either runs or is

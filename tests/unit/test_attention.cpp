@@ -3,15 +3,17 @@
 // dequantizers, the visibility rules (causal, window, pinned sinks) and the
 // pinned query re-rotation applied explicitly. Covers plain F16/F32, KIVI
 // 2/4/8-bit with skip, mixed segments like a quantized sink cache, windows,
-// prefill chunks, GQA groups, head sizes, 1 and 2 threads, scalar and AVX2
-// kernels, plus the determinism the header promises.
+// prefill chunks, GQA groups, head sizes, 1 and 2 threads, scalar and SIMD
+// (AVX2 or NEON) kernels, plus the determinism the header promises.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "backend/cpu/cpu_attention.h"
@@ -412,6 +414,17 @@ TEST(CpuAttention, ChunkingAPromptDoesNotChangeResults) {
             EXPECT_EQ(0, std::memcmp(alone.data(), batch.data() + t * 576, 576 * sizeof(float))) << "query " << t;
         }
     }
+}
+
+TEST(CpuAttention, IsaNameAndForceScalar) {
+    const std::string isa = cpu::attention_isa();
+    EXPECT_TRUE(isa == "avx2" || isa == "neon" || isa == "scalar") << isa;
+    // Cross builds run on an emulated CPU whose features the preset knows.
+    if (const char* want = std::getenv("EKV_TEST_EXPECT_ATTENTION_ISA")) EXPECT_EQ(isa, want);
+    cpu::attention_force_scalar(true);
+    EXPECT_STREQ(cpu::attention_isa(), "scalar");
+    cpu::attention_force_scalar(false);
+    EXPECT_EQ(isa, cpu::attention_isa());
 }
 
 TEST(CpuAttention, NothingVisibleGivesZeros) {

@@ -1,7 +1,8 @@
 // CPU matmul against a double-precision reference built from dequantize_row
 // (itself pinned to gguf-py by test_quant), for every weight type, a spread of
 // shapes, both activation precisions, both kernel sets (run-time choice and
-// forced scalar) and 1 vs 2 threads.
+// forced scalar) and 1 vs 2 threads. On aarch64 also the NEON int8 set
+// without SDOT against the SDOT one (same bits).
 //
 // Tolerances, each error normalized by l2 = sqrt(sum (W_deq * x)^2) (the
 // typical size of the dot for random data) or by l1 = sum |W_deq * x|:
@@ -29,6 +30,13 @@
 #include <string>
 #include <vector>
 
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)
+#endif
+#endif
+
 #include "backend/cpu/matmul.h"
 #include "backend/cpu/matmul_kernels.h"
 #include "core/dtype.h"
@@ -46,16 +54,19 @@ struct Shape {
     int ntok;
 };
 
-// k = 32..2048 incl. 576 and 1536, odd rows, ntok 1,2,3,5,8,17.
+// k = 32..2048 incl. 576 and 1536, odd rows, ntok 1,2,3,5,8,9,17,128 (from 4
+// tokens on the quantized formats take the panel GEMM: several k chunks, and
+// rows that are not whole panels or register tiles).
 const Shape kShapes32[] = {
     {32, 1, 1},    {32, 7, 2},     {64, 3, 3},     {96, 300, 5},  {160, 17, 8},  {576, 1, 1},
     {576, 64, 17}, {576, 299, 2},  {1536, 33, 5},  {1536, 1, 8},  {2048, 129, 3}, {2048, 5, 17},
-    {512, 2, 1},   {1024, 255, 1}, {288, 100, 4},
+    {512, 2, 1},   {1024, 255, 1}, {288, 100, 4},  {672, 31, 128}, {800, 16, 9},
 };
 // K-quants need multiples of 256.
 const Shape kShapesK[] = {
     {256, 1, 1},  {256, 7, 2},    {512, 3, 3},  {768, 300, 5}, {1536, 17, 8},
     {1536, 64, 17}, {2048, 129, 3}, {2048, 5, 1}, {1024, 255, 1}, {256, 100, 4},
+    {1280, 29, 128}, {512, 14, 9},
 };
 // Float weights also take any k (exercises the SIMD tails).
 const Shape kShapesOddK[] = {{7, 5, 1}, {13, 3, 5}, {37, 17, 3}, {100, 9, 17}, {1, 4, 2}};
@@ -374,6 +385,28 @@ TEST_P(MatmulTypeTest, BitwiseIndependentOfBatching) {
     matmul_force_scalar(false);
 }
 
+// The same for a prefill-sized batch (the panel GEMM with many token tiles
+// and k chunks) against the single-token GEMV, rows split unevenly.
+TEST_P(MatmulTypeTest, LargeBatchBitwiseMatchesSingleTokens) {
+    const DType t = GetParam();
+    const bool kquant = t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K;
+    const int64_t k = is_float_type(t) ? 203 : (kquant ? 1280 : 1312);  // 1312: 41 blocks, a partial group of 8
+    const int64_t rows = 47;
+    const int kTokens = 128;
+    std::mt19937 rng(static_cast<unsigned>(t) * 15485863u + 11u);
+    const auto w = random_weights(t, rows, k, false, rng);
+    const auto x = random_floats(static_cast<size_t>(k) * kTokens, rng);
+    ThreadPool pool1(1), pool3(3);
+    for (ActivationPrecision p : {ActivationPrecision::F32, ActivationPrecision::Int8}) {
+        const auto batch = run_matmul(t, w, {k, rows, kTokens}, x.data(), pool3, p);
+        for (int tok = 0; tok < kTokens; ++tok) {
+            const auto alone = run_matmul(t, w, {k, rows, 1}, x.data() + tok * k, pool1, p);
+            ASSERT_EQ(0, std::memcmp(batch.data() + tok * rows, alone.data(), rows * sizeof(float)))
+                << describe(t, {k, rows, kTokens}, p, matmul_isa(), 3) << ": token " << tok;
+        }
+    }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllTypes, MatmulTypeTest, ::testing::ValuesIn(kAllTypes),
                          [](const ::testing::TestParamInfo<DType>& info) {
                              return std::string(dtype_name(info.param));
@@ -381,21 +414,19 @@ INSTANTIATE_TEST_SUITE_P(AllTypes, MatmulTypeTest, ::testing::ValuesIn(kAllTypes
 
 TEST(Matmul, IsaNameAndForceScalar) {
     const std::string isa = matmul_isa();
-    EXPECT_TRUE(isa == "avx2" || isa == "scalar") << isa;
+    EXPECT_TRUE(isa == "avx2" || isa == "neon+dotprod" || isa == "neon" || isa == "scalar") << isa;
+    // Cross builds run on an emulated CPU whose features the preset knows:
+    // the SIMD set must be the one in use, not a silent scalar fallback.
+    if (const char* want = std::getenv("EKV_TEST_EXPECT_MATMUL_ISA")) EXPECT_EQ(isa, want);
     matmul_force_scalar(true);
     EXPECT_STREQ(matmul_isa(), "scalar");
     matmul_force_scalar(false);
     EXPECT_EQ(isa, matmul_isa());
 }
 
-#if defined(__x86_64__) || defined(__i386__)
-// The AVX2 activation quantizers must produce the scalar quantizers' bytes,
-// or the two kernel sets would compute different quantities.
-TEST(Matmul, Avx2QuantizersMatchScalarBytes) {
-    const detail::Int8ActKernels* avx2 = detail::avx2_int8_kernels();
-    if (!avx2 || !__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
-        GTEST_SKIP() << "no AVX2 kernels on this build/CPU";
-    }
+// A SIMD set's activation quantizers must produce the scalar quantizers'
+// bytes, or the kernel sets would compute different quantities.
+void expect_scalar_quantizer_bytes(const detail::Int8ActKernels& set) {
     std::mt19937 rng(5);
     auto x = random_floats(256 * 6, rng);
     for (size_t i = 0; i < x.size(); i += 7) x[i] *= 50.0f;       // varied block scales
@@ -404,13 +435,81 @@ TEST(Matmul, Avx2QuantizersMatchScalarBytes) {
 
     std::vector<BlockQ8_1F> a(x.size() / kQK), b(x.size() / kQK);
     quantize_row_q8_1f(x.data(), a.data(), static_cast<int64_t>(x.size()));
-    avx2->quantize_q8_1f(x.data(), b.data(), static_cast<int64_t>(x.size()));
+    set.quantize_q8_1f(x.data(), b.data(), static_cast<int64_t>(x.size()));
     EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(BlockQ8_1F)));
 
     std::vector<BlockQ8_K> c(x.size() / kQK_K), d(x.size() / kQK_K);
     quantize_row_q8_k(x.data(), c.data(), static_cast<int64_t>(x.size()));
-    avx2->quantize_q8_k(x.data(), d.data(), static_cast<int64_t>(x.size()));
+    set.quantize_q8_k(x.data(), d.data(), static_cast<int64_t>(x.size()));
     EXPECT_EQ(0, std::memcmp(c.data(), d.data(), c.size() * sizeof(BlockQ8_K)));
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+TEST(Matmul, Avx2QuantizersMatchScalarBytes) {
+    const detail::Int8ActKernels* avx2 = detail::avx2_int8_kernels();
+    if (!avx2 || !__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
+        GTEST_SKIP() << "no AVX2 kernels on this build/CPU";
+    }
+    expect_scalar_quantizer_bytes(*avx2);
+}
+#endif
+
+#if defined(__aarch64__)
+bool cpu_has_dotprod() {
+#if defined(__linux__)
+    return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#else
+    return false;
+#endif
+}
+
+TEST(Matmul, NeonQuantizersMatchScalarBytes) {
+    expect_scalar_quantizer_bytes(*detail::neon_int8_kernels());
+    if (!cpu_has_dotprod()) GTEST_SKIP() << "the CPU has no dotprod: the SDOT build's quantizers were not run";
+    ASSERT_NE(detail::neon_dotprod_int8_kernels(), nullptr) << "built without the dotprod kernels";
+    expect_scalar_quantizer_bytes(*detail::neon_dotprod_int8_kernels());
+}
+
+// One int8 kernel set run directly: its own quantizer, then every row.
+std::vector<float> run_int8_set(const detail::Int8ActKernels& set, DType t, const std::vector<uint8_t>& w,
+                                const Shape& s, const std::vector<float>& x) {
+    const bool k_quant = detail::act_format(t, ActivationPrecision::Int8) == detail::ActFormat::Q8_K;
+    const size_t act_row_bytes = k_quant ? static_cast<size_t>(s.k / kQK_K) * sizeof(BlockQ8_K)
+                                         : static_cast<size_t>(s.k / kQK) * sizeof(BlockQ8_1F);
+    std::vector<uint8_t> act(act_row_bytes * static_cast<size_t>(s.ntok));
+    (k_quant ? set.quantize_q8_k : set.quantize_q8_1f)(x.data(), act.data(), s.k * s.ntok);
+    std::vector<float> y(static_cast<size_t>(s.rows) * s.ntok, NAN);
+    detail::MatmulJob job{w.data(), dtype_row_bytes(t, s.k), s.k, act.data(), act_row_bytes,
+                          nullptr, s.ntok, s.rows, y.data()};
+    detail::RowsKernel rows = set.rows(t);
+    EXPECT_NE(rows, nullptr) << dtype_name(t);
+    if (rows) rows(job, 0, s.rows);
+    return y;
+}
+
+// The SDOT kernels (picked on CPUs with dotprod) and the widening-multiply
+// ones (every other ARMv8 CPU) share their code but for the integer dot:
+// block sums are exact, so every output must be bitwise the same. The SDOT
+// set is the one the other tests exercise through matmul() on such a CPU.
+TEST(Matmul, NeonInt8SetsWithAndWithoutDotprodGiveTheSameBits) {
+    if (!cpu_has_dotprod()) GTEST_SKIP() << "the CPU has no dotprod: nothing to compare the plain NEON set with";
+    const detail::Int8ActKernels* sdot = detail::neon_dotprod_int8_kernels();
+    const detail::Int8ActKernels* plain = detail::neon_int8_kernels();
+    ASSERT_NE(sdot, nullptr);
+    for (DType t : kAllTypes) {
+        if (is_float_type(t)) continue;
+        std::mt19937 rng(static_cast<unsigned>(t) * 6007u + 11u);
+        int case_index = 0;
+        for (const Shape& s : shapes_for(t)) {
+            const auto w = random_weights(t, s.rows, s.k, (case_index++ % 2) == 1, rng);
+            const auto x = random_floats(static_cast<size_t>(s.k) * s.ntok, rng);
+            const auto a = run_int8_set(*sdot, t, w, s, x);
+            const auto b = run_int8_set(*plain, t, w, s, x);
+            ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)))
+                << describe(t, s, ActivationPrecision::Int8, "neon vs neon+dotprod", 1);
+            for (float v : a) ASSERT_TRUE(std::isfinite(v)) << describe(t, s, ActivationPrecision::Int8, "neon", 1);
+        }
+    }
 }
 #endif
 

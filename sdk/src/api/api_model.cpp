@@ -118,6 +118,7 @@ ekv_status ekv_model_get_info(const ekv_model* model, ekv_model_info* out) {
         i.n_sliding_layers = shape.count(LayerKind::SlidingAttention);
         i.sliding_window = i.n_sliding_layers > 0 ? shape.sliding_window : 0;
         i.n_recurrent_layers = shape.count(LayerKind::Recurrent);
+        i.decode_weight_bytes = mi.decode_weight_bytes;
         api::write_struct(out, i);
         return Status::Ok();
     });

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "cache/token_history.h"
 #include "core/status.h"
 #include "edgekv.h"
 
@@ -228,13 +229,23 @@ public:
         return KvView();
     }
 
-    // Token ids consumed, oldest first (kept for prefix reuse even where a ring
-    // dropped their keys: 4 bytes a token against the KV's kilobytes).
-    const std::vector<int32_t>& tokens() const { return tokens_; }
+    // Token ids consumed, oldest first, for prefix reuse and cache files:
+    // every id where the cache can crop to any length; a ring keeps only its
+    // newest ones (at least as far back as it can crop) and a digest of the
+    // rest, so its memory stays flat (token_history.h).
+    const TokenHistory& tokens() const { return tokens_; }
+    // How many leading ids of ids[0, n) this cache's history continues: what
+    // a prompt can reuse (0 when the ids do not account for seq_len()).
+    int32_t reusable_prefix(const int32_t* ids, int32_t n) const {
+        if (tokens_.size() != seq_len()) return 0;
+        return static_cast<int32_t>(tokens_.matching_prefix(ids, n));
+    }
+    // Bytes the id lists have allocated (composite caches add their parts').
+    virtual size_t token_id_bytes() const { return tokens_.capacity_bytes(); }
     uint64_t tokens_forwarded() const { return forwarded_; }
 
 protected:
-    std::vector<int32_t> tokens_;
+    TokenHistory tokens_;
     uint64_t forwarded_ = 0;
 };
 

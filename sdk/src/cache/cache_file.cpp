@@ -1,5 +1,6 @@
 // Cache files (format in cache_io.h) and the KvCache body: its shape,
-// configuration and state, the token ids, and each layer's live bytes slot by
+// configuration and state, its token history (token_history.h: the ids held
+// and the digest of those a ring folded), and each layer's live bytes slot by
 // slot. Loading builds a new cache and hands it out only when every check
 // passed, so a bad file changes nothing.
 #include <unistd.h>
@@ -20,7 +21,11 @@ namespace {
 
 constexpr char kMagic[8] = {'E', 'K', 'V', 'C', 'A', 'C', 'H', 'E'};
 // 2: a cache kind after the version; composite caches.
-constexpr uint32_t kVersion = 2;
+// 3: KvBodyHistory after each KvCache body header (rings keep a bounded id
+//    list). Version 2 files still load: all ids, nothing folded, and ring
+//    rows taken as written up to the state's length.
+constexpr uint32_t kVersion = 3;
+constexpr uint32_t kOldestVersion = 2;
 
 struct FileHeader {
     char magic[8];
@@ -38,8 +43,16 @@ struct KvBodyHeader {
     // state
     int32_t len, q_end;
     int64_t plain_rows, groups;
-    uint64_t n_tokens;
+    uint64_t n_tokens;  // ids that follow (version 2: len; 3: the ids held)
     uint64_t forwarded;
+};
+
+// Version 3, after KvBodyHeader: the ids a ring folded (TokenHistory) and
+// the ends of the body tokens its rows ever held (KvCache::ring_end).
+struct KvBodyHistory {
+    uint64_t folded;  // n_tokens + folded == len
+    uint64_t folded_digest;
+    int32_t stored_body, stored_q;
 };
 
 struct FileCloser {
@@ -67,9 +80,19 @@ Status check_body_header(const KvBodyHeader& h, const CacheShape& shape, const s
         (h.kv_dtype != static_cast<uint32_t>(DType::F16) && h.kv_dtype != static_cast<uint32_t>(DType::F32)))
         return Error(EKV_ERR_INVALID_FILE, "cache file %s has an invalid configuration", path.c_str());
     if (h.len < 0 || h.q_end < 0 || h.q_end > h.len || h.plain_rows < 0 || h.groups < 0 ||
-        h.n_tokens != static_cast<uint64_t>(h.len) || h.plain_rows > (int64_t{1} << 31) ||
+        h.n_tokens > static_cast<uint64_t>(h.len) || h.plain_rows > (int64_t{1} << 31) ||
         h.groups > (int64_t{1} << 31))
         return Error(EKV_ERR_INVALID_FILE, "cache file %s has an invalid state", path.c_str());
+    return Status::Ok();
+}
+
+// The history fields against the state: the counts add up and the written
+// ends are not behind the state (nor past what positions can reach).
+Status check_body_history(const KvBodyHeader& h, const KvBodyHistory& hist, const std::string& path) {
+    if (hist.folded > static_cast<uint64_t>(h.len) || h.n_tokens + hist.folded != static_cast<uint64_t>(h.len) ||
+        hist.stored_body < 0 || hist.stored_body > INT32_MAX / 2 || hist.stored_q < h.q_end ||
+        hist.stored_q > hist.stored_body)
+        return Error(EKV_ERR_INVALID_FILE, "cache file %s has a token history that does not add up", path.c_str());
     return Status::Ok();
 }
 
@@ -110,9 +133,10 @@ Status read_stream(FILE* f, const std::string& path, const CacheShape& shape, Ba
     EKV_TRY(r.value(&h, "header"));
     if (std::memcmp(h.magic, kMagic, sizeof kMagic) != 0)
         return Error(EKV_ERR_INVALID_FILE, "%s is not an edgekv cache file", path.c_str());
-    if (h.version != kVersion)
-        return Error(EKV_ERR_UNSUPPORTED, "cache file %s has format version %u; this edgekv reads version %u",
-                     path.c_str(), h.version, kVersion);
+    if (h.version < kOldestVersion || h.version > kVersion)
+        return Error(EKV_ERR_UNSUPPORTED, "cache file %s has format version %u; this edgekv reads versions %u to %u",
+                     path.c_str(), h.version, kOldestVersion, kVersion);
+    r.set_version(h.version);
     if (h.fingerprint != shape.model_fingerprint)
         return Error(EKV_ERR_MODEL_MISMATCH, "cache file %s was written for another model", path.c_str());
     std::unique_ptr<Cache> made;
@@ -200,10 +224,17 @@ Status KvCache::write_body(CacheFileWriter& w) const {
     h.q_end = q_end_;
     h.plain_rows = plain_rows_;
     h.groups = groups_;
-    h.n_tokens = tokens_.size();
+    const std::vector<int32_t>& ids = tokens_.kept();
+    h.n_tokens = ids.size();
     h.forwarded = forwarded_;
+    KvBodyHistory hist;
+    std::memset(&hist, 0, sizeof hist);
+    hist.folded = static_cast<uint64_t>(tokens_.folded());
+    hist.folded_digest = tokens_.digest();
+    hist.stored_body = ring_end();
+    hist.stored_q = quantized_written();
 
-    bool ok = w.write(&h, sizeof h) && w.write(tokens_.data(), tokens_.size() * sizeof(int32_t));
+    bool ok = w.write(&h, sizeof h) && w.write(&hist, sizeof hist) && w.write(ids.data(), ids.size() * sizeof(int32_t));
     // Device memory is read through a host buffer, one slot at a time.
     size_t largest = 0;
     for (int s = 0; s < kNumSlots; ++s) largest = std::max(largest, slot_used_bytes(s));
@@ -235,6 +266,16 @@ Status KvCache::read_body(CacheFileReader& r, const CacheShape& shape, Backend& 
     KvBodyHeader h;
     EKV_TRY(r.value(&h, "cache header"));
     EKV_TRY(check_body_header(h, shape, path));
+    KvBodyHistory hist;
+    if (r.version() >= 3) {
+        EKV_TRY(r.value(&hist, "token history"));
+    } else {  // every id, and rows taken as written up to the state (set below)
+        hist.folded = 0;
+        hist.folded_digest = 0;
+        hist.stored_body = h.len;
+        hist.stored_q = h.q_end;
+    }
+    EKV_TRY(check_body_history(h, hist, path));
 
     CacheConfig c;
     c.type = static_cast<ekv_cache_type>(h.type);
@@ -293,8 +334,14 @@ Status KvCache::read_body(CacheFileReader& r, const CacheShape& shape, Backend& 
     if (!q_ok)
         return Error(EKV_ERR_INVALID_FILE, "cache file %s has %d quantized tokens of %d, impossible for its layout",
                      path.c_str(), h.q_end, h.len);
+    if (l.kivi ? hist.stored_q % l.group != 0 : hist.stored_q != 0)
+        return Error(EKV_ERR_INVALID_FILE, "cache file %s has a quantized end impossible for its layout", path.c_str());
     kc.len_ = h.len;
     kc.q_end_ = kc.q_target_ = h.q_end;
+    kc.stored_body_ = r.version() >= 3 ? hist.stored_body : l.body_of(h.len);
+    kc.stored_q_ = hist.stored_q;
+    if (kc.stored_body_ < l.body_of(h.len))
+        return Error(EKV_ERR_INVALID_FILE, "cache file %s has rows written behind its length", path.c_str());
     // Nothing is allocated for the state before the file shows it holds it:
     // a small file cannot claim gigabytes.
     uint64_t announced = h.n_tokens * sizeof(int32_t) + sizeof(uint64_t);  // ids, checksum
@@ -310,8 +357,11 @@ Status KvCache::read_body(CacheFileReader& r, const CacheShape& shape, Backend& 
         kc.len_ = h.len;
     }
     kc.forwarded_ = h.forwarded;
-    kc.tokens_.resize(static_cast<size_t>(h.n_tokens));
-    EKV_TRY(r.read(kc.tokens_.data(), kc.tokens_.size() * sizeof(int32_t), "token ids"));
+    std::vector<int32_t> ids(static_cast<size_t>(h.n_tokens));
+    EKV_TRY(r.read(ids.data(), ids.size() * sizeof(int32_t), "token ids"));
+    if (!kc.tokens_.restore(static_cast<int64_t>(hist.folded), hist.folded_digest, std::move(ids)))
+        return Error(EKV_ERR_INVALID_FILE, "cache file %s has a token history impossible for its cache type",
+                     path.c_str());
 
     size_t largest = 0;
     for (int s = 0; s < kNumSlots; ++s) largest = std::max(largest, kc.slot_used_bytes(s));

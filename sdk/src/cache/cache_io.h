@@ -60,11 +60,16 @@ public:
     uint64_t sum() const { return hash_.value(); }
     FILE* file() const { return f_; }
     const std::string& path() const { return path_; }
+    // The file's format version (set once the header is read): body readers
+    // read what that version wrote.
+    uint32_t version() const { return version_; }
+    void set_version(uint32_t v) { version_ = v; }
 
 private:
     FILE* f_;
     const std::string& path_;
     Fnv1a64 hash_;
+    uint32_t version_ = 0;
 };
 
 using CacheBodyWriter = std::function<Status(CacheFileWriter&)>;

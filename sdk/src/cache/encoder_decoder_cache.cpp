@@ -9,8 +9,6 @@
 namespace ekv {
 namespace {
 
-constexpr int64_t kTokenGrowth = 256;
-
 // Cache file body: this header, the self-attention KvCache body, then each
 // layer's cross K and V rows (cross_len rows each).
 struct CrossBodyHeader {
@@ -94,32 +92,21 @@ Status EncoderDecoderCache::create(const CacheConfig& config, const CacheShape& 
     return Status::Ok();
 }
 
-// Like KvCache's own id list: grown here in chunks, never per token in commit().
-Status EncoderDecoderCache::reserve_token_ids(int64_t need) {
-    const int64_t have = static_cast<int64_t>(tokens_.capacity());
-    if (need <= have) return Status::Ok();
-    try {
-        tokens_.reserve(static_cast<size_t>(std::max(need, have + std::max(have / 2, kTokenGrowth))));
-    } catch (const std::bad_alloc&) {
-        return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate room for %lld token ids", static_cast<long long>(need));
-    }
-    return Status::Ok();
-}
-
 Status EncoderDecoderCache::prepare(int32_t n_new) {
     EKV_TRY(self_->prepare(n_new));
-    return reserve_token_ids(static_cast<int64_t>(self_->seq_len()) + std::max(n_new, 0));
+    // Like KvCache's own id list: grown here, never per token in commit().
+    return tokens_.reserve(n_new, 0);
 }
 
 void EncoderDecoderCache::commit(const int32_t* ids, int32_t n) {
     self_->commit(ids, n);
-    tokens_.insert(tokens_.end(), ids, ids + n);
+    tokens_.append(ids, n);
     forwarded_ += static_cast<uint64_t>(n);
 }
 
 Status EncoderDecoderCache::crop(int32_t new_len) {
     EKV_TRY(self_->crop(new_len));
-    tokens_.resize(static_cast<size_t>(self_->seq_len()));
+    tokens_.truncate(self_->seq_len());  // the self-attention part keeps every position: never refused
     return Status::Ok();
 }
 

@@ -47,6 +47,7 @@ public:
     bool rewindable(int32_t n_new) const override { return self_->rewindable(n_new); }
     CacheStats stats() const override;
     Status save(const CacheFile& file) const override;
+    size_t token_id_bytes() const override { return Cache::token_id_bytes() + self_->token_id_bytes(); }
 
     int32_t cross_len() const override { return cross_len_; }
     Status prepare_cross(int32_t n_positions) override;
@@ -72,7 +73,6 @@ private:
     Placement cross_placement() const;
     // Buffers for `positions` encoder positions in every layer; all or nothing.
     Status allocate_cross(int32_t positions);
-    Status reserve_token_ids(int64_t need);
     size_t cross_row_bytes() const;
 
     CacheShape shape_;

@@ -5,7 +5,6 @@
 #include <new>
 
 #include "cache/cache_io.h"
-#include "cache/mamba_cache.h"  // reserve_token_ids
 
 namespace ekv {
 
@@ -57,8 +56,15 @@ Status HybridCache::create(const CacheConfig& config, const CacheShape& shape, B
                          describe_bytes(local_bytes).c_str());
         c->global_.reset(static_cast<KvCache*>(part.release()));
     }
+    c->adopt_fold_policy();
     *out = std::move(c);
     return Status::Ok();
+}
+
+// Global layers hold every position, so the ids are all kept; with sliding
+// layers only, the cache is a ring and its ids fold as the ring's do.
+void HybridCache::adopt_fold_policy() {
+    if (!global_) tokens_.set_keep(local_->tokens().keep(), local_->tokens().pinned());
 }
 
 Status HybridCache::size(const CacheConfig& config, const CacheShape& shape, const DeviceDescription& device,
@@ -95,8 +101,7 @@ Status HybridCache::prepare(int32_t n_new) {
     EKV_TRY(local_->prepare(n_new));
     // commit() appends the ids and must not allocate: an allocation failing
     // there left the parts committed and this cache's length behind them.
-    return reserve_token_ids(&tokens_, static_cast<size_t>(len_) + static_cast<size_t>(n_new > 0 ? n_new : 0),
-                             max_seq_len());
+    return tokens_.reserve(n_new, max_seq_len());
 }
 
 void HybridCache::store(Backend& backend, int32_t layer, const Tensor& k, const Tensor& v) {
@@ -112,7 +117,7 @@ KvView HybridCache::view(int32_t layer, int32_t n_pending) {
 void HybridCache::commit(const int32_t* ids, int32_t n) {
     local_->commit(ids, n);
     if (global_) global_->commit(ids, n);
-    tokens_.insert(tokens_.end(), ids, ids + n);
+    tokens_.append(ids, n);
     forwarded_ += static_cast<uint64_t>(n);
     len_ += n;
 }
@@ -120,10 +125,13 @@ void HybridCache::commit(const int32_t* ids, int32_t n) {
 Status HybridCache::crop(int32_t new_len) {
     EKV_TRY(local_->check_crop(new_len));
     if (global_) EKV_TRY(global_->check_crop(new_len));
+    if (!tokens_.can_truncate(new_len))  // folds as the local ring does, so never refused here
+        return Error(EKV_ERR_INVALID_STATE, "cannot crop the hybrid cache to %d tokens: their ids were folded",
+                     new_len);
     EKV_TRY(local_->crop(new_len));
     if (global_) EKV_TRY(global_->crop(new_len));
     len_ = new_len;
-    tokens_.resize(static_cast<size_t>(new_len));
+    tokens_.truncate(new_len);
     return Status::Ok();
 }
 
@@ -191,16 +199,23 @@ Status HybridCache::read_body(CacheFileReader& r, const CacheShape& shape, Backe
     EKV_TRY(KvCache::read_body(r, part_shape(shape, LayerKind::SlidingAttention), backend, &local));
     if (has_global) EKV_TRY(KvCache::read_body(r, part_shape(shape, LayerKind::Attention), backend, &global));
     const CacheConfig& lc = local->config();
+    // With global layers both parts consumed the same ids: the ring's
+    // history (folded or not) continues the global layers' whole list.
+    const auto same_ids = [&] {
+        const std::vector<int32_t>& all = global->tokens().kept();
+        return local->tokens().matching_prefix(all.data(), static_cast<int64_t>(all.size())) == local->seq_len();
+    };
     if (lc.type != EKV_CACHE_HYBRID || lc.retention != Retention::Window || lc.window_length != shape.sliding_window ||
         (global && (global->config().type != EKV_CACHE_HYBRID || global->seq_len() != local->seq_len() ||
-                    global->config().retention == Retention::Window || global->config().retention == Retention::Sink)))
+                    global->config().retention == Retention::Window || global->config().retention == Retention::Sink ||
+                    !same_ids())))
         return Error(EKV_ERR_INVALID_FILE, "cache file %s has inconsistent hybrid parts", r.path().c_str());
     CacheConfig config = global ? global->config() : lc;
     if (!global) config.retention = Retention::Unbounded;
     std::unique_ptr<HybridCache> c(new (std::nothrow) HybridCache(config, shape));
     if (!c) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate cache");
     c->len_ = local->seq_len();
-    c->tokens_ = local->tokens();
+    c->tokens_ = global ? global->tokens() : local->tokens();
     c->forwarded_ = forwarded;
     c->local_.reset(static_cast<KvCache*>(local.release()));
     c->global_.reset(static_cast<KvCache*>(global.release()));

@@ -37,6 +37,9 @@ public:
     }
     CacheStats stats() const override;
     Status save(const CacheFile& file) const override;
+    size_t token_id_bytes() const override {
+        return Cache::token_id_bytes() + local_->token_id_bytes() + (global_ ? global_->token_id_bytes() : 0);
+    }
 
     static Status read_body(CacheFileReader& r, const CacheShape& shape, Backend& backend,
                             std::unique_ptr<Cache>* out);
@@ -47,6 +50,7 @@ private:
     KvCache& part(int32_t layer, int32_t* sub) const;
     static CacheShape part_shape(const CacheShape& shape, LayerKind kind);
     static CacheConfig local_config(const CacheConfig& config);
+    void adopt_fold_policy();
 
     CacheConfig config_;
     CacheShape shape_;

@@ -72,8 +72,7 @@ Status HybridMambaCache::prepare(int32_t n_new) {
     // Neither part changes state when it refuses.
     EKV_TRY(mamba_->prepare(n_new));
     EKV_TRY(kv_->prepare(n_new));
-    return reserve_token_ids(&tokens_, static_cast<size_t>(len_) + static_cast<size_t>(n_new > 0 ? n_new : 0),
-                             max_seq_len());
+    return tokens_.reserve(n_new, max_seq_len());
 }
 
 void HybridMambaCache::store(Backend& backend, int32_t layer, const Tensor& k, const Tensor& v) {
@@ -89,7 +88,7 @@ KvView HybridMambaCache::view(int32_t layer, int32_t n_pending) {
 void HybridMambaCache::commit(const int32_t* ids, int32_t n) {
     kv_->commit(ids, n);
     mamba_->commit(ids, n);
-    tokens_.insert(tokens_.end(), ids, ids + n);
+    tokens_.append(ids, n);
     forwarded_ += static_cast<uint64_t>(n);
     len_ += n;
 }

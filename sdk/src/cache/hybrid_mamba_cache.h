@@ -36,6 +36,9 @@ public:
     Status clone(Backend& backend, std::unique_ptr<Cache>* out) const override;
     CacheStats stats() const override;
     Status save(const CacheFile& file) const override;
+    size_t token_id_bytes() const override {
+        return Cache::token_id_bytes() + kv_->token_id_bytes() + mamba_->token_id_bytes();
+    }
     bool recurrent_state(int32_t layer, RecurrentState* out) override { return mamba_->recurrent_state(layer, out); }
 
     static Status read_body(CacheFileReader& r, const CacheShape& shape, Backend& backend,

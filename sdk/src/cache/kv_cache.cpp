@@ -5,7 +5,14 @@
 
 namespace ekv {
 
-KvCache::KvCache(const KvLayout& layout, Backend& backend) : layout_(layout), backend_(&backend) {}
+KvCache::KvCache(const KvLayout& layout, Backend& backend) : layout_(layout), backend_(&backend) {
+    // A ring crops back at most the rows its rings hold (or into its sinks):
+    // older ids are only needed to verify a prompt, so they fold.
+    if (layout.windowed()) {
+        const int32_t reach = layout.plain_ring_rows + (layout.group_ring ? layout.group_ring_rows * layout.group : 0);
+        tokens_.set_keep(reach, layout.sinks);
+    }
+}
 
 Status KvCache::create(const CacheConfig& config, const CacheShape& shape, Backend& backend,
                        std::unique_ptr<Cache>* out) {
@@ -137,7 +144,9 @@ Status KvCache::prepare(int32_t n_new) {
                      ekv_cache_type_name(type()), len_, layout_.fixed_body, n_new);
     if (need > INT32_MAX / 2)
         return Error(EKV_ERR_CONTEXT_OVERFLOW, "sequence of %lld tokens is too long", static_cast<long long>(need));
-    EKV_TRY(reserve_token_ids(need));
+    // The id list grows here, never in commit(), so decode steps between
+    // growth points do not allocate; a fixed cache takes its whole capacity.
+    EKV_TRY(tokens_.reserve(n_new, layout_.fixed_body));
     if (!layout_.growable()) return Status::Ok();
     const StoreSizes current{plain_rows_, groups_};
     StoreSizes grown = layout_.grown_sizes(current, need);  // no sinks when unbounded: body = need
@@ -159,21 +168,6 @@ Status KvCache::prepare(int32_t n_new) {
         if (layout_.growing(grown) > most) layout_.set_growing(&grown, most);
     }
     return allocate(grown.plain_rows, grown.groups);
-}
-
-// The id list grows here, never in commit(): a fixed cache takes its whole
-// capacity at once, others (rings keep every id too) grow in chunks like
-// the KV, so decode steps between growth points do not allocate.
-Status KvCache::reserve_token_ids(int64_t need) {
-    const int64_t have = static_cast<int64_t>(tokens_.capacity());
-    if (need <= have) return Status::Ok();
-    const int64_t target = layout_.fixed_body >= 0 ? layout_.fixed_body : grown_size(have, need, kGrowChunk);
-    try {
-        tokens_.reserve(static_cast<size_t>(target));
-    } catch (const std::bad_alloc&) {
-        return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate room for %lld token ids", static_cast<long long>(target));
-    }
-    return Status::Ok();
 }
 
 void KvCache::write_rows(Backend& backend, LayerBuffers& lb, const Tensor& k, const Tensor& v) const {
@@ -215,6 +209,8 @@ void KvCache::quantize_aged(Backend& backend, LayerBuffers& lb, int32_t q_target
 
 void KvCache::store(Backend& backend, int32_t layer, const Tensor& k, const Tensor& v) {
     if (layout_.kivi) q_target_ = std::max(q_end_, layout_.quantized_end(layout_.body_of(len_)));
+    stored_body_ = std::max(stored_body_, layout_.body_of(len_ + static_cast<int32_t>(k.rows)));
+    stored_q_ = std::max(stored_q_, q_target_);
     LayerBuffers* targets[2] = {&layers_[static_cast<size_t>(layer)], nullptr};
     if (staged()) targets[1] = &stage(layer);  // fetched before either copy changes
     for (LayerBuffers* lb : targets) {
@@ -290,16 +286,15 @@ KvView KvCache::view(int32_t layer, int32_t n_pending) {
 }
 
 void KvCache::commit(const int32_t* ids, int32_t n) {
-    tokens_.insert(tokens_.end(), ids, ids + n);
+    tokens_.append(ids, n);
     len_ += n;
     forwarded_ += static_cast<uint64_t>(n);
     q_end_ = q_target_;
 }
 
 int32_t KvCache::oldest_plain_held() const {
-    const int32_t body = layout_.body_of(len_);
     if (!layout_.plain_ring) return layout_.kivi ? q_end_ : 0;
-    return std::max(0, body - layout_.plain_ring_rows);
+    return std::max(0, ring_end() - layout_.plain_ring_rows);
 }
 
 Status KvCache::check_crop(int32_t new_len) const {
@@ -317,11 +312,18 @@ Status KvCache::check_crop(int32_t new_len) const {
                      "(held from %d); reset and recompute instead",
                      ekv_cache_type_name(type()), new_len, l.sinks + plain_from, l.sinks + oldest_plain_held());
     if (l.group_ring && need_from < new_q) {
-        const int32_t oldest_group = std::max<int32_t>(0, q_end_ / l.group - l.group_ring_rows + 1);
+        const int32_t oldest_group = std::max<int32_t>(0, quantized_written() / l.group - l.group_ring_rows + 1);
         if (need_from < oldest_group * l.group)
             return Error(EKV_ERR_INVALID_STATE, "cannot crop the %s cache to %d tokens: its ring dropped token %d",
                          ekv_cache_type_name(type()), new_len, l.sinks + need_from);
     }
+    // A ring folded the ids beyond its rings' reach (token_history.h); the
+    // rows above can allow more (a window of one token needs no old rows).
+    if (!tokens_.can_truncate(new_len))
+        return Error(EKV_ERR_INVALID_STATE,
+                     "cannot crop the %s cache to %d tokens: it no longer holds their token ids; reset and recompute "
+                     "instead",
+                     ekv_cache_type_name(type()), new_len);
     return Status::Ok();
 }
 
@@ -335,7 +337,7 @@ Status KvCache::crop(int32_t new_len) {
     if (new_len == len_) return Status::Ok();
     q_end_ = q_target_ = cropped_q_end(new_len);
     len_ = new_len;
-    tokens_.resize(static_cast<size_t>(new_len));
+    tokens_.truncate(new_len);  // check_crop made sure it can
     staged_layer_ = {{-1, -1}};
     return Status::Ok();
 }
@@ -343,6 +345,7 @@ Status KvCache::crop(int32_t new_len) {
 void KvCache::reset() {
     len_ = 0;
     q_end_ = q_target_ = 0;
+    stored_body_ = stored_q_ = 0;
     tokens_.clear();
     staged_layer_ = {{-1, -1}};
 }
@@ -353,6 +356,8 @@ Status KvCache::clone(Backend& backend, std::unique_ptr<Cache>* out) const {
     c->limit_ = limit_;
     c->len_ = len_;  // before allocate: copy_used sizes by the state
     c->q_end_ = c->q_target_ = q_end_;
+    c->stored_body_ = stored_body_;
+    c->stored_q_ = stored_q_;
     EKV_TRY(c->allocate(plain_rows_, groups_));
     for (size_t i = 0; i < layers_.size(); ++i)
         copy_used(layers_[i], c->layers_[i], backend);
@@ -372,7 +377,7 @@ bool KvCache::rewindable(int32_t n_new) const {
     // newest plain_ring_rows.
     int32_t needed = l.first_visible_body(len_);
     if (l.kivi) needed = std::max(needed, cropped_q_end(len_));
-    const int32_t oldest_after = std::max(0, l.body_of(len_ + n_new) - l.plain_ring_rows);
+    const int32_t oldest_after = std::max(0, std::max(l.body_of(len_ + n_new), stored_body_) - l.plain_ring_rows);
     return oldest_after <= needed;
 }
 

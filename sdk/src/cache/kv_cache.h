@@ -11,6 +11,7 @@
 // them from the query position min(p, window - 1) (KvView::pinned_query_pos).
 // That is exact re-assignment with no key ever re-rotated.
 #pragma once
+#include <algorithm>
 #include <array>
 
 #include "cache/cache.h"
@@ -70,7 +71,6 @@ private:
     // the kernels read the host copy in place: zero-copy, no staging.
     bool staged() const { return layout_.cfg.placement == Placement::Host && !backend_->device().unified_memory; }
     Status allocate(int64_t plain_rows, int64_t groups);
-    Status reserve_token_ids(int64_t need);
     Status allocate_set(int64_t plain_rows, int64_t groups, Placement placement, LayerBuffers* out) const;
     size_t slot_used_bytes(int slot) const;
     void copy_used(const LayerBuffers& from, LayerBuffers& to, Backend& backend) const;
@@ -79,6 +79,11 @@ private:
     void quantize_aged(Backend& backend, LayerBuffers& lb, int32_t q_target) const;
     void add_plain_runs(KvView& view, const LayerBuffers& lb, int slot_k, int32_t b0, int32_t b1) const;
     void add_kivi_runs(KvView& view, const LayerBuffers& lb, int32_t b0, int32_t b1) const;
+    // The newest body token and quantized group end ever written: ring rows
+    // before them were overwritten even where a crop lowered len_ and q_end_
+    // (a second crop must not reach them).
+    int32_t ring_end() const { return std::max(layout_.body_of(len_), stored_body_); }
+    int32_t quantized_written() const { return std::max(q_end_, stored_q_); }
     int32_t oldest_plain_held() const;
     int32_t cropped_q_end(int32_t new_len) const;
     int32_t tokens_held() const;
@@ -89,6 +94,8 @@ private:
     int32_t len_ = 0;       // tokens consumed (the next position)
     int32_t q_end_ = 0;     // body tokens quantized in every layer
     int32_t q_target_ = 0;  // body tokens quantized once the current chunk is stored
+    int32_t stored_body_ = 0;  // end of the body tokens ever stored since the last reset
+    int32_t stored_q_ = 0;     // end of the body tokens ever quantized since the last reset
     int64_t plain_rows_ = 0, groups_ = 0;  // allocated store sizes
     std::vector<LayerBuffers> layers_;
     // Host placement: two device buffers that layers alternate through.

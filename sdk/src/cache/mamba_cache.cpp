@@ -161,24 +161,11 @@ int32_t MambaCache::max_seq_len() const {
     return config_.retention == Retention::Fixed && config_.max_cache_len > 0 ? config_.max_cache_len : -1;
 }
 
-Status reserve_token_ids(std::vector<int32_t>* ids, size_t need, int32_t max_len) {
-    if (need <= ids->capacity()) return Status::Ok();
-    size_t target = std::max<size_t>({need, 2 * ids->capacity(), 256});
-    if (max_len > 0) target = std::max(need, static_cast<size_t>(max_len));
-    try {
-        ids->reserve(target);
-    } catch (const std::bad_alloc&) {
-        return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate room for %zu token ids", target);
-    }
-    return Status::Ok();
-}
-
 // The states never grow; only the id list does.
 Status MambaCache::prepare(int32_t n_new) {
     if (!reset_error_.ok())
         return Error(reset_error_.code(), "the cache could not be reset: %s", reset_error_.message().c_str());
-    return reserve_token_ids(&tokens_, static_cast<size_t>(len_) + static_cast<size_t>(n_new > 0 ? n_new : 0),
-                             max_seq_len());
+    return tokens_.reserve(n_new, max_seq_len());
 }
 
 void MambaCache::store(Backend& backend, int32_t layer, const Tensor& k, const Tensor& v) {
@@ -204,7 +191,7 @@ bool MambaCache::recurrent_state(int32_t layer, RecurrentState* out) {
 void MambaCache::commit(const int32_t* ids, int32_t n) {
     if (n <= 0) return;
     current_ = 1 - current_;  // every layer wrote its *_out set
-    tokens_.insert(tokens_.end(), ids, ids + n);
+    tokens_.append(ids, n);
     forwarded_ += static_cast<uint64_t>(n);
     len_ += n;
 }
@@ -284,10 +271,11 @@ Status MambaCache::write_body(CacheFileWriter& w) const {
     h.placement = static_cast<uint32_t>(config_.placement);
     h.max_cache_len = config_.max_cache_len;
     h.len = len_;
-    h.n_tokens = tokens_.size();
+    const std::vector<int32_t>& ids = tokens_.kept();  // every id: a recurrent cache never folds
+    h.n_tokens = ids.size();
     h.forwarded = forwarded_;
     // (No pointer is passed for an empty id list: fwrite's must not be null.)
-    if (!w.write(&h, sizeof h) || (!tokens_.empty() && !w.write(tokens_.data(), tokens_.size() * sizeof(int32_t))))
+    if (!w.write(&h, sizeof h) || (!ids.empty() && !w.write(ids.data(), ids.size() * sizeof(int32_t))))
         return Error(EKV_ERR_IO, "cannot write the cache file (disk full?)");
 
     // The committed set, read through host memory.
@@ -353,9 +341,9 @@ Status MambaCache::read_body(CacheFileReader& r, const CacheShape& shape, Backen
     } else {
         EKV_TRY(create_part(c, shape, backend, &made));
     }
-    made->tokens_.resize(static_cast<size_t>(h.n_tokens));
-    if (!made->tokens_.empty())
-        EKV_TRY(r.read(made->tokens_.data(), made->tokens_.size() * sizeof(int32_t), "token ids"));
+    std::vector<int32_t> ids(static_cast<size_t>(h.n_tokens));
+    if (!ids.empty()) EKV_TRY(r.read(ids.data(), ids.size() * sizeof(int32_t), "token ids"));
+    made->tokens_.restore(0, 0, std::move(ids));  // nothing folded: cannot fail
     made->len_ = h.len;
     made->forwarded_ = h.forwarded;
 

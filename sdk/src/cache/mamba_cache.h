@@ -21,11 +21,6 @@ namespace ekv {
 class CacheFileWriter;
 class CacheFileReader;
 
-// Grows a cache's token id list in prepare() rather than in commit()
-// (doubling, or max_len at once when bounded), so decode steps between
-// growth points do not allocate.
-Status reserve_token_ids(std::vector<int32_t>* ids, size_t need, int32_t max_len);
-
 class MambaCache final : public Cache {
 public:
     // The standalone `mamba` cache: every layer of the shape must be

@@ -58,11 +58,9 @@ Status Generator::prefill() {
     const int32_t n_prompt = result_.n_prompt_tokens;
     int32_t reuse = 0;
     if (opts_.use_cache) {
-        // Multi-turn reuse: keep the longest prefix the cache already holds.
-        const std::vector<int32_t>& held = cache.tokens();
-        const int32_t limit = std::min<int32_t>(static_cast<int32_t>(held.size()), n_prompt - 1);
-        while (reuse < limit && held[static_cast<size_t>(reuse)] == seq_[static_cast<size_t>(reuse)]) ++reuse;
-        if (static_cast<int32_t>(held.size()) != cache.seq_len()) reuse = 0;  // history not reusable
+        // Multi-turn reuse: keep the longest prefix the cache already holds
+        // (at least the last prompt token is computed, for its logits).
+        reuse = cache.reusable_prefix(seq_.data(), n_prompt - 1);
         if (opts_.cancel.raised()) return Error(EKV_ERR_CANCELLED, "cancelled before the prefill");
         if (reuse < cache.seq_len()) {
             // A ring or KIVI cache may no longer hold what the shorter prefix

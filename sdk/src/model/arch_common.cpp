@@ -122,6 +122,12 @@ Status compute_rope_frequencies(const ModelFile& f, const HParams& hp, std::vect
     return Error(EKV_ERR_UNSUPPORTED, "rope scaling type '%s' is not supported", type.c_str());
 }
 
+uint64_t decode_weight_bytes(uint64_t total, const Tensor& tok_embd, bool tied) {
+    if (tied) return total;
+    const uint64_t table = static_cast<uint64_t>(tok_embd.rows) * tok_embd.row_bytes;
+    return total - std::min(total, table) + tok_embd.row_bytes;
+}
+
 void fill_info(const ModelFile& f, const HParams& hp, uint64_t weight_bytes, uint64_t n_params, ModelInfo* info) {
     f.meta.get_string("general.architecture", &info->architecture);
     f.meta.get_string("general.name", &info->name);
@@ -135,6 +141,7 @@ void fill_info(const ModelFile& f, const HParams& hp, uint64_t weight_bytes, uin
     info->n_vocab = hp.n_vocab;
     info->n_params = n_params;
     info->weight_bytes = weight_bytes;
+    info->decode_weight_bytes = weight_bytes;  // the architecture refines it
 }
 
 Status WeightLoader::load(const std::string& name, int64_t cols, int64_t rows, Tensor* out) {

@@ -36,6 +36,11 @@ Status read_llama_hparams(const ModelFile& file, const std::string& arch, HParam
 Status compute_rope_frequencies(const ModelFile& file, const HParams& hp, std::vector<float>* inv_freq,
                                 float* attn_factor);
 
+// ModelInfo::decode_weight_bytes of a model whose weights total `total`
+// bytes: the token embedding table is read whole only when it is also the
+// output head (tied), else one row of it a step.
+uint64_t decode_weight_bytes(uint64_t total, const Tensor& tok_embd, bool tied);
+
 void fill_info(const ModelFile& file, const HParams& hp, uint64_t weight_bytes, uint64_t n_params,
                ModelInfo* info);
 

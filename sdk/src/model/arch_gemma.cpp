@@ -176,6 +176,7 @@ Status Gemma::init(const ModelFile& file) {
     const int64_t k_max = std::max<int64_t>({hp_.n_embd, hp_.n_ff, d.q_out});
     EKV_TRY(backend_.reserve_scratch(k_max, kBatch));
     fill_info(file, hp_, wl.total_bytes(), wl.total_params(), &info_);
+    info_.decode_weight_bytes = decode_weight_bytes(wl.total_bytes(), tok_embd_, !file.find_tensor("output.weight"));
     return Status::Ok();
 }
 

@@ -194,6 +194,11 @@ Status Jamba::init(const ModelFile& file) {
     file.meta.get_string("general.name", &info_.name);
     info_.n_params = wl.total_params() + expert_params_;
     info_.weight_bytes = wl.total_bytes() + expert_bytes_;
+    // A step reads n_used of each layer's n_expert equally sized experts.
+    const uint64_t active_experts =
+        moe_.n_expert > 0 ? expert_bytes_ / static_cast<uint64_t>(moe_.n_expert) * static_cast<uint64_t>(moe_.n_used) : 0;
+    info_.decode_weight_bytes =
+        decode_weight_bytes(wl.total_bytes(), tok_embd_, !file.find_tensor("output.weight")) + active_experts;
     return Status::Ok();
 }
 

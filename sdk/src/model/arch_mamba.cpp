@@ -110,6 +110,7 @@ Status Mamba::init(const ModelFile& file) {
     info_.n_vocab = n_vocab;
     info_.n_params = wl.total_params();
     info_.weight_bytes = wl.total_bytes();
+    info_.decode_weight_bytes = decode_weight_bytes(wl.total_bytes(), tok_embd_, !file.find_tensor("output.weight"));
     return Status::Ok();
 }
 

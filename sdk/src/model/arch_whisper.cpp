@@ -251,6 +251,7 @@ Status Whisper::init(const ModelFile& file) {
         EKV_TRY(load_linear(wl, p + "ffn_down", hp_.enc_ff, d, true, &l.down));
     }
     EKV_TRY(load_norm(wl, "enc.output_norm", &enc_norm_));
+    const uint64_t encoder_bytes = wl.total_bytes();
     EKV_TRY(wl.load("dec.token_embd.weight", d, hp_.n_vocab, &tok_embd_));
     EKV_TRY(wl.load("dec.position_embd.weight", d, hp_.n_text_ctx, &dec_positions_));
     for (const Tensor* t : {&tok_embd_, &dec_positions_}) {
@@ -290,6 +291,13 @@ Status Whisper::init(const ModelFile& file) {
     common.n_vocab = hp_.n_vocab;
     common.context_length = hp_.n_text_ctx;
     fill_info(file, common, wl.total_bytes(), wl.total_params(), &info_);
+    // A decode step reads the decoder (its cross-attention key/value
+    // projections included, though they run once per audio) and one row of
+    // the position table; the encoder runs once per audio.
+    const uint64_t positions = static_cast<uint64_t>(dec_positions_.rows) * dec_positions_.row_bytes;
+    info_.decode_weight_bytes = decode_weight_bytes(wl.total_bytes() - encoder_bytes, tok_embd_,
+                                                    !file.find_tensor("output.weight")) -
+                                positions + dec_positions_.row_bytes;
     return Status::Ok();
 }
 

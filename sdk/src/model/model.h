@@ -27,6 +27,10 @@ struct ModelInfo {
     int32_t n_vocab = 0;
     uint64_t n_params = 0;
     uint64_t weight_bytes = 0;
+    // Weight bytes one decode step reads: every matrix once, an embedding
+    // table that is not also the output head only as one row, a
+    // mixture-of-experts layer only its active experts, Whisper's decoder.
+    uint64_t decode_weight_bytes = 0;
 };
 
 // Per-sequence scratch of an architecture's forward pass, sized once, and

@@ -42,6 +42,8 @@ const detail::AttnKernels* fast_kernels() {
 #if defined(__x86_64__) || defined(__i386__)
         __builtin_cpu_init();
         if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return detail::avx2_attention_kernels();
+#elif defined(__aarch64__)
+        return detail::neon_attention_kernels();
 #endif
         return static_cast<const detail::AttnKernels*>(nullptr);
     }();

@@ -9,7 +9,8 @@
 // the end). Chunk boundaries depend only on a query's visible key count, and
 // states are always merged in key order, so every output is bitwise the same
 // whatever the thread count and however a prompt is split into calls.
-// Kernels: AVX2/FMA/F16C when the CPU has them, else portable scalar code.
+// Kernels: AVX2/FMA/F16C when the CPU has them, NEON on aarch64, else
+// portable scalar code.
 #pragma once
 #include "backend/backend.h"
 #include "core/status.h"
@@ -27,7 +28,7 @@ void attention(const Tensor& q, const int32_t* q_pos, const KvView& kv, const At
 // Validates the shapes and segments attention() accepts.
 Status check_attention(const Tensor& q, const KvView& kv, const AttentionParams& p);
 
-// Name of the kernel set in use ("avx2" or "scalar").
+// Name of the kernel set in use ("avx2", "neon" or "scalar").
 const char* attention_isa();
 
 // Test hook: force the portable kernels (true) or return to the run-time

@@ -1,5 +1,6 @@
 // Internal contract between the attention driver (cpu_attention.cpp) and its
-// kernel sets (cpu_attention_scalar.cpp, cpu_attention_avx2.cpp).
+// kernel sets (cpu_attention_scalar.cpp, cpu_attention_avx2.cpp,
+// cpu_attention_neon.cpp).
 //
 // The driver turns a call into pieces: one pack of query heads that share a
 // KV head (a GQA group, or a slice of a large one), prepared queries (scaled
@@ -57,6 +58,10 @@ struct AttnKernels {
 const AttnKernels& scalar_attention_kernels();
 // nullptr when this build has no AVX2 kernels (non-x86, or flags missing).
 const AttnKernels* avx2_attention_kernels();
+#if defined(__aarch64__)
+// NEON kernels: compiled only for aarch64 (Advanced SIMD is baseline there).
+const AttnKernels* neon_attention_kernels();
+#endif
 
 }  // namespace detail
 }  // namespace cpu

@@ -6,6 +6,14 @@
 
 #include <atomic>
 #include <cstring>
+#include <new>
+
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)  // older kernel headers (Linux and Android: same bit)
+#endif
+#endif
 
 #include "backend/cpu/matmul_kernels.h"
 #include "core/quant.h"
@@ -31,6 +39,27 @@ ActFormat act_format(DType wtype, ActivationPrecision precision) {
     }
 }
 
+namespace {
+
+// The calling thread's panel buffer; freed when the thread exits.
+struct PanelBuffer {
+    float* data = nullptr;
+    size_t floats = 0;
+    ~PanelBuffer() { ::operator delete(data, std::align_val_t(64)); }
+};
+
+}  // namespace
+
+float* thread_panel_buffer(size_t floats) {
+    thread_local PanelBuffer buf;
+    if (buf.floats < floats) {
+        ::operator delete(buf.data, std::align_val_t(64));
+        buf.data = static_cast<float*>(::operator new(floats * sizeof(float), std::align_val_t(64), std::nothrow));
+        buf.floats = buf.data ? floats : 0;
+    }
+    return buf.data;
+}
+
 }  // namespace detail
 
 namespace {
@@ -50,6 +79,8 @@ constexpr size_t kScratchAlign = 64;
 constexpr int64_t kParallelPrepareMin = 16384;
 // Likewise for the dot products (multiply-adds): tiny products run inline.
 constexpr int64_t kParallelMatmulMin = 16384;
+// Row chunks per thread in the dot-product region (dynamic balance).
+constexpr int64_t kChunksPerThread = 8;
 
 std::atomic<bool> g_force_scalar{false};
 
@@ -69,6 +100,20 @@ const KernelSet* detect_best_set() {
             return &set;
         }
     }
+#elif defined(__aarch64__)
+    // Advanced SIMD is baseline on aarch64; SDOT for the int8 path where the
+    // kernel reports it (Linux/Android; elsewhere the widening-multiply set).
+    bool dotprod = false;
+#if defined(__linux__)
+    dotprod = (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#endif
+    const detail::Int8ActKernels* sdot = dotprod ? detail::neon_dotprod_int8_kernels() : nullptr;
+    if (sdot) {
+        static const KernelSet set = {"neon+dotprod", detail::neon_f32act_kernels(), sdot};
+        return &set;
+    }
+    static const KernelSet set = {"neon", detail::neon_f32act_kernels(), detail::neon_int8_kernels()};
+    return &set;
 #endif
     return &scalar_set();
 }
@@ -160,7 +205,11 @@ void matmul(DType wtype, const void* w, int64_t rows, int64_t k_dim, const float
     }
     const KernelSet& ks = active_set();
     const bool int8 = fmt == ActFormat::Q8_1F || fmt == ActFormat::Q8_K;
-    const detail::RowsKernel kernel = int8 ? ks.int8->rows(wtype) : ks.f32act->rows(wtype);
+    detail::RowsKernel kernel = int8 ? ks.int8->rows(wtype) : ks.f32act->rows(wtype);
+    if (!kernel) {  // a SIMD set without this format: the scalar kernel (same prepared activations)
+        const KernelSet& sc = scalar_set();
+        kernel = int8 ? sc.int8->rows(wtype) : sc.f32act->rows(wtype);
+    }
     if (!kernel) {
         zero_output(y, rows, ntok);
         return;
@@ -194,11 +243,18 @@ void matmul(DType wtype, const void* w, int64_t rows, int64_t k_dim, const float
         kernel(job, 0, rows);
         return;
     }
-    pool.parallel([&](int i, int n) {
-        const int64_t chunk = (rows + n - 1) / n;
-        const int64_t r0 = chunk * i;
-        const int64_t r1 = r0 + chunk < rows ? r0 + chunk : rows;
-        if (r0 < r1) kernel(job, r0, r1);
+    // Rows are claimed in chunks (a few per thread, whole GEMM panels) so a
+    // thread that was descheduled or started late does not hold up the rest.
+    const int64_t target = static_cast<int64_t>(pool.size()) * kChunksPerThread;
+    int64_t chunk = (rows + target - 1) / target;
+    chunk = (chunk + detail::kPanelRows - 1) / detail::kPanelRows * detail::kPanelRows;
+    std::atomic<int64_t> next{0};
+    pool.parallel([&](int, int) {
+        for (;;) {
+            const int64_t r0 = next.fetch_add(chunk, std::memory_order_relaxed);
+            if (r0 >= rows) break;
+            kernel(job, r0, r0 + chunk < rows ? r0 + chunk : rows);
+        }
     });
 }
 

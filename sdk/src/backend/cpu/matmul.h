@@ -1,10 +1,12 @@
 // CPU matrix multiply with weights read in place in their GGUF format.
 //
 // Two activation precisions for the quantized weight types:
-//  - F32 (default): the weights are dequantized in registers, block by block,
-//    and multiplied with the f32 activations; matches a double-precision
-//    dequantize_row(W) . x to float rounding (~1e-6 of the dot's scale).
-//  - Int8 (opt-in fast mode, ~1.3-2x faster): the activations are first
+//  - F32 (default): the weights are dequantized block by block (in registers
+//    for a few tokens, into a per-thread L1-sized panel reused across a tile
+//    of tokens for many) and multiplied with the f32 activations; matches a
+//    double-precision dequantize_row(W) . x to float rounding (~1e-6 of the
+//    dot's scale).
+//  - Int8 (opt-in fast mode; faster mostly in decode): the activations are first
 //    quantized to 8-bit blocks (Q8_1F for the 32-element formats, Q8_K for
 //    the K-quants) and the inner loops are integer dot products (llama.cpp
 //    style); ~1% error per dot product.
@@ -12,8 +14,9 @@
 // every output is bitwise independent of the batch size, the token's position
 // in the batch, the thread count and the row split: how a prompt is chunked
 // into calls does not change any result.
-// The kernel set (AVX2 or portable scalar) is chosen once at run time from the
-// CPU's features, so one binary runs everywhere.
+// The kernel set (AVX2 on x86-64, NEON with or without the dotprod extension
+// on aarch64, or portable scalar) is chosen once at run time from the CPU's
+// features, so one binary runs everywhere.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -49,7 +52,8 @@ size_t matmul_scratch_bytes(DType wtype, int64_t k_dim, int ntok,
 void matmul(DType wtype, const void* w, int64_t rows, int64_t k_dim, const float* x, int ntok, float* y,
             void* scratch, ThreadPool& pool, ActivationPrecision precision = ActivationPrecision::F32);
 
-// Name of the kernel set picked at run time ("avx2" or "scalar"), for logs/bench output.
+// Name of the kernel set picked at run time ("avx2", "neon+dotprod", "neon" or
+// "scalar"), for logs/bench output.
 const char* matmul_isa();
 
 // Test hook: force the portable scalar kernels (true) or return to the

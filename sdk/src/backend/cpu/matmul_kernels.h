@@ -1,5 +1,5 @@
 // Internal contract between the matmul dispatcher (matmul.cpp) and its
-// kernel sets (scalar, AVX2). Not part of the SDK's internal API beyond
+// kernel sets (scalar, AVX2, NEON). Not part of the SDK's internal API beyond
 // backend/cpu.
 //
 // Two families of kernels:
@@ -21,14 +21,16 @@
 // Reproducibility: in every kernel the arithmetic of one (row, token) output
 // is a fixed sequence of operations that does not depend on the batch size,
 // the token tile the token falls in or the row range (tests check this
-// bitwise). SIMD kernels decode a weight block once per token tile and then
-// run, for each token of the tile, exactly the operations a lone token gets.
+// bitwise). SIMD kernels decode a weight block once per token tile (or, for
+// the f32-activation GEMM of the quantized formats, once per row panel) and
+// then run, for each token, exactly the operations a lone token gets.
 //
-// Files compiled with -mavx2 define everything they use with internal linkage
-// and call no shared inline function (std:: templates, dtype_row_bytes,
-// f16_to_f32, ...): otherwise the linker could keep their AVX2-compiled copy
-// of such a function for the whole program, which would then crash on CPUs
-// without AVX2. (`nm -C matmul_*avx2.o` should list no weak symbols.)
+// Files compiled with -mavx2 (or -march=armv8.2-a+dotprod) define everything
+// they use with internal linkage and call no shared inline function (std::
+// templates, dtype_row_bytes, f16_to_f32, ...): otherwise the linker could
+// keep their AVX2-compiled copy of such a function for the whole program,
+// which would then crash on CPUs without AVX2. (`nm -C matmul_*avx2.o` should
+// list no weak symbols.)
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -88,9 +90,29 @@ const Int8ActKernels& scalar_int8_kernels();
 // nullptr when this build has no AVX2 kernels (non-x86, or flags missing).
 const F32ActKernels* avx2_f32act_kernels();
 const Int8ActKernels* avx2_int8_kernels();
-// AVX2 K-quant kernels (matmul_*_kquants_avx2.cpp); nullptr where unavailable.
-RowsKernel avx2_f32act_kquant_rows_kernel(DType wtype);
+// AVX2 f32-activation kernels of the quantized formats
+// (matmul_f32act_quant_avx2.cpp) and int8 K-quant kernels
+// (matmul_int8_kquants_avx2.cpp); nullptr where unavailable.
+RowsKernel avx2_f32act_quant_rows_kernel(DType wtype);
 RowsKernel avx2_int8_kquant_rows_kernel(DType wtype);
+
+// A 64-byte aligned buffer of at least `floats` floats owned by the calling
+// thread (kept and reused: allocates only when a larger one is asked for);
+// nullptr when it cannot be allocated. For the GEMM kernels' dequantized
+// weight panels. Defined in matmul.cpp (not compiled for AVX2).
+float* thread_panel_buffer(size_t floats);
+#if defined(__aarch64__)
+// NEON kernels (matmul_*neon*.cpp, matmul_int8_dotprod.cpp): compiled only
+// for aarch64, where Advanced SIMD is baseline. Every weight type.
+const F32ActKernels* neon_f32act_kernels();
+RowsKernel neon_f32act_kquant_rows_kernel(DType wtype);
+// Integer dot products by widening multiplies: any ARMv8-A CPU.
+const Int8ActKernels* neon_int8_kernels();
+// The same kernels with SDOT (ARMv8.2 dotprod; the dispatcher checks
+// HWCAP_ASIMDDP); same bits as neon_int8_kernels(). nullptr when built
+// without the flag.
+const Int8ActKernels* neon_dotprod_int8_kernels();
+#endif
 
 // Tiling shared by the SIMD kernels: each weight block is decoded once and
 // applied to up to kTokenTile tokens, and kRowBlock rows are swept per token
@@ -98,6 +120,9 @@ RowsKernel avx2_int8_kquant_rows_kernel(DType wtype);
 // during prefill.
 constexpr int kTokenTile = 4;
 constexpr int64_t kRowBlock = 16;
+// Rows the f32-activation GEMM dequantizes per panel; the dispatcher hands
+// out rows in multiples of it.
+constexpr int64_t kPanelRows = 15;
 
 }  // namespace detail
 }  // namespace cpu
