@@ -9,12 +9,22 @@
 # the chat page's browser test, the pinned Python packages of the server
 # tests (openai, selenium; tools/server_test_requirements.txt), and the
 # aarch64 cross compiler and qemu-aarch64 for the NEON kernel tests (arm64
-# preset).
+# preset), and the CUDA compiler (below).
+#
+# --cuda (implied by --tests) installs the CUDA compiler, static runtime and
+# headers from PyPI into the cache folder (cmake/EdgekvCuda.cmake finds them
+# there) unless nvcc is already on PATH or in /usr/local/cuda.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="${EDGEKV_CACHE_DIR:-$root/.edgekv-cache}"
-for_tests=0
-[ "${1:-}" = "--tests" ] && for_tests=1
+for_tests=0 for_cuda=0
+for arg in "$@"; do
+  case "$arg" in
+    --tests) for_tests=1 for_cuda=1 ;;
+    --cuda) for_cuda=1 ;;
+    *) echo "setup_deps.sh: unknown option $arg (--tests, --cuda)" >&2; exit 2 ;;
+  esac
+done
 
 need_apt=()
 # Vulkan: the loader and headers, glslang for the shaders, Mesa's lavapipe
@@ -94,6 +104,21 @@ if [ "$for_tests" -eq 1 ]; then
     python3 -m pip install -q --no-deps --target "$pyserver" -r "$reqs" >&2
     echo "$req_stamp" > "$pyserver.stamp"
   fi
+fi
+
+# CUDA 13 compiler, runtime (static), CRT headers, NVVM and CCCL, pinned.
+if [ "$for_cuda" -eq 1 ] && ! command -v nvcc >/dev/null 2>&1 && [ ! -x /usr/local/cuda/bin/nvcc ]; then
+  cuda_dir="$cache/pypi-cuda"
+  cuda_pkgs=(nvidia-cuda-nvcc==13.5.37 nvidia-cuda-runtime==13.5.37 nvidia-cuda-crt==13.5.37
+             nvidia-nvvm==13.5.37 nvidia-cuda-cccl==13.3.5.0.6)
+  cuda_stamp="$(echo "${cuda_pkgs[*]}" | sha256sum | cut -c1-64)"
+  if [ "$(cat "$cuda_dir.stamp" 2>/dev/null)" != "$cuda_stamp" ] || [ ! -x "$cuda_dir/nvidia/cu13/bin/nvcc" ]; then
+    rm -rf "$cuda_dir"
+    python3 -m pip install -q --no-deps --target "$cuda_dir" "${cuda_pkgs[@]}" >&2
+    echo "$cuda_stamp" > "$cuda_dir.stamp"
+  fi
+  "$cuda_dir/nvidia/cu13/bin/nvcc" --version >/dev/null ||
+    { echo "nvcc from PyPI does not run ($cuda_dir)" >&2; exit 1; }
 fi
 
 # One path a line: Whisper, Gemma 3, SmolLM2 (tools/test.sh reads them).

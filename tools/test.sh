@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it on a fresh machine: dependencies, the
-# optimised build with every backend this machine builds (CPU + Vulkan, the
-# Vulkan tests on Mesa's lavapipe with the Khronos validation layer on) and
-# all its tests, the AddressSanitizer/UBSan build + tests (without the
+# optimised build with every backend (CPU + Vulkan, the Vulkan tests on Mesa's
+# lavapipe with the Khronos validation layer on; CUDA compiled for every listed
+# architecture, its no-driver behaviour tested, its device tests left to a
+# GPU machine: tools/cuda_device_check.sh) and all its tests, the AddressSanitizer/UBSan build + tests (without the
 # longest real-model comparisons, which add no memory paths the tiny models
 # do not cover), the ThreadSanitizer build of the thread and C ABI tests, and
 # the libFuzzer targets for a bounded time, and the aarch64 cross build's

@@ -1,6 +1,7 @@
 // Device listing through the C ABI, the no-driver and bad-index paths, and
 // the model-level check: SmolLM2-135M greedy tokens on Vulkan equal the CPU
 // backend's (and the prompt's logits agree closely).
+#define EKV_EXPERIMENTAL  // the audio API (backend/parity_model_cases.h)
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "backend/vulkan/vk_context.h"
+#include "backend/parity_model_cases.h"
 #include "backend/vulkan_test_util.h"
 #include "model/test_util.h"
 
@@ -101,71 +103,11 @@ TEST(VulkanValidation, ErrorsAreCounted) {
 }
 
 // Prefill then greedy decode, step by step on both backends, for the
-// dynamic, static, quantized (KIVI) and sink caches: every step's logits
-// agree closely and the chosen tokens are identical. One model per backend
-// (pipelines compile once on lavapipe) and short generations keep it quick.
+// dynamic, quantized (KIVI) and sink caches: every step's logits agree
+// closely and the chosen tokens are identical (backend/parity_model_cases.h).
 TEST(VulkanModel, SmolLM2GreedyTokensEqualCpu) {
     const int64_t validation_errors = vk::validation_error_count();
-    const std::string path = ekv_test::smollm2_path();
-    ASSERT_FALSE(path.empty()) << "EKV_SMOLLM2_GGUF is not set";
-    ekv_test::Reference ref;
-    ASSERT_TRUE(ekv_test::load_reference(ekv_test::fixtures_dir() + "/smollm2", "sentence.json", &ref));
-    ekv_test::ModelPtr models[2] = {load_on(path, EKV_BACKEND_CPU), load_on(path, EKV_BACKEND_VULKAN)};
-    ASSERT_TRUE(models[0] && models[1]);
-    ekv_model_info info = ekv_model_info_default();
-    ASSERT_EQ(ekv_model_get_info(models[1].get(), &info), EKV_OK);
-    EXPECT_EQ(info.backend, EKV_BACKEND_VULKAN) << info.device;
-
-    const int32_t nv = ekv_test::n_vocab(models[0].get());
-    struct Spec {
-        ekv_cache_type type;
-        int steps;
-        const char* name;
-    };
-    // The 30-token prompt fills KIVI groups of 8 past an 8-token residual,
-    // and wraps the sink cache's 24-token ring, within the prefill. (Static,
-    // and KIVI and sink rings filled while decoding, are
-    // VulkanCacheOpsReal.SmolLM2GreedyStepsEqualCpu's; lavapipe spends
-    // seconds per step, so each case here runs only as long as it adds.)
-    for (const Spec& s : {Spec{EKV_CACHE_DYNAMIC, 4, "dynamic"}, Spec{EKV_CACHE_QUANTIZED, 2, "quantized"},
-                          Spec{EKV_CACHE_SINK, 2, "sink"}}) {
-        SCOPED_TRACE(s.name);
-        std::vector<int32_t> tokens[2];
-        std::vector<float> logits[2];
-        for (int b = 0; b < 2; ++b) {
-            ekv_model* m = models[b].get();
-            ekv_cache_params cp = ekv_cache_default_params();
-            cp.type = s.type;
-            cp.max_cache_len = 64;
-            cp.q_group_size = 8;
-            cp.residual_length = 8;
-            cp.window_length = 24;
-            cp.num_sink_tokens = 4;
-            ekv_cache* raw = nullptr;
-            ASSERT_EQ(ekv_cache_create(m, &cp, &raw), EKV_OK) << ekv_last_error();
-            ekv_test::CachePtr c(raw);
-            logits[b].resize(static_cast<size_t>(s.steps) * nv);
-            std::vector<int32_t> input = ref.input_ids;
-            for (int step = 0; step < s.steps; ++step) {
-                float* out = logits[b].data() + static_cast<size_t>(step) * nv;
-                ASSERT_EQ(ekv_forward(m, c.get(), input.data(), static_cast<int32_t>(input.size()), nullptr,
-                                      EKV_LOGITS_LAST, out, static_cast<size_t>(nv)),
-                          EKV_OK)
-                    << ekv_backend_name(b ? EKV_BACKEND_VULKAN : EKV_BACKEND_CPU) << ": " << ekv_last_error();
-                tokens[b].push_back(ekv_test::argmax(out, nv));
-                input.assign(1, tokens[b].back());
-            }
-        }
-        EXPECT_EQ(tokens[1], tokens[0]);
-        for (int step = 0; step < s.steps; ++step) {
-            // Summation order, exp and FMA differ; over 30 layers this stays well
-            // inside the 1e-2 the CPU backend is held to against HF transformers.
-            EXPECT_LT(ekv_test::normalized_max_error(logits[1].data() + static_cast<size_t>(step) * nv,
-                                                     logits[0].data() + static_cast<size_t>(step) * nv, nv),
-                      5e-3)
-                << "step " << step;
-        }
-    }
+    smollm2_greedy_tokens_equal_cpu(EKV_BACKEND_VULKAN);
     EXPECT_EQ(vk::validation_error_count(), validation_errors) << "Vulkan validation errors (see stderr)";
 }
 
@@ -173,58 +115,7 @@ TEST(VulkanModel, SmolLM2GreedyTokensEqualCpu) {
 // sinks, KIVI and offloading give the CPU's logits.
 TEST(VulkanModel, CacheFamilyMatchesCpu) {
     const int64_t validation_errors = vk::validation_error_count();
-    const std::string path = ekv_test::fixtures_dir() + "/tiny_llama/tiny_llama_f32.gguf";
-    ekv_test::ModelPtr models[2] = {load_on(path, EKV_BACKEND_CPU), load_on(path, EKV_BACKEND_VULKAN)};
-    ASSERT_TRUE(models[0] && models[1]);
-    const int32_t nv = ekv_test::n_vocab(models[0].get());
-    std::vector<int32_t> stream;
-    for (int i = 0; i < 90; ++i) stream.push_back(3 + (i * 131) % (nv - 3));
-    struct Spec {
-        ekv_cache_type type;
-        ekv_placement offload;
-        const char* name;
-    };
-    for (const Spec& s : {Spec{EKV_CACHE_SLIDING_WINDOW, EKV_PLACEMENT_DEVICE, "sliding_window"},
-                          Spec{EKV_CACHE_SINK, EKV_PLACEMENT_DEVICE, "sink"},
-                          Spec{EKV_CACHE_QUANTIZED, EKV_PLACEMENT_DEVICE, "quantized"},
-                          Spec{EKV_CACHE_OFFLOADED, EKV_PLACEMENT_HOST, "offloaded"}}) {
-        std::vector<float> logits[2];
-        for (int b = 0; b < 2; ++b) {
-            ekv_cache_params p = ekv_cache_default_params();
-            p.type = s.type;
-            p.window_length = 24;
-            p.num_sink_tokens = 4;
-            p.q_group_size = 8;
-            p.residual_length = 16;
-            p.offload = s.offload;
-            ekv_cache* raw = nullptr;
-            ASSERT_EQ(ekv_cache_create(models[b].get(), &p, &raw), EKV_OK) << s.name << ": " << ekv_last_error();
-            ekv_test::CachePtr c(raw);
-            logits[b].resize(stream.size() * static_cast<size_t>(nv));
-            // A chunk of 40, then single tokens: the ring wraps in both.
-            for (size_t at = 0; at < stream.size(); at += at < 40 ? 40 : 1) {
-                const int32_t n = at < 40 ? 40 : 1;
-                ASSERT_EQ(ekv_forward(models[b].get(), c.get(), stream.data() + at, n, nullptr, EKV_LOGITS_ALL,
-                                      logits[b].data() + at * nv, static_cast<size_t>(n) * nv),
-                          EKV_OK)
-                    << s.name << ": " << ekv_last_error();
-            }
-        }
-        // Float order differs (f16 KV rounding of slightly different keys);
-        // this random model amplifies it (f32 vs f16 KV alone: ~7e-3).
-        // Observed: <= 4.2e-4. KIVI codes sit on a coarse grid: a key a
-        // rounding apart can land on the neighbouring code (a whole step,
-        // range / 15), so the quantized cache is held to the 1e-2 the CPU
-        // backend meets against HF (observed 1.9e-3).
-        const double tolerance = s.type == EKV_CACHE_QUANTIZED ? 1e-2 : 1e-3;
-        double worst = 0;
-        for (size_t t = 0; t < stream.size(); ++t) {
-            const double err = ekv_test::normalized_max_error(logits[1].data() + t * nv, logits[0].data() + t * nv, nv);
-            worst = std::max(worst, err);
-            EXPECT_LT(err, tolerance) << s.name << ", token " << t;
-        }
-        std::printf("[ vulkan   ] %s: worst normalized logit error vs CPU %.2e\n", s.name, worst);
-    }
+    cache_family_matches_cpu(EKV_BACKEND_VULKAN);
     EXPECT_EQ(vk::validation_error_count(), validation_errors) << "Vulkan validation errors (see stderr)";
 }
 
@@ -296,32 +187,7 @@ TEST(VulkanModel, OffloadedKvIsReadInPlaceOrStaged) {
 // serial run's; the validation layer stays silent.
 TEST(VulkanModel, ConcurrentCachesTakeTurnsCorrectly) {
     const int64_t validation_errors = vk::validation_error_count();
-    const std::string path = ekv_test::fixtures_dir() + "/tiny_llama/tiny_llama_f32.gguf";
-    ekv_test::ModelPtr model = load_on(path, EKV_BACKEND_VULKAN);
-    ASSERT_TRUE(model);
-    constexpr int kThreads = 3, kNew = 12;
-    auto run = [&](int i, std::vector<int32_t>* out) {
-        ekv_cache* c = nullptr;
-        ASSERT_EQ(ekv_cache_create(model.get(), nullptr, &c), EKV_OK) << ekv_last_error();
-        std::vector<int32_t> prompt;
-        for (int t = 0; t < 10 + i; ++t) prompt.push_back(3 + (t * 31 + i * 17) % 200);
-        ekv_generate_params gp = ekv_generate_default_params();
-        gp.max_new_tokens = kNew;
-        gp.stop_at_eos = 0;
-        out->assign(kNew, -1);
-        ekv_generate_result r = ekv_generate_default_result();
-        EXPECT_EQ(ekv_generate(model.get(), c, prompt.data(), static_cast<int32_t>(prompt.size()), &gp, out->data(),
-                               kNew, &r),
-                  EKV_OK)
-            << ekv_last_error();
-        ekv_cache_free(c);
-    };
-    std::vector<std::vector<int32_t>> serial(kThreads), parallel(kThreads);
-    for (int i = 0; i < kThreads; ++i) run(i, &serial[static_cast<size_t>(i)]);
-    std::vector<std::thread> threads;
-    for (int i = 0; i < kThreads; ++i) threads.emplace_back(run, i, &parallel[static_cast<size_t>(i)]);
-    for (std::thread& t : threads) t.join();
-    for (int i = 0; i < kThreads; ++i) EXPECT_EQ(parallel[static_cast<size_t>(i)], serial[static_cast<size_t>(i)]) << i;
+    concurrent_caches_match_serial(EKV_BACKEND_VULKAN);
     EXPECT_EQ(vk::validation_error_count(), validation_errors) << "Vulkan validation errors (see stderr)";
 }
 

@@ -317,11 +317,11 @@ JNIEXPORT void JNICALL FN(modelFree)(JNIEnv *env, jclass cls, jlong h) {
 
 /* nums (16): n_layers, n_heads, n_kv_heads, head_dim, n_embd, n_ff,
  * context_length, n_vocab, n_params, weight_bytes, backend, natural_cache,
- * n_sliding_layers, sliding_window, n_recurrent_layers. strs (3):
+ * n_sliding_layers, sliding_window, n_recurrent_layers, decode_weight_bytes. strs (3):
  * architecture, name, device. */
 JNIEXPORT void JNICALL FN(modelInfo)(JNIEnv *env, jclass cls, jlong h, jlongArray nums, jobjectArray strs) {
     ekv_model_info info = ekv_model_info_default();
-    jlong v[15];
+    jlong v[16];
     const char *s[3];
     size_t cap[3];
     int i;
@@ -346,7 +346,8 @@ JNIEXPORT void JNICALL FN(modelInfo)(JNIEnv *env, jclass cls, jlong h, jlongArra
     v[12] = info.n_sliding_layers;
     v[13] = info.sliding_window;
     v[14] = info.n_recurrent_layers;
-    (*env)->SetLongArrayRegion(env, nums, 0, 15, v);
+    v[15] = (jlong)info.decode_weight_bytes;
+    (*env)->SetLongArrayRegion(env, nums, 0, 16, v);
     s[0] = info.architecture;
     cap[0] = sizeof info.architecture;
     s[1] = info.name;

@@ -3,6 +3,9 @@
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu_backend.h"
+#ifdef EDGEKV_CUDA
+#include "backend/cuda/cuda_backend.h"
+#endif
 #ifdef EDGEKV_VULKAN
 #include "backend/vulkan/vk_instance.h"
 #include "backend/vulkan/vulkan_backend.h"
@@ -58,6 +61,18 @@ bool create_auto_vulkan(const BackendOptions& options, std::unique_ptr<Backend>*
 }
 #endif
 
+#ifdef EDGEKV_CUDA
+// AUTO tries CUDA first: device options.device_index when there is one, else 0.
+bool create_auto_cuda(const BackendOptions& options, std::unique_ptr<Backend>* out) {
+    std::vector<DeviceDescription> devices;
+    if (!cuda_detail::list_devices(&devices).ok() || devices.empty()) return false;
+    BackendOptions picked = options;
+    if (options.device_index < 0 || static_cast<size_t>(options.device_index) >= devices.size())
+        picked.device_index = 0;
+    return CudaBackend::create(picked, out).ok();
+}
+#endif
+
 }  // namespace
 
 int32_t backend_device_count(ekv_backend_kind kind) {
@@ -67,6 +82,12 @@ int32_t backend_device_count(ekv_backend_kind kind) {
         case EKV_BACKEND_VULKAN: {
             std::vector<DeviceDescription> devices;
             return vk::list_devices(&devices, nullptr).ok() ? static_cast<int32_t>(devices.size()) : 0;
+        }
+#endif
+#ifdef EDGEKV_CUDA
+        case EKV_BACKEND_CUDA: {
+            std::vector<DeviceDescription> devices;  // none without a driver
+            return cuda_detail::list_devices(&devices).ok() ? static_cast<int32_t>(devices.size()) : 0;
         }
 #endif
         default: return 0;  // GPU backends not built in this configuration
@@ -85,6 +106,16 @@ Status backend_device_info(ekv_backend_kind kind, int32_t index, DeviceDescripti
         return Status::Ok();
     }
 #endif
+#ifdef EDGEKV_CUDA
+    if (kind == EKV_BACKEND_CUDA) {
+        std::vector<DeviceDescription> devices;
+        EKV_TRY(cuda_detail::list_devices(&devices));
+        if (index < 0 || static_cast<size_t>(index) >= devices.size())
+            return Error(EKV_ERR_INVALID_ARGUMENT, "cuda has no device %d (it has %zu)", index, devices.size());
+        *out = devices[static_cast<size_t>(index)];
+        return Status::Ok();
+    }
+#endif
     if (index < 0 || index >= backend_device_count(kind))
         return Error(EKV_ERR_INVALID_ARGUMENT, "%s has no device %d (it has %d)", ekv_backend_name(kind), index,
                      backend_device_count(kind));
@@ -95,12 +126,14 @@ Status backend_device_info(ekv_backend_kind kind, int32_t index, DeviceDescripti
 Status create_backend(ekv_backend_kind kind, const BackendOptions& options, std::unique_ptr<Backend>* out) {
     switch (kind) {
         case EKV_BACKEND_AUTO:
+            // CUDA, then a Vulkan GPU, then the CPU.
+#ifdef EDGEKV_CUDA
+            if (create_auto_cuda(options, out)) return Status::Ok();
+#endif
 #ifdef EDGEKV_VULKAN
             if (create_auto_vulkan(options, out)) return Status::Ok();
-            return create_cpu(options, out);
-#else
-            return create_cpu(options, out);
 #endif
+            return create_cpu(options, out);
         case EKV_BACKEND_CPU:
             return create_cpu(options, out);
         case EKV_BACKEND_VULKAN:
@@ -110,7 +143,11 @@ Status create_backend(ekv_backend_kind kind, const BackendOptions& options, std:
             return Error(EKV_ERR_UNSUPPORTED, "the Vulkan backend is not built (configure with -DEDGEKV_VULKAN=ON)");
 #endif
         case EKV_BACKEND_CUDA:
+#ifdef EDGEKV_CUDA
+            return CudaBackend::create(options, out);
+#else
             return Error(EKV_ERR_UNSUPPORTED, "the CUDA backend is not built (configure with -DEDGEKV_CUDA=ON)");
+#endif
     }
     return Error(EKV_ERR_INVALID_ARGUMENT, "unknown backend kind %d", static_cast<int>(kind));
 }

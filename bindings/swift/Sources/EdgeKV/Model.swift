@@ -291,6 +291,10 @@ public struct ModelInfo: Sendable, Hashable {
     public let slidingWindow: Int
     /// Mamba layers (a fixed-size state, no KV); 0 when none.
     public let recurrentLayerCount: Int
+    /// Weight bytes one decode step reads (every matrix once, an untied
+    /// embedding table as one row): with the cache's bytes, what a token
+    /// must stream from memory.
+    public let decodeWeightBytes: UInt64
 
     init(model: OpaquePointer) throws {
         var i = ekv_model_info_default()
@@ -313,5 +317,6 @@ public struct ModelInfo: Sendable, Hashable {
         slidingLayerCount = Int(i.n_sliding_layers)
         slidingWindow = Int(i.sliding_window)
         recurrentLayerCount = Int(i.n_recurrent_layers)
+        decodeWeightBytes = i.decode_weight_bytes
     }
 }

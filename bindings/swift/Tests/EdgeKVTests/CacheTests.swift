@@ -149,6 +149,9 @@ final class CacheTests: XCTestCase {
         XCTAssertEqual(info.backend, .cpu)
         XCTAssertFalse(info.device.isEmpty)
         XCTAssertGreaterThan(info.parameterCount, 100_000_000)
+        // Tied embeddings: the output head reads the whole table every step.
+        XCTAssertLessThanOrEqual(info.decodeWeightBytes, info.weightBytes)
+        XCTAssertGreaterThan(info.decodeWeightBytes, info.weightBytes / 10 * 9)
         XCTAssertEqual(try model.metadata("general.architecture"), "llama")
         let eos = try XCTUnwrap(try model.specialToken(.eos))
         XCTAssertTrue(model.isEndOfGeneration(eos))

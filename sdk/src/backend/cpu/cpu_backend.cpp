@@ -9,6 +9,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #include <new>
 
 #include "backend/cpu/cpu_attention.h"
@@ -25,6 +28,69 @@ namespace {
 // Element-wise ops below this many elements run on the calling thread: waking
 // the pool costs more than the work for a single decoded token.
 constexpr int64_t kParallelThreshold = 1 << 15;
+
+// exp(t) within 2 ulp for -87 <= t <= 88 (below, about 1.6e-38; the caller
+// handles t > 88). Branch-free Cephes-style
+// range reduction and polynomial, so loops over it vectorize (std::exp does
+// not).
+inline float exp_poly(float t) {
+    t = t > -87.0f ? t : -87.0f;  // NaN too: the caller's x carries it through
+    t = t < 88.0f ? t : 88.0f;
+    const float magic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+    const float n = (t * 1.44269504088896341f + magic) - magic;
+    const float r = (t - n * 0.693359375f) + n * 2.12194440e-4f;  // t - n ln2, ln2 in two parts
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;  // 2^n, n in [-126, 127]
+    float scale;
+    std::memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+// Gemma's tanh GELU, 0.5 x (1 + tanh(z)) = x / (1 + exp(-2 z)), times u.
+// Past z = -44 exp overflows: 1 + inf gives x / inf = 0, as tanh = -1 does.
+inline float gelu_tanh_times(float x, float u) {
+    const float z2 = -1.5957691216057308f * (x + 0.044715f * x * x * x);  // -2 sqrt(2 / pi) (...)
+    float e = exp_poly(z2);
+    e = z2 > 88.0f ? __builtin_inff() : e;
+    return x / (1.0f + e) * u;
+}
+
+#if defined(__SSE2__)
+// The same operations on 4 lanes (SSE2 is baseline on x86-64; GCC does not
+// vectorize the selects above without -fno-trapping-math): the same bits as
+// gelu_tanh_times. MAXPS/MINPS return their second operand for NaN, as the
+// scalar selects do.
+inline __m128 exp_poly4(__m128 t) {
+    t = _mm_min_ps(_mm_max_ps(t, _mm_set1_ps(-87.0f)), _mm_set1_ps(88.0f));
+    const __m128 magic = _mm_set1_ps(12582912.0f);
+    const __m128 n = _mm_sub_ps(_mm_add_ps(_mm_mul_ps(t, _mm_set1_ps(1.44269504088896341f)), magic), magic);
+    const __m128 r = _mm_add_ps(_mm_sub_ps(t, _mm_mul_ps(n, _mm_set1_ps(0.693359375f))),
+                                _mm_mul_ps(n, _mm_set1_ps(2.12194440e-4f)));
+    __m128 p = _mm_set1_ps(1.9875691500e-4f);
+    p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(1.3981999507e-3f));
+    p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(8.3334519073e-3f));
+    p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(4.1665795894e-2f));
+    p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(1.6666665459e-1f));
+    p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(5.0000001201e-1f));
+    p = _mm_add_ps(_mm_add_ps(_mm_mul_ps(_mm_mul_ps(p, r), r), r), _mm_set1_ps(1.0f));
+    const __m128i bits = _mm_slli_epi32(_mm_add_epi32(_mm_cvttps_epi32(n), _mm_set1_epi32(127)), 23);
+    return _mm_mul_ps(p, _mm_castsi128_ps(bits));
+}
+
+inline __m128 gelu_tanh_times4(__m128 x, __m128 u) {
+    const __m128 cube = _mm_mul_ps(_mm_mul_ps(_mm_mul_ps(_mm_set1_ps(0.044715f), x), x), x);
+    const __m128 z2 = _mm_mul_ps(_mm_set1_ps(-1.5957691216057308f), _mm_add_ps(x, cube));
+    const __m128 over = _mm_cmpgt_ps(z2, _mm_set1_ps(88.0f));
+    const __m128 e = _mm_or_ps(_mm_and_ps(over, _mm_set1_ps(__builtin_inff())), _mm_andnot_ps(over, exp_poly4(z2)));
+    return _mm_mul_ps(_mm_div_ps(x, _mm_add_ps(_mm_set1_ps(1.0f), e)), u);
+}
+#endif
 
 // Buffers from this size on are fresh anonymous mappings: the kernel hands
 // out zero pages only when they are first written, so a cache sized for the
@@ -304,16 +370,18 @@ void CpuBackend::silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) {
 
 void CpuBackend::gelu_mul(const Tensor& gate, const Tensor& up, Tensor& out) {
     const int64_t n = gate.cols;
-    const float k0 = 0.7978845608028654f;  // sqrt(2 / pi)
     for_rows(pool_, gate.rows, n, [&](long b, long e) {
         for (long r = b; r < e; ++r) {
             const float* g = gate.ptr<float>(r);
             const float* u = up.ptr<float>(r);
             float* o = out.ptr<float>(r);
-            for (int64_t i = 0; i < n; ++i) {
-                const float x = g[i];
-                o[i] = 0.5f * x * (1.0f + std::tanh(k0 * (x + 0.044715f * x * x * x))) * u[i];
+            int64_t i = 0;
+#if defined(__SSE2__)
+            for (; i + 4 <= n; i += 4) {
+                _mm_storeu_ps(o + i, gelu_tanh_times4(_mm_loadu_ps(g + i), _mm_loadu_ps(u + i)));
             }
+#endif
+            for (; i < n; ++i) o[i] = gelu_tanh_times(g[i], u[i]);
         }
     });
 }

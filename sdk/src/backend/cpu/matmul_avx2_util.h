@@ -110,13 +110,19 @@ static inline __m256 s8x8_to_ps(const void* p) {
 // from cache, where prefetching only costs issue slots.
 constexpr int kPrefetchAhead = 4096;
 
-// Prefetches the `bytes` bytes kPrefetchAhead past p into L1, one line at a
-// time, when the job reads each weight once. Inline asm: GCC 12's DCE at -O2
-// deletes these _mm_prefetch calls (no prefetch reached the binary).
-static inline void prefetch_weights(const MatmulJob& job, const void* p, int bytes) {
-    if (job.ntok > kTokenTile) return;
+// Prefetches the `bytes` bytes kPrefetchAhead past p into L1, one line per
+// 64 bytes (consecutive calls over a stream miss no line). Inline asm: GCC
+// 12's DCE at -O2 deletes these _mm_prefetch calls (no prefetch reached the
+// binary).
+static inline void prefetch_ahead(const void* p, int bytes) {
     const char* c = static_cast<const char*>(p) + kPrefetchAhead;
     for (int off = 0; off < bytes; off += 64) __asm__ volatile("prefetcht0 %0" : : "m"(*(c + off)));
+}
+
+// prefetch_ahead() when the job reads each weight once.
+static inline void prefetch_weights(const MatmulJob& job, const void* p, int bytes) {
+    if (job.ntok > kTokenTile) return;
+    prefetch_ahead(p, bytes);
 }
 
 // Runs Tile<NT>::run(job, r, t0) over rows [r0, r1) and all tokens, in token

@@ -30,24 +30,28 @@ static inline __m256 broadcast_half(uint16_t h) {
 }
 
 // 32 signed bytes -> 4 x 8 floats times d (exact: |q| < 2^8, d a half).
-// Sign-extends from memory (through a stack copy for computed bytes): cheaper
-// than extracting quarters of a register.
+// Sign-extends from memory: cheaper than extracting quarters of a register.
 static inline void s8x32_times(const int8_t* q, __m256 d, __m256 w[4]) {
     EKV_UNROLL
     for (int c = 0; c < 4; ++c) w[c] = _mm256_mul_ps(s8x8_to_ps(q + 8 * c), d);
 }
-static inline void s8x32_times(__m256i q, __m256 d, __m256 w[4]) {
-    alignas(32) int8_t bytes[32];
-    _mm256_store_si256(reinterpret_cast<__m256i*>(bytes), q);
-    s8x32_times(bytes, d, w);
-}
 
 // ---- 32-element formats: one chunk per block -----------------------------
-// Prep holds the block's scale d broadcast; the GEMV converts the scales of
-// 8 blocks at once (group_scales) instead of calling prepare().
+// Prep holds the block's scale d broadcast and c = -kQuantCenter * d (exact:
+// a power of two times a half): the decoders compute d * (q - center) as
+// fma(q, d, c), exact as well, so the same values with one operation less.
+// The GEMV converts the scales of 8 blocks at once (group_halves) instead of
+// calling prepare().
 struct Prep32 {
     __m256 d;
+    __m256 c;
 };
+
+template <class Dec>
+static inline void prepare32(uint16_t d, Prep32* p) {
+    p->d = broadcast_half(d);
+    p->c = _mm256_mul_ps(p->d, _mm256_set1_ps(-Dec::kQuantCenter));
+}
 
 // The two halves at the start of each of the blocks w[0..8) (d, and m or
 // the first quant bytes) as floats: d0..d7 into *d, the second ones into *m.
@@ -70,17 +74,16 @@ static inline void group_halves(const Block* w, __m256* d, __m256* m) {
     *m = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
 }
 
-// Q4_0/Q4_1 nibbles minus 8 as floats times d: element j < 16 is the low
-// nibble of qs[j], j >= 16 the high nibble of qs[j - 16].
-static inline void nibbles_times(const uint8_t* qs, __m256 d, __m256 w[4]) {
+// Q4_0/Q4_1 nibbles minus 8 as floats times d (c = -8 d): element j < 16 is
+// the low nibble of qs[j], j >= 16 the high nibble of qs[j - 16].
+static inline void nibbles_times(const uint8_t* qs, __m256 d, __m256 c, __m256 w[4]) {
     const __m256i b0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(qs)));
     const __m256i b1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(qs + 8)));
     const __m256i low4 = _mm256_set1_epi32(0x0F);
-    const __m256i center = _mm256_set1_epi32(8);
-    w[0] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(b0, low4), center)), d);
-    w[1] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(b1, low4), center)), d);
-    w[2] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(b0, 4), center)), d);
-    w[3] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(b1, 4), center)), d);
+    w[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(b0, low4)), d, c);
+    w[1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(b1, low4)), d, c);
+    w[2] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(b0, 4)), d, c);
+    w[3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(b1, 4)), d, c);
 }
 
 // Offset of Q4_1/Q5_1 with centred quants: m + center * d (exact: both are
@@ -90,8 +93,31 @@ static inline float centred_offset(uint16_t d, uint16_t m, float center) {
     return _mm_cvtss_f32(_mm_fmadd_ss(dm, _mm_set_ss(center), _mm_movehdup_ps(dm)));
 }
 
-static inline __m256i q5_bytes(const uint8_t* qs, const uint8_t* qh) {
-    return _mm256_or_si256(unpack_nibbles16(qs), bits_to_fifth_bit(load_u32(qh)));
+// Byte v of the fifth bits -> 8 lanes holding 16 * bit k of v: one load
+// and OR per 8 elements instead of spreading bits in registers.
+struct FifthBitTable {
+    alignas(32) int32_t lanes[256][8];
+    constexpr FifthBitTable() : lanes() {
+        for (int v = 0; v < 256; ++v) {
+            for (int k = 0; k < 8; ++k) lanes[v][k] = (v >> k) & 1 ? 16 : 0;
+        }
+    }
+};
+static constexpr FifthBitTable kFifthBits{};
+
+// Q5_0/Q5_1 quants (nibble as Q4_0, bit j of qh as bit 4 of element j)
+// minus 16 as floats times d (c = -16 d).
+static inline void q5_times(const uint8_t* qs, const uint8_t* qh, __m256 d, __m256 c, __m256 w[4]) {
+    const __m256i b0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(qs)));
+    const __m256i b1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(qs + 8)));
+    const __m256i low4 = _mm256_set1_epi32(0x0F);
+    const __m256i nib[4] = {_mm256_and_si256(b0, low4), _mm256_and_si256(b1, low4), _mm256_srli_epi32(b0, 4),
+                            _mm256_srli_epi32(b1, 4)};
+    EKV_UNROLL
+    for (int k = 0; k < 4; ++k) {
+        const __m256i high = _mm256_load_si256(reinterpret_cast<const __m256i*>(kFifthBits.lanes[qh[k]]));
+        w[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_or_si256(nib[k], high)), d, c);
+    }
 }
 
 struct DecQ4_0 {
@@ -99,9 +125,10 @@ struct DecQ4_0 {
     using Prep = Prep32;
     static constexpr int kChunks = 1;
     static constexpr bool kOffset = false;
-    static void prepare(const Block& b, Prep* p) { p->d = broadcast_half(b.d); }
+    static constexpr float kQuantCenter = 8.0f;
+    static void prepare(const Block& b, Prep* p) { prepare32<DecQ4_0>(b.d, p); }
     static void chunk(const Block& b, const Prep& p, int, __m256 w[4]) {
-        nibbles_times(b.qs, p.d, w);
+        nibbles_times(b.qs, p.d, p.c, w);
     }
     static void offsets(const Block&, float*) {}
 };
@@ -111,9 +138,10 @@ struct DecQ4_1 {
     using Prep = Prep32;
     static constexpr int kChunks = 1;
     static constexpr bool kOffset = true;
-    static void prepare(const Block& b, Prep* p) { p->d = broadcast_half(b.d); }
+    static constexpr float kQuantCenter = 8.0f;
+    static void prepare(const Block& b, Prep* p) { prepare32<DecQ4_1>(b.d, p); }
     static void chunk(const Block& b, const Prep& p, int, __m256 w[4]) {
-        nibbles_times(b.qs, p.d, w);
+        nibbles_times(b.qs, p.d, p.c, w);
     }
     static constexpr float kCenter = 8.0f;
     static void offsets(const Block& b, float* m) { m[0] = centred_offset(b.d, b.m, kCenter); }
@@ -124,9 +152,10 @@ struct DecQ5_0 {
     using Prep = Prep32;
     static constexpr int kChunks = 1;
     static constexpr bool kOffset = false;
-    static void prepare(const Block& b, Prep* p) { p->d = broadcast_half(b.d); }
+    static constexpr float kQuantCenter = 16.0f;
+    static void prepare(const Block& b, Prep* p) { prepare32<DecQ5_0>(b.d, p); }
     static void chunk(const Block& b, const Prep& p, int, __m256 w[4]) {
-        s8x32_times(_mm256_sub_epi8(q5_bytes(b.qs, b.qh), _mm256_set1_epi8(16)), p.d, w);
+        q5_times(b.qs, b.qh, p.d, p.c, w);
     }
     static void offsets(const Block&, float*) {}
 };
@@ -136,9 +165,10 @@ struct DecQ5_1 {
     using Prep = Prep32;
     static constexpr int kChunks = 1;
     static constexpr bool kOffset = true;
-    static void prepare(const Block& b, Prep* p) { p->d = broadcast_half(b.d); }
+    static constexpr float kQuantCenter = 16.0f;
+    static void prepare(const Block& b, Prep* p) { prepare32<DecQ5_1>(b.d, p); }
     static void chunk(const Block& b, const Prep& p, int, __m256 w[4]) {
-        s8x32_times(_mm256_sub_epi8(q5_bytes(b.qs, b.qh), _mm256_set1_epi8(16)), p.d, w);
+        q5_times(b.qs, b.qh, p.d, p.c, w);
     }
     static constexpr float kCenter = 16.0f;
     static void offsets(const Block& b, float* m) { m[0] = centred_offset(b.d, b.m, kCenter); }
@@ -149,6 +179,7 @@ struct DecQ8_0 {
     using Prep = Prep32;
     static constexpr int kChunks = 1;
     static constexpr bool kOffset = false;
+    static constexpr float kQuantCenter = 0.0f;  // signed quants: c unused
     static void prepare(const Block& b, Prep* p) { p->d = broadcast_half(b.d); }
     static void chunk(const Block& b, const Prep& p, int, __m256 w[4]) { s8x32_times(b.qs, p.d, w); }
     static void offsets(const Block&, float*) {}

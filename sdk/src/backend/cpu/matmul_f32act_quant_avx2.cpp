@@ -66,23 +66,48 @@ struct QuantKernels {
         return job.block_sums + static_cast<size_t>(t) * static_cast<size_t>(job.k_dim / kQK);
     }
 
-    // A block's Prep; for the 32-element formats from a scale group_scales()
-    // converted already (d: null after the last whole group).
-    static void prepare(const Block& blk, const float* d, typename F::Prep* prep) {
-        if constexpr (F::kChunks == 1) {
-            if (d) {
-                prep->d = _mm256_broadcast_ss(d);
-                return;
+    // ---- GEMV: NR rows from r, NT tokens from t0, decoded in registers ----
+    // The rows are interleaved a chunk (32 elements) at a time, so NR x NT
+    // independent FMA chains overlap (one chain alone waits 4 FMA latencies
+    // per chunk); the loops over a group of blocks have no branches.
+
+    template <int NR, int NT>
+    static void store_rows(const MatmulJob& job, int64_t r, int t0, const __m256 (&acc)[NR][NT],
+                           const __m256 (&corr)[NR][NT], const float (&m8)[NR][8], const float* const (&xs)[NT]) {
+        const int64_t nm = job.k_dim / kQK;
+        EKV_UNROLL
+        for (int i = 0; i < NR; ++i) {
+            EKV_UNROLL
+            for (int j = 0; j < NT; ++j) {
+                float y;
+                if (F::kOffset) {
+                    __m128 tail = _mm_setzero_ps();  // the blocks after the last group of 8
+                    for (int64_t g = nm - nm % 8; g < nm; ++g) {
+                        tail = _mm_fmadd_ss(_mm_load_ss(m8[i] + g % 8), _mm_load_ss(xs[j] + g), tail);
+                    }
+                    y = finish(acc[i][j], corr[i][j], _mm_cvtss_f32(tail));
+                } else {
+                    y = hsum_ps(acc[i][j]);
+                }
+                *out_at(job, t0 + j, r + i) = y;
             }
         }
-        (void)d;
-        F::prepare(blk, prep);
     }
 
-    // ---- GEMV: NR rows from r, NT tokens from t0, decoded in registers ----
+    // One decoded chunk of row i into its NT chains.
+    template <int NT>
+    static inline void fma_chunk(const __m256 (&wv)[4], const float* const (&x)[NT], int64_t k0, __m256 (&acc)[NT]) {
+        EKV_UNROLL
+        for (int j = 0; j < NT; ++j) {
+            EKV_UNROLL
+            for (int c = 0; c < 4; ++c) acc[j] = _mm256_fmadd_ps(wv[c], _mm256_loadu_ps(x[j] + k0 + 8 * c), acc[j]);
+        }
+    }
+
     template <int NR, int NT>
     static void gemv(const MatmulJob& job, int64_t r, int t0) {
         const int64_t nb = job.k_dim / kElems;
+        const bool prefetch = job.ntok <= kTokenTile;  // as prefetch_weights(), decided once
         const Block* w[NR];
         const float* x[NT];
         const float* xs[NT];
@@ -101,67 +126,86 @@ struct QuantKernels {
             x[j] = token_x(job, t0 + j);
             xs[j] = F::kOffset ? token_sums(job, t0 + j) : nullptr;
         }
-        alignas(32) float m8[NR][8];  // offsets of the current group of 8
-        alignas(32) float d8[NR][8];  // 32-element formats: scales of the current group of 8
-        typename F::Prep prep;
-        for (int64_t b = 0; b < nb; ++b) {
-            if constexpr (F::kChunks == 1) {  // scales (and offsets) of 8 blocks at once
-                if (b % 8 == 0 && b + 8 <= nb) {
+        alignas(32) float m8[NR][8] = {};  // offsets of the current group of 8
+        if constexpr (F::kChunks == 1) {
+            // Groups of 8 blocks: their scales (and offsets) converted at once.
+            alignas(32) float d8[NR][8];
+            alignas(32) float c8[NR][8];  // -kQuantCenter * d
+            const int64_t full = nb - nb % 8;
+            for (int64_t g = 0; g < full; g += 8) {
+                EKV_UNROLL
+                for (int i = 0; i < NR; ++i) {
+                    __m256 d, m;
+                    group_halves(w[i] + g, &d, &m);
+                    _mm256_store_ps(d8[i], d);
+                    _mm256_store_ps(c8[i], _mm256_mul_ps(d, _mm256_set1_ps(-F::kQuantCenter)));
+                    if constexpr (F::kOffset) {  // as centred_offset(), 8 lanes
+                        _mm256_store_ps(m8[i], _mm256_fmadd_ps(d, _mm256_set1_ps(F::kCenter), m));
+                    }
+                }
+                for (int bb = 0; bb < 8; ++bb) {
                     EKV_UNROLL
                     for (int i = 0; i < NR; ++i) {
-                        __m256 d, m;
-                        group_halves(w[i] + b, &d, &m);
-                        _mm256_store_ps(d8[i], d);
-                        if constexpr (F::kOffset) {  // as centred_offset(), 8 lanes
-                            _mm256_store_ps(m8[i], _mm256_fmadd_ps(d, _mm256_set1_ps(F::kCenter), m));
-                        }
+                        if (prefetch) prefetch_ahead(w[i] + g + bb, static_cast<int>(sizeof(Block)));
+                        typename F::Prep prep;
+                        prep.d = _mm256_broadcast_ss(d8[i] + bb);
+                        prep.c = _mm256_broadcast_ss(c8[i] + bb);
+                        __m256 wv[4];
+                        F::chunk(w[i][g + bb], prep, 0, wv);
+                        fma_chunk<NT>(wv, x, 32 * (g + bb), acc[i]);
                     }
                 }
-            }
-            EKV_UNROLL
-            for (int i = 0; i < NR; ++i) {
-                const Block& blk = w[i][b];
-                prefetch_weights(job, &blk, static_cast<int>(sizeof(Block)));
-                prepare(blk, b - b % 8 + 8 <= nb ? d8[i] + b % 8 : nullptr, &prep);
-                for (int s = 0; s < F::kChunks; ++s) {
-                    __m256 wv[4];
-                    F::chunk(blk, prep, s, wv);
-                    const int64_t k0 = kElems * b + 32 * s;
+                if constexpr (F::kOffset) {
                     EKV_UNROLL
-                    for (int j = 0; j < NT; ++j) {
-                        EKV_UNROLL
-                        for (int c = 0; c < 4; ++c) acc[i][j] = _mm256_fmadd_ps(wv[c], _mm256_loadu_ps(x[j] + k0 + 8 * c), acc[i][j]);
-                    }
-                }
-                if (F::kOffset) {
-                    // 8 offsets per group: one K-quant block, or 8 consecutive 32-element blocks.
-                    const int64_t slot = F::kChunks == 8 ? 0 : b % 8;
-                    if (F::kChunks == 8 || b - slot + 8 > nb) F::offsets(blk, m8[i] + slot);
-                    if (slot + F::kChunks == 8) {
-                        const int64_t g = F::kChunks == 8 ? 8 * b : b - 7;
+                    for (int i = 0; i < NR; ++i) {
                         const __m256 m = _mm256_load_ps(m8[i]);
                         EKV_UNROLL
                         for (int j = 0; j < NT; ++j) corr[i][j] = _mm256_fmadd_ps(m, _mm256_loadu_ps(xs[j] + g), corr[i][j]);
                     }
                 }
             }
-        }
-        const int64_t nm = job.k_dim / kQK;
-        EKV_UNROLL
-        for (int i = 0; i < NR; ++i) {
-            EKV_UNROLL
-            for (int j = 0; j < NT; ++j) {
-                float y = hsum_ps(acc[i][j]);
-                if (F::kOffset) {
-                    __m128 tail = _mm_setzero_ps();  // the blocks after the last group of 8
-                    for (int64_t g = nm - nm % 8; g < nm; ++g) {
-                        tail = _mm_fmadd_ss(_mm_load_ss(m8[i] + g % 8), _mm_load_ss(xs[j] + g), tail);
-                    }
-                    y = finish(acc[i][j], corr[i][j], _mm_cvtss_f32(tail));
+            for (int64_t b = full; b < nb; ++b) {  // the blocks after the last group: offsets summed in store_rows
+                EKV_UNROLL
+                for (int i = 0; i < NR; ++i) {
+                    if (prefetch) prefetch_ahead(w[i] + b, static_cast<int>(sizeof(Block)));
+                    typename F::Prep prep;
+                    F::prepare(w[i][b], &prep);
+                    __m256 wv[4];
+                    F::chunk(w[i][b], prep, 0, wv);
+                    fma_chunk<NT>(wv, x, 32 * b, acc[i]);
+                    if (F::kOffset) F::offsets(w[i][b], m8[i] + b % 8);
                 }
-                *out_at(job, t0 + j, r + i) = y;
+            }
+        } else {
+            // K-quants: each row's super-block unpacked once, then its 8
+            // chunks interleaved with the other rows'.
+            typename F::Prep prep[NR];
+            for (int64_t b = 0; b < nb; ++b) {
+                EKV_UNROLL
+                for (int i = 0; i < NR; ++i) {
+                    if (prefetch) prefetch_ahead(w[i] + b, static_cast<int>(sizeof(Block)));
+                    F::prepare(w[i][b], &prep[i]);
+                }
+                for (int s = 0; s < 8; ++s) {
+                    EKV_UNROLL
+                    for (int i = 0; i < NR; ++i) {
+                        __m256 wv[4];
+                        F::chunk(w[i][b], prep[i], s, wv);
+                        fma_chunk<NT>(wv, x, kElems * b + 32 * s, acc[i]);
+                    }
+                }
+                if constexpr (F::kOffset) {
+                    EKV_UNROLL
+                    for (int i = 0; i < NR; ++i) {
+                        F::offsets(w[i][b], m8[i]);
+                        const __m256 m = _mm256_load_ps(m8[i]);
+                        EKV_UNROLL
+                        for (int j = 0; j < NT; ++j) corr[i][j] = _mm256_fmadd_ps(m, _mm256_loadu_ps(xs[j] + 8 * b), corr[i][j]);
+                    }
+                }
             }
         }
+        store_rows<NR, NT>(job, r, t0, acc, corr, m8, xs);
     }
 
     template <int NT>
@@ -169,7 +213,13 @@ struct QuantKernels {
         constexpr int NR = NT == 1 ? 4 : 2;
         int64_t r = r0;
         for (; r + NR <= r1; r += NR) gemv<NR, NT>(job, r, t0);
-        for (; r < r1; ++r) gemv<1, NT>(job, r, t0);
+        // The rest as one call: a lone row's chains would wait on FMA latency.
+        const int64_t rest = r1 - r;
+        if constexpr (NR == 4) {
+            if (rest == 3) gemv<3, NT>(job, r, t0);
+            if (rest == 2) gemv<2, NT>(job, r, t0);
+        }
+        if (rest == 1) gemv<1, NT>(job, r, t0);
     }
 
     static void gemv_all(const MatmulJob& job, int64_t r0, int64_t r1) {

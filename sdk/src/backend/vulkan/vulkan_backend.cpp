@@ -5,6 +5,7 @@
 #include <cstring>
 #include <new>
 
+#include "backend/op_checks.h"
 #include "backend/vulkan/vk_shaders.h"
 #include "backend/vulkan/vk_stream.h"
 #include "core/tensor_ref.h"
@@ -49,18 +50,9 @@ Status VulkanBackend::alloc(size_t bytes, Placement placement, std::unique_ptr<B
 bool VulkanBackend::supports_weight(DType type) const { return vk::weight_variant(type) >= 0; }
 
 Status VulkanBackend::load_weight(const TensorRef& src, Tensor* out, std::unique_ptr<Buffer>* owner) {
-    if (!supports_weight(src.type))
-        return Error(EKV_ERR_UNSUPPORTED, "tensor %s: type %s is not supported by the Vulkan backend",
-                     src.name.c_str(), dtype_name(src.type));
-    if (src.ne[0] <= 0 || src.ne[0] % dtype_traits(src.type).block_size != 0)
-        return Error(EKV_ERR_INVALID_FILE, "tensor %s: row of %lld elements is not a whole number of %s blocks",
-                     src.name.c_str(), static_cast<long long>(src.ne[0]), dtype_name(src.type));
-    const int64_t rows = src.n_elements() / src.ne[0];
-    const size_t row_bytes = dtype_row_bytes(src.type, src.ne[0]);
-    const size_t bytes = row_bytes * static_cast<size_t>(rows);
-    if (!src.data || src.nbytes < bytes)
-        return Error(EKV_ERR_INVALID_FILE, "tensor %s: %zu bytes of data, %zu expected", src.name.c_str(), src.nbytes,
-                     bytes);
+    Tensor t;
+    size_t bytes = 0;
+    EKV_TRY(check_weight_source(src, supports_weight(src.type), "Vulkan", &t, &bytes));
     std::unique_ptr<Buffer> buf;
     EKV_TRY(alloc(bytes, Placement::Device, &buf));
     VulkanBuffer* vb = static_cast<VulkanBuffer*>(buf.get());
@@ -73,14 +65,7 @@ Status VulkanBackend::load_weight(const TensorRef& src, Tensor* out, std::unique
             return Status(st.code(), "uploading " + src.name + ": " + st.message());
         }
     }
-    Tensor t;
-    t.type = src.type;
-    t.cols = src.ne[0];
-    t.rows = rows;
-    t.row_bytes = row_bytes;
-    t.buffer = buf.get();
-    t.offset = 0;
-    t.data = nullptr;  // device tensors are addressed through buffer + offset
+    t.buffer = buf.get();  // device tensors are addressed through buffer + offset (data stays null)
     *out = t;
     *owner = std::move(buf);
     return Status::Ok();

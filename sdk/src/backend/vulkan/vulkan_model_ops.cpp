@@ -7,6 +7,7 @@
 // ssm_scan.comp.
 #include <algorithm>
 
+#include "backend/op_checks.h"
 #include "backend/vulkan/vk_op_util.h"
 #include "backend/vulkan/vk_pipelines.h"
 #include "backend/vulkan/vk_shaders.h"
@@ -25,15 +26,6 @@ namespace {
 constexpr uint32_t kMaxStatesPerLane = 16;   // MAX_PER_LANE in ssm_scan.comp
 constexpr uint64_t kMaxGroups = 65535;       // grids that loop (ssm_scan) stay under every device's limit
 
-// Whether two F32 tensors' rows may share memory (conservative: the byte
-// spans of interleaved strided views count as overlapping).
-bool overlaps(const Tensor& a, const Tensor& b) {
-    if (!a.buffer || a.buffer != b.buffer || a.rows <= 0 || b.rows <= 0 || a.cols <= 0 || b.cols <= 0) return false;
-    const size_t a_end = a.offset + static_cast<size_t>(a.rows - 1) * a.row_bytes + static_cast<size_t>(a.cols) * 4;
-    const size_t b_end = b.offset + static_cast<size_t>(b.rows - 1) * b.row_bytes + static_cast<size_t>(b.cols) * 4;
-    return a.offset < b_end && b.offset < a_end;
-}
-
 struct ConvPush {
     uint32_t in_off, in_stride, w_off, w_stride, b_off, o_off, o_stride, so_off, so_stride, n_ch, n_t, k;
 };
@@ -49,18 +41,8 @@ void VulkanBackend::ssm_conv(const Tensor& x, const Tensor& state_in, const Tens
                              Tensor& state_out, Tensor& out) {
     if (!stream().ok()) return;
     const int64_t n_ch = x.cols, n_t = x.rows, k = w.cols, hist = k - 1;
-    if (!is_f32(x) || !is_f32(w) || !is_f32(b) || !is_f32(out) || !is_f32(state_out) || k < 1 || n_ch < 1 ||
-        n_t < 0 || w.rows != n_ch || b.cols < n_ch || out.cols != n_ch || out.rows != n_t || state_out.rows != hist ||
-        state_out.cols != n_ch || (hist > 0 && (!is_f32(state_in) || state_in.rows != hist || state_in.cols != n_ch)))
-        return fail(invalid("ssm_conv: shapes do not fit (x %lldx%lld, w %lldx%lld, state %lldx%lld)",
-                            static_cast<long long>(n_t), static_cast<long long>(n_ch), static_cast<long long>(w.rows),
-                            static_cast<long long>(k), static_cast<long long>(state_out.rows),
-                            static_cast<long long>(state_out.cols)));
-    // out is written before x's taps are read, state_out while state_in is
-    // still being read: neither may share memory with an input.
-    if (overlaps(out, x) || overlaps(out, state_in) || overlaps(state_out, x) || overlaps(state_out, state_in) ||
-        overlaps(state_out, out))
-        return fail(invalid("ssm_conv: out and state_out must not share memory with the inputs or each other"));
+    Status checked = check_ssm_conv(x, state_in, w, b, state_out, out);
+    if (!checked.ok()) return fail(Status(checked.code(), "Vulkan " + checked.message()));
     if (n_t == 0) {  // the state carries over unchanged
         if (hist > 0) copy_rows(state_in, state_out, 0);
         return;
@@ -92,14 +74,8 @@ void VulkanBackend::ssm_scan(const Tensor& x, const Tensor& dt, const Tensor& dt
                              Tensor& state_out, Tensor& y) {
     if (!stream().ok()) return;
     const int64_t n_ch = x.cols, n_t = x.rows, n_st = a.cols;
-    if (!is_f32(x) || !is_f32(dt) || !is_f32(dt_bias) || !is_f32(a) || !is_f32(bm) || !is_f32(cm) || !is_f32(d) ||
-        !is_f32(state_in) || !is_f32(state_out) || !is_f32(y) || n_ch < 1 || n_st < 1 || n_t < 0 ||
-        dt.cols != n_ch || dt.rows != n_t || dt_bias.cols < n_ch || a.rows != n_ch || bm.cols != n_st ||
-        cm.cols != n_st || bm.rows != n_t || cm.rows != n_t || d.cols < n_ch || state_in.rows != n_ch ||
-        state_in.cols != n_st || state_out.rows != n_ch || state_out.cols != n_st || y.cols != n_ch || y.rows != n_t)
-        return fail(invalid("ssm_scan: shapes do not fit (x %lldx%lld, a %lldx%lld)", static_cast<long long>(n_t),
-                            static_cast<long long>(n_ch), static_cast<long long>(a.rows),
-                            static_cast<long long>(n_st)));
+    Status checked = check_ssm_scan(x, dt, dt_bias, a, bm, cm, d, state_in, state_out, y);
+    if (!checked.ok()) return fail(Status(checked.code(), "Vulkan " + checked.message()));
     if (n_t == 0) return copy_rows(state_in, state_out, 0);  // the state carries over
     if (n_st > static_cast<int64_t>(kGroup * kMaxStatesPerLane))
         return fail(Error(EKV_ERR_UNSUPPORTED, "Vulkan ssm_scan: %lld states per channel (at most %u)",
@@ -172,9 +148,8 @@ void VulkanBackend::ssm_scan(const Tensor& x, const Tensor& dt, const Tensor& dt
 
 void VulkanBackend::layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps, Tensor& out) {
     if (!stream().ok() || x.rows <= 0) return;
-    if (!is_f32(x) || !is_f32(weight) || !is_f32(bias) || !is_f32(out) || x.cols < 1 || weight.cols < x.cols ||
-        bias.cols < x.cols || out.cols < x.cols || out.rows < x.rows)
-        return fail(invalid("layer_norm: x, weight, bias, out must be F32 of matching width"));
+    Status checked = check_layer_norm(x, weight, bias, out);
+    if (!checked.ok()) return fail(Status(checked.code(), "Vulkan " + checked.message()));
     vk::Binding xb, wb, bb, ob;
     uint32_t x_off, x_stride, w_off, w_stride, b_off, b_stride, o_off, o_stride;
     if (!bind_plain(x, x.rows, "layer_norm", "x", &xb, &x_off, &x_stride) ||
@@ -214,17 +189,10 @@ void VulkanBackend::add_bias(const Tensor& x, const Tensor& bias, Tensor& out) {
 
 void VulkanBackend::im2col_1d(const Tensor& x, int32_t kernel, int32_t stride, int32_t pad, Tensor& out) {
     if (!stream().ok()) return;
-    if (!is_f32(x) || !is_f32(out) || kernel <= 0 || stride <= 0 || pad < 0 || x.rows < 1 || x.cols < 1 ||
-        out.cols < x.cols * kernel)
-        return fail(invalid("im2col_1d: bad parameters (kernel %d, stride %d, pad %d) or out narrower than %lld",
-                            kernel, stride, pad, static_cast<long long>(x.cols * kernel)));
-    const int64_t padded = x.rows + 2 * static_cast<int64_t>(pad);
-    const int64_t rows = padded >= kernel ? (padded - kernel) / stride + 1 : 0;
-    if (out.rows != rows)
-        return fail(invalid("im2col_1d: out has %lld rows, the convolution gives %lld",
-                            static_cast<long long>(out.rows), static_cast<long long>(rows)));
+    int64_t rows = 0;
+    Status checked = check_im2col_1d(x, kernel, stride, pad, out, &rows);
+    if (!checked.ok()) return fail(Status(checked.code(), "Vulkan " + checked.message()));
     if (rows == 0) return;
-    if (overlaps(x, out)) return fail(invalid("im2col_1d: out must not share memory with x"));
     vk::Binding xb, ob;
     uint32_t x_off, x_stride, o_off, o_stride;
     if (!bind_plain(x, x.rows, "im2col_1d", "x", &xb, &x_off, &x_stride) ||

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "backend/attention_checks.h"
 #include "backend/vulkan/vk_op_util.h"
 #include "backend/vulkan/vk_pipelines.h"
 #include "backend/vulkan/vk_shaders.h"
@@ -323,13 +324,10 @@ void VulkanBackend::attention(const Tensor& q, const int32_t* q_pos, const KvVie
                               Tensor& out) {
     if (!stream().ok() || q.rows <= 0) return;
     const int64_t width = static_cast<int64_t>(p.n_heads) * p.head_dim;
-    if (p.n_heads <= 0 || p.n_kv_heads <= 0 || p.n_heads % p.n_kv_heads || p.head_dim <= 0 ||
-        p.head_dim > kMaxHeadDim || !is_f32(q) || !is_f32(out) || q.cols < width || out.cols < width ||
-        kv.n_segments < 0 || kv.n_segments > KvView::kMaxSegments)
-        return fail(invalid("attention: unsupported shape (heads %d/%d, head_dim %d <= %d)", p.n_heads, p.n_kv_heads,
-                            p.head_dim, kMaxHeadDim));
-    if (!(p.softcap >= 0.f && std::isfinite(p.softcap)))
-        return fail(invalid("attention: softcap %g must be finite and >= 0", static_cast<double>(p.softcap)));
+    Status checked = check_attention_args(q, kv, p, kMaxHeadDim, /*host_data=*/false);
+    if (!checked.ok()) return fail(Status(checked.code(), "Vulkan " + checked.message()));
+    if (!is_f32(out) || out.cols < width)
+        return fail(invalid("attention: out must be F32 rows of n_heads * head_dim (%lld)", static_cast<long long>(width)));
     vk::Binding qb, ob;
     uint32_t q_off, q_stride, o_off, o_stride;
     if (!bind_plain(q, q.rows, "attention", "q", &qb, &q_off, &q_stride) ||
@@ -339,7 +337,6 @@ void VulkanBackend::attention(const Tensor& q, const int32_t* q_pos, const KvVie
     bool any_pinned = false;
     for (int s = 0; s < kv.n_segments; ++s) {
         const KvSegment& seg = kv.seg[s];
-        if (seg.n_tokens < 0 || seg.skip < 0) return fail(invalid("attention: segment %d has a negative extent", s));
         if (seg.format == KvFormat::Kivi) {
             if (!kivi_layout_ok(kv_width, seg.kivi, p.head_dim))
                 return fail(invalid("attention: KIVI segment %d (%d bits, group %d) does not fit head_dim %d", s,
@@ -347,12 +344,7 @@ void VulkanBackend::attention(const Tensor& q, const int32_t* q_pos, const KvVie
         } else if (seg.k.type != seg.v.type || seg.k.cols < kv_width || seg.v.cols < kv_width) {
             return fail(invalid("attention: segment %d has mismatched or narrow K/V", s));
         }
-        if (seg.pinned && seg.n_tokens > 0) {
-            if (!p.rope || !p.rope->inv_freq || p.rope->rope_dim < 0 || p.rope->rope_dim > p.head_dim ||
-                p.rope->rope_dim % 2)
-                return fail(invalid("attention: pinned segment %d needs the keys' RoPE parameters", s));
-            any_pinned = true;
-        }
+        any_pinned = any_pinned || (seg.pinned && seg.n_tokens > 0);
     }
     const size_t state_bytes = static_cast<size_t>(q.rows) * p.n_heads * (p.head_dim + 2) * sizeof(float);
     if (!ensure_attention_state(state_bytes)) return;

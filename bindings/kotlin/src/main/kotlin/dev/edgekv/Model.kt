@@ -56,7 +56,7 @@ class Model private constructor(handle: Long, /** The path it was loaded from. *
                 p.memoryBudgetBytes)
 
         private fun readInfo(h: Long): ModelInfo {
-            val n = LongArray(15)
+            val n = LongArray(16)
             val s = arrayOfNulls<ByteArray>(3)
             Native.modelInfo(h, n, s)
             fun str(i: Int) = s[i]?.let { Native.utf8(it) } ?: ""
@@ -65,7 +65,8 @@ class Model private constructor(handle: Long, /** The path it was loaded from. *
                 nKvHeads = n[2].toInt(), headDim = n[3].toInt(), nEmbd = n[4].toInt(), nFf = n[5].toInt(),
                 contextLength = n[6].toInt(), nVocab = n[7].toInt(), nParams = n[8], weightBytes = n[9],
                 backend = Backend.of(n[10].toInt()), device = str(2), naturalCache = CacheType.of(n[11].toInt()),
-                nSlidingLayers = n[12].toInt(), slidingWindow = n[13].toInt(), nRecurrentLayers = n[14].toInt()
+                nSlidingLayers = n[12].toInt(), slidingWindow = n[13].toInt(), nRecurrentLayers = n[14].toInt(),
+                decodeWeightBytes = n[15]
             )
         }
     }

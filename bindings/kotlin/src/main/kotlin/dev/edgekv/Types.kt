@@ -121,7 +121,9 @@ data class ModelInfo(
     val naturalCache: CacheType,
     val nSlidingLayers: Int,
     val slidingWindow: Int,
-    val nRecurrentLayers: Int
+    val nRecurrentLayers: Int,
+    /** Weight bytes one decode step reads (every matrix once, an untied embedding table as one row). */
+    val decodeWeightBytes: Long
 )
 
 /**

@@ -28,6 +28,7 @@ class TinyLlamaTest {
         assertEquals(Backend.CPU, info.backend)
         assertEquals(CacheType.DYNAMIC, info.naturalCache)
         assertTrue(info.nLayers > 0 && info.nParams > 0)
+        assertTrue(info.decodeWeightBytes > 0 && info.decodeWeightBytes <= info.weightBytes)
         assertTrue(EdgeKv.version.matches(Regex("\\d+\\.\\d+\\.\\d+")))
         assertEquals(1, EdgeKv.devices(Backend.CPU).size.coerceAtMost(1))
         assertTrue(Backend.CPU.isAvailable)

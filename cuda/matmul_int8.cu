@@ -1,0 +1,173 @@
+// matmul with int8 activations (kernels.h's int8_activations), the CPU int8
+// path's arithmetic (backend/cpu/matmul_int8_scalar.cpp) on the device:
+// 1. each token's row is quantized into scratch (Q8_1F blocks of 32 for the
+//    32-element weight formats, Q8_K blocks of 256 for the K-quants), the
+//    same bytes as the CPU's quantizers (q8_act.cuh, checked on the host);
+// 2. one warp per weight row: integer block sums with dp4a, scaled per block
+//    exactly like the CPU (per block for Q4_0..Q8_0, per super-block for the
+//    K-quants, whose 8 slices are summed as integers across 8 lanes first).
+// Only the order in which the per-block floats are added differs from the CPU.
+#include "common.cuh"
+#include "matmul_internal.cuh"
+#include "q8_act.cuh"
+
+namespace ekv::cuda {
+namespace {
+
+constexpr int kWarps = 8;   // rows per block
+constexpr int kTokens = 8;  // tokens per block (grid.y covers the rest)
+constexpr int kQuantThreads = 128;
+
+bool is_k_quant(DType t) { return t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K; }
+
+// One thread per activation block.
+template <class Block, int kElems>
+__global__ void quantize_kernel(const float* x, int64_t x_stride, int64_t n_tok, int64_t nb, uint8_t* act,
+                                size_t act_row_bytes) {
+    const int64_t total = n_tok * nb;
+    for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
+         idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+        const int64_t t = idx / nb, b = idx % nb;
+        Block* dst = reinterpret_cast<Block*>(act + static_cast<size_t>(t) * act_row_bytes) + b;
+        if constexpr (kElems == kQK) {
+            q8::quantize_q8_1f(x + t * x_stride + kElems * b, dst);
+        } else {
+            q8::quantize_q8_k(x + t * x_stride + kElems * b, dst);
+        }
+    }
+}
+
+// 32-element formats: lane per weight block.
+template <DType T, int NT>
+__global__ void __launch_bounds__(kWarps * 32, 1)
+    dot32_kernel(const uint8_t* w, int64_t rows, int64_t nb, size_t row_bytes, const uint8_t* act,
+                 size_t act_row_bytes, int64_t n_tok, float* out, int64_t out_stride) {
+    const int lane = threadIdx.x % 32;
+    const int64_t r = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32;
+    const int64_t t0 = static_cast<int64_t>(blockIdx.y) * NT;
+    if (r >= rows) return;
+    const uint8_t* row = w + static_cast<size_t>(r) * row_bytes;
+    float acc[NT], corr[NT];
+#pragma unroll
+    for (int t = 0; t < NT; ++t) acc[t] = corr[t] = 0.0f;
+    for (int64_t b = lane; b < nb; b += 32) {
+        int q[8];
+        float d, o;
+        q8::Block32<T>::unpack(row + b * q8::Block32<T>::kBytes, q, &d, &o);
+#pragma unroll
+        for (int t = 0; t < NT; ++t) {
+            if (t0 + t >= n_tok) break;
+            const BlockQ8_1F& xb =
+                reinterpret_cast<const BlockQ8_1F*>(act + static_cast<size_t>(t0 + t) * act_row_bytes)[b];
+            acc[t] += blocks::mul_rn(blocks::mul_rn(d, xb.d), static_cast<float>(q8::isum32(q, xb)));
+            corr[t] += blocks::mul_rn(o, xb.s);
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+        const float a = warp_sum(acc[t]), c = warp_sum(corr[t]);
+        if (lane == 0 && t0 + t < n_tok) out[(t0 + t) * out_stride + r] = a + c;
+    }
+}
+
+// K-quants: the warp's 4 groups of 8 lanes take super-blocks g, g + 4, ...;
+// lane s of a group takes slice s (32 elements) and the group sums the
+// slices' integer parts with shuffles before the one float scaling.
+template <DType T, int NT>
+__global__ void __launch_bounds__(kWarps * 32, 1)
+    dotk_kernel(const uint8_t* w, int64_t rows, int64_t nb, size_t row_bytes, const uint8_t* act,
+                size_t act_row_bytes, int64_t n_tok, float* out, int64_t out_stride) {
+    const int lane = threadIdx.x % 32, g = lane / 8, s = lane % 8;
+    const int64_t r = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32;
+    const int64_t t0 = static_cast<int64_t>(blockIdx.y) * NT;
+    if (r >= rows) return;
+    const uint8_t* row = w + static_cast<size_t>(r) * row_bytes;
+    float acc[NT], corr[NT];
+#pragma unroll
+    for (int t = 0; t < NT; ++t) acc[t] = corr[t] = 0.0f;
+    for (int64_t base = 0; base < nb; base += 4) {  // uniform over the warp: every lane reaches the shuffles
+        const int64_t b = base + g;
+        const bool active = b < nb;
+        const uint8_t* wb = row + (active ? b : 0) * q8::BlockK<T>::kBytes;
+#pragma unroll
+        for (int t = 0; t < NT; ++t) {
+            const bool tok = t0 + t < n_tok;
+            const BlockQ8_K* xb = reinterpret_cast<const BlockQ8_K*>(
+                                      act + static_cast<size_t>(tok ? t0 + t : t0) * act_row_bytes) +
+                                  (active ? b : 0);
+            int isum = 0, msum = 0;
+            if (active && tok) q8::BlockK<T>::slice(wb, *xb, s, &isum, &msum);
+#pragma unroll
+            for (int o = 1; o < 8; o <<= 1) {
+                isum += __shfl_xor_sync(kFullMask, isum, o);
+                msum += __shfl_xor_sync(kFullMask, msum, o);
+            }
+            if (active && tok && s == 0) q8::BlockK<T>::finish(wb, xb->d, isum, msum, &acc[t], &corr[t]);
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+        const float a = warp_sum(acc[t]), c = warp_sum(corr[t]);
+        if (lane == 0 && t0 + t < n_tok) out[(t0 + t) * out_stride + r] = a - c;
+    }
+}
+
+template <DType T, int NT>
+void launch_dot(Stream s, const WeightRef& w, ConstRows x, Rows out, const uint8_t* act, size_t act_row_bytes) {
+    const dim3 grid(static_cast<unsigned>(ceil_div(w.rows, kWarps)), static_cast<unsigned>(ceil_div(x.rows, NT)));
+    const uint8_t* wd = static_cast<const uint8_t*>(w.data);
+    if constexpr (T == DType::Q4_K || T == DType::Q5_K || T == DType::Q6_K) {
+        dotk_kernel<T, NT><<<grid, kWarps * 32, 0, s>>>(wd, w.rows, w.cols / kQK_K, w.row_bytes, act,
+                                                         act_row_bytes, x.rows, out.data, out.stride);
+    } else {
+        dot32_kernel<T, NT><<<grid, kWarps * 32, 0, s>>>(wd, w.rows, w.cols / kQK, w.row_bytes, act, act_row_bytes,
+                                                          x.rows, out.data, out.stride);
+    }
+}
+
+template <DType T>
+void launch_dot_tokens(Stream s, const WeightRef& w, ConstRows x, Rows out, const uint8_t* act, size_t arb) {
+    if (x.rows <= 1) {
+        launch_dot<T, 1>(s, w, x, out, act, arb);
+    } else {
+        launch_dot<T, kTokens>(s, w, x, out, act, arb);
+    }
+}
+
+}  // namespace
+
+namespace detail {
+
+size_t int8_act_row_bytes(DType t, int64_t k) {
+    if (t == DType::F32 || t == DType::F16 || t == DType::BF16) return 0;
+    if (is_k_quant(t)) return static_cast<size_t>(k / kQK_K) * sizeof(BlockQ8_K);
+    return static_cast<size_t>(k / kQK) * sizeof(BlockQ8_1F);
+}
+
+void matmul_int8(Stream s, const WeightRef& w, ConstRows x, Rows out, void* scratch) {
+    uint8_t* act = static_cast<uint8_t*>(scratch);
+    const size_t arb = int8_act_row_bytes(w.type, w.cols);
+    if (is_k_quant(w.type)) {
+        const int64_t nb = w.cols / kQK_K;
+        quantize_kernel<BlockQ8_K, kQK_K><<<grid_for(x.rows * nb, kQuantThreads), kQuantThreads, 0, s>>>(
+            x.data, x.stride, x.rows, nb, act, arb);
+    } else {
+        const int64_t nb = w.cols / kQK;
+        quantize_kernel<BlockQ8_1F, kQK><<<grid_for(x.rows * nb, kQuantThreads), kQuantThreads, 0, s>>>(
+            x.data, x.stride, x.rows, nb, act, arb);
+    }
+    switch (w.type) {
+        case DType::Q4_0: launch_dot_tokens<DType::Q4_0>(s, w, x, out, act, arb); break;
+        case DType::Q4_1: launch_dot_tokens<DType::Q4_1>(s, w, x, out, act, arb); break;
+        case DType::Q5_0: launch_dot_tokens<DType::Q5_0>(s, w, x, out, act, arb); break;
+        case DType::Q5_1: launch_dot_tokens<DType::Q5_1>(s, w, x, out, act, arb); break;
+        case DType::Q8_0: launch_dot_tokens<DType::Q8_0>(s, w, x, out, act, arb); break;
+        case DType::Q4_K: launch_dot_tokens<DType::Q4_K>(s, w, x, out, act, arb); break;
+        case DType::Q5_K: launch_dot_tokens<DType::Q5_K>(s, w, x, out, act, arb); break;
+        case DType::Q6_K: launch_dot_tokens<DType::Q6_K>(s, w, x, out, act, arb); break;
+        default: break;
+    }
+}
+
+}  // namespace detail
+}  // namespace ekv::cuda

@@ -1,0 +1,173 @@
+// The CUDA backend: every op is a kernel (cuda/*.cu, launched through
+// cuda/kernels.h) enqueued on this backend's CUDA stream; synchronize() is the
+// only wait. Weights stay in their GGUF format in device memory. Per-step
+// values (token ids, positions, RoPE tables, attention segments) go into a
+// parameter arena of mapped pinned host memory the kernels read in place, so
+// a step's launches depend only on shapes and addresses.
+//
+// The CUDA runtime is linked statically and the driver library is never
+// linked: on a machine without an NVIDIA driver the library loads, the CUDA
+// device count is 0 and asking for CUDA returns EKV_ERR_BACKEND with the
+// runtime's message.
+//
+// Ops are void, so the first failure is kept (sticky) and reported by
+// take_error(): a bad argument or out of memory clears with it; a kernel
+// fault (illegal address, launch failure) is EKV_ERR_DEVICE_LOST and stays,
+// on every stream of the device, while models and caches remain freeable.
+#pragma once
+#include <atomic>
+#include <memory>
+#include <vector>
+
+#include "backend/backend.h"
+
+struct CUstream_st;
+struct CUevent_st;
+
+namespace ekv {
+
+namespace cuda_detail {
+struct Device;  // shared by a backend and its streams (cuda_device.cpp)
+}
+
+class CudaBuffer final : public Buffer {
+public:
+    // device: the address kernels use; host: non-null for mapped pinned memory.
+    CudaBuffer(std::shared_ptr<cuda_detail::Device> dev, void* device, void* host, size_t bytes, Placement placement)
+        : dev_(std::move(dev)), device_(device), host_(host), size_(bytes), placement_(placement) {}
+    ~CudaBuffer() override;
+    size_t size() const override { return size_; }
+    Placement placement() const override { return placement_; }
+    void* host() override { return host_; }
+    uint8_t* device_address() const { return static_cast<uint8_t*>(device_); }
+
+private:
+    std::shared_ptr<cuda_detail::Device> dev_;
+    void* device_;
+    void* host_;
+    size_t size_;
+    Placement placement_;
+};
+
+class CudaBackend final : public Backend {
+public:
+    // Opens CUDA device options.device_index; no driver or device ->
+    // EKV_ERR_BACKEND with the runtime's message.
+    static Status create(const BackendOptions& options, std::unique_ptr<Backend>* out);
+    ~CudaBackend() override;
+    // Streams share the device and the weights; each has its own CUDA
+    // stream, parameter arena, scratch and error state.
+    Status create_stream(std::unique_ptr<Backend>* out) override;
+
+    const DeviceDescription& device() const override;
+    Status alloc(size_t bytes, Placement placement, std::unique_ptr<Buffer>* out) override;
+    Status load_weight(const TensorRef& src, Tensor* out, std::unique_ptr<Buffer>* owner) override;
+    bool supports_weight(DType type) const override;
+    Status reserve_scratch(int64_t k_max, int32_t n_tokens) override;
+
+    // cuda_ops.cpp
+    void get_rows(const Tensor& table, const int32_t* ids, int32_t n, Tensor& out) override;
+    void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) override;
+    void matmul(const Tensor& w, const Tensor& x, Tensor& out) override;
+    void rope(Tensor& x, const int32_t* positions, const RopeParams& p) override;
+    void copy_rows(const Tensor& src, Tensor& dst, int64_t dst_row) override;
+    void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) override;
+    void gelu_mul(const Tensor& gate, const Tensor& up, Tensor& out) override;
+    void scale(const Tensor& x, float s, Tensor& out) override;
+    void add(const Tensor& a, const Tensor& b, Tensor& out) override;
+    void kivi_quantize_keys(const Tensor& src, int64_t src_row, Tensor& dst, int64_t dst_group,
+                            const KiviParams& p) override;
+    void kivi_quantize_values(const Tensor& src, int64_t src_row, int64_t n, Tensor& dst, int64_t dst_row,
+                              const KiviParams& p) override;
+    // cuda_attention.cpp
+    void attention(const Tensor& q, const int32_t* q_pos, const KvView& kv, const AttentionParams& p,
+                   Tensor& out) override;
+    // cuda_model_ops.cpp (Mamba, Whisper)
+    void ssm_conv(const Tensor& x, const Tensor& state_in, const Tensor& w, const Tensor& b, Tensor& state_out,
+                  Tensor& out) override;
+    void ssm_scan(const Tensor& x, const Tensor& dt, const Tensor& dt_bias, const Tensor& a, const Tensor& bm,
+                  const Tensor& cm, const Tensor& d, const Tensor& state_in, Tensor& state_out, Tensor& y) override;
+    void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps, Tensor& out) override;
+    void gelu_erf(const Tensor& x, Tensor& out) override;
+    void add_bias(const Tensor& x, const Tensor& bias, Tensor& out) override;
+    void im2col_1d(const Tensor& x, int32_t kernel, int32_t stride, int32_t pad, Tensor& out) override;
+    bool supports_op(BackendOp op) const override {
+        (void)op;
+        return true;  // every op has a kernel
+    }
+
+    // cuda_backend.cpp
+    void copy_raw(const Tensor& src, Tensor& dst, int64_t n_rows) override;
+    void copy_bytes(Buffer& src, size_t src_offset, Buffer& dst, size_t dst_offset, size_t bytes) override;
+    void read(const Tensor& src, void* host, size_t bytes) override;
+    void synchronize() override;
+    Status take_error() override;
+    BackendStats stats() const override;
+
+private:
+    explicit CudaBackend(std::shared_ptr<cuda_detail::Device> dev, bool int8_activations)
+        : dev_(std::move(dev)), int8_activations_(int8_activations) {}
+    Status init_stream();
+    // An allocation (fault-injection hook first); `what` names it in errors.
+    Status device_alloc(size_t bytes, Placement placement, const char* what, std::unique_ptr<CudaBuffer>* out);
+    Status upload(uint8_t* dst, const uint8_t* src, size_t bytes);
+
+    // Error handling. ok(): no failure kept (ops are skipped after one).
+    bool ok() const;
+    void fail(Status st);
+    // Keeps a CUDA error (if any) as this stream's failure; false if there was one.
+    bool check(int cuda_error, const char* what);
+    // After a launch: the launch's own error, if any.
+    bool check_launch(const char* op);
+
+    // Argument checks shared by the ops: the tensor's buffer is CUDA memory
+    // and `rows` rows of `cols` elements (bytes for opaque rows) lie in it.
+    // Return the device address of row 0, or null after recording why.
+    uint8_t* address(const Tensor& t, const char* op, const char* what);
+    uint8_t* plain_rows(const Tensor& t, int64_t rows, const char* op, const char* what);  // F32/F16
+    uint8_t* byte_rows(const Tensor& t, int64_t rows, const char* op, const char* what);
+    float* f32_rows(const Tensor& t, int64_t rows, const char* op, const char* what);
+
+    // Space for `bytes` of per-step values, valid until the next
+    // synchronize(); *device gets the address kernels read. Waits for the
+    // stream and starts over when full. Null (failure recorded) when it
+    // cannot grow.
+    uint8_t* params(size_t bytes, const void** device);
+    // Scratch of at least `bytes` (grown after a wait when smaller).
+    void* scratch(int which, size_t bytes);
+
+    // cuda_ops.cpp: one element-wise kernel (op_code: a cuda::Eltwise).
+    void eltwise(int op_code, const char* op, const Tensor& a, const Tensor* b, float s, Tensor& out);
+    bool kivi_source(const Tensor& src, int64_t src_row, int64_t rows, const KiviParams& p, const char* op,
+                     const uint8_t** out);
+    bool current();  // makes the device current on this thread (false: failure recorded)
+
+    // (cos, sin) pairs of positions[t] * inv_freq[i] in double (the CPU's
+    // angles), attn_factor applied; per-step memory.
+    const float* rope_table(const int32_t* positions, int64_t n, const float* inv_freq, int half, float attn_factor,
+                            const char* op);
+
+    std::shared_ptr<cuda_detail::Device> dev_;
+    bool int8_activations_ = false;
+    CUstream_st* stream_ = nullptr;
+    CUstream_st* copy_stream_ = nullptr;  // weight uploads
+    // Weight uploads go mmap -> pinned chunk -> device, two chunks in flight.
+    uint8_t* staging_[2] = {nullptr, nullptr};
+    CUevent_st* staged_[2] = {nullptr, nullptr};
+    // The parameter arena (mapped pinned host memory).
+    uint8_t* arena_host_ = nullptr;
+    uint8_t* arena_device_ = nullptr;
+    size_t arena_bytes_ = 0;
+    size_t arena_used_ = 0;
+    // Scratch buffers: 0 = matmul int8 activations, 1 = attention partials.
+    std::unique_ptr<CudaBuffer> scratch_[2];
+    Status error_;
+    BackendStats stats_;
+};
+
+// Device enumeration (cuda_device.cpp): the count is 0 without a driver.
+namespace cuda_detail {
+Status list_devices(std::vector<DeviceDescription>* out);
+}
+
+}  // namespace ekv
