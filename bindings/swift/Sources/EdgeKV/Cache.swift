@@ -267,6 +267,19 @@ public final class Cache: Sendable {
         }
     }
 
+    /// Reads the bytes `serialized()` returned into a new cache of `model`
+    /// (copied; refused as `load(from:model:)` refuses files).
+    public static func load(serialized bytes: [UInt8], model: Model) async throws -> Cache {
+        try await NativeThread.run(name: "edgekv.cache-load") {
+            var cache: OpaquePointer?
+            let status = bytes.withUnsafeBytes { raw in
+                ekv_cache_load_from_memory(model.handle, raw.baseAddress, raw.count, &cache)
+            }
+            try check(status, "loading a cache from \(bytes.count) bytes")
+            return try Cache(adopting: cache!, modelHandle: model.handle, vocabularySize: model.info.vocabularySize)
+        }
+    }
+
     /// Memory and token accounting.
     public func stats() async throws -> CacheStats {
         try await lane.run { [self] in
@@ -328,6 +341,21 @@ public final class Cache: Sendable {
     /// its configuration and the model it belongs to.
     public func save(to path: String) async throws {
         try await lane.run { [self] in try check(ekv_cache_save(handle, path), "saving the cache to \(path)") }
+    }
+
+    /// The bytes `save(to:)` would write (for a database, a socket, app
+    /// storage); read them back with `Cache.load(serialized:model:)`.
+    public func serialized() async throws -> [UInt8] {
+        try await lane.run { [self] in
+            var length = 0
+            let sized = ekv_cache_save_to_memory(handle, nil, 0, &length)
+            if sized != EKV_OK && sized != EKV_ERR_BUFFER_TOO_SMALL { try check(sized, "sizing the cache's bytes") }
+            var bytes = [UInt8](repeating: 0, count: length)
+            try bytes.withUnsafeMutableBytes { raw in
+                try check(ekv_cache_save_to_memory(handle, raw.baseAddress, raw.count, &length), "writing the cache's bytes")
+            }
+            return Array(bytes.prefix(length))
+        }
     }
 
     /// Runs the model on `tokens`, extends the cache with them and returns logits.

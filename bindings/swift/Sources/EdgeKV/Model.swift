@@ -58,7 +58,29 @@ public final class Model: Sendable {
         let stop = try StopRequest()
         return try await withTaskCancellationHandler {
             try await NativeThread.run(name: "edgekv.load") {
-                try Model(path: path, options: options, progress: progress, stop: stop)
+                try Model(source: .path(path), options: options, progress: progress, stop: stop)
+            }
+        } onCancel: {
+            stop.trigger()
+        }
+    }
+
+    /// Loads a GGUF model from bytes `offset ..< offset + length` of an open
+    /// file descriptor, memory-mapped read-only, on a dedicated thread; the
+    /// descriptor may be closed once this returns. For a model inside an
+    /// archive or a container file; store it uncompressed at an offset that
+    /// is a multiple of 32 (an unaligned one works, copying the tensors it
+    /// misaligns).
+    /// - Throws: `EdgeKVError` (`.invalidArgument` for a negative descriptor,
+    ///   `.io` for a closed one or a range past its end, `.invalidFile`, ...).
+    public static func load(
+        fileDescriptor fd: Int32, offset: UInt64, length: UInt64, options: Options = Options(),
+        progress: (@Sendable (Float) -> Void)? = nil
+    ) async throws -> Model {
+        let stop = try StopRequest()
+        return try await withTaskCancellationHandler {
+            try await NativeThread.run(name: "edgekv.load") {
+                try Model(source: .descriptor(fd, offset, length), options: options, progress: progress, stop: stop)
             }
         } onCancel: {
             stop.trigger()
@@ -69,10 +91,28 @@ public final class Model: Sendable {
     /// and code already on a thread of its own). From async code prefer
     /// `Model.load(from:options:progress:)`.
     public convenience init(path: String, options: Options = Options()) throws {
-        try self.init(path: path, options: options, progress: nil, stop: nil)
+        try self.init(source: .path(path), options: options, progress: nil, stop: nil)
     }
 
-    private init(path: String, options: Options, progress: (@Sendable (Float) -> Void)?, stop: StopRequest?) throws {
+    /// Loads bytes `offset ..< offset + length` of a descriptor on the
+    /// calling thread (blocking); see `Model.load(fileDescriptor:offset:length:options:progress:)`.
+    public convenience init(fileDescriptor fd: Int32, offset: UInt64, length: UInt64, options: Options = Options()) throws {
+        try self.init(source: .descriptor(fd, offset, length), options: options, progress: nil, stop: nil)
+    }
+
+    private enum Source {
+        case path(String)
+        case descriptor(Int32, UInt64, UInt64)
+
+        var description: String {
+            switch self {
+            case .path(let path): return path
+            case .descriptor(let fd, let offset, let length): return "descriptor \(fd) [\(offset), +\(length))"
+            }
+        }
+    }
+
+    private init(source: Source, options: Options, progress: (@Sendable (Float) -> Void)?, stop: StopRequest?) throws {
         var params = ekv_model_default_params()
         params.backend = options.backend.cValue
         params.device_index = Int32(clamping: options.deviceIndex)
@@ -90,9 +130,16 @@ public final class Model: Sendable {
             params.progress_user_data = box.map { Unmanaged.passUnretained($0).toOpaque() }
         }
         var model: OpaquePointer?
-        let status = withExtendedLifetime(box) { ekv_model_load(path, &params, &model) }
-        try check(status, "loading \(path)")
-        guard let model else { throw EdgeKVError(status: .internal, message: "no model returned", operation: "loading \(path)") }
+        let status = withExtendedLifetime(box) { () -> ekv_status in
+            switch source {
+            case .path(let path): return ekv_model_load(path, &params, &model)
+            case .descriptor(let fd, let offset, let length): return ekv_model_load_from_fd(fd, offset, length, &params, &model)
+            }
+        }
+        try check(status, "loading \(source.description)")
+        guard let model else {
+            throw EdgeKVError(status: .internal, message: "no model returned", operation: "loading \(source.description)")
+        }
         do {
             info = try ModelInfo(model: model)
         } catch {

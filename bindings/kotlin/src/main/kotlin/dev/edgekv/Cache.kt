@@ -195,6 +195,21 @@ class Cache private constructor(
         exclusive { Native.cacheSave(it, p) }
     }
 
+    /** The bytes [save] would write (for a database, a socket, app storage); read back with [Model.loadCache]. */
+    fun saveToBytes(): ByteArray = exclusive { Native.cacheSaveToBytes(it) }
+
+    /**
+     * The cache's configuration: with [CacheType.AUTO] what the library
+     * chose, for a loaded cache what its file recorded (with no memory budget).
+     */
+    val params: CacheParams
+        get() = query {
+            val v = IntArray(9)
+            val budget = LongArray(1)
+            Native.cacheGetParams(it, v, budget)
+            CacheParams.of(v, budget[0])
+        }
+
     /**
      * Runs the model on [tokens] through this cache and returns logits (HF
      * `cache_position` semantics: null continues at [seqLen]; positions below

@@ -14,7 +14,13 @@ import kotlin.concurrent.withLock
  * threads when it closes finish first (close never frees under them).
  * There is no finalizer: close what you open (`use {}`).
  */
-class Model private constructor(handle: Long, /** The path it was loaded from. */ val path: String) : AutoCloseable {
+class Model private constructor(
+    handle: Long,
+    /** The path it was loaded from, or a description of the buffer or descriptor. */
+    val path: String,
+    /** What the native model reads in place (a model loaded from a ByteBuffer): reachable while any cache is. */
+    @Suppress("unused") private val borrowed: Any? = null
+) : AutoCloseable {
     private val lock = ReentrantLock()
     private val changed = lock.newCondition() // signalled when a call ends
     private var handle: Long = handle
@@ -37,23 +43,67 @@ class Model private constructor(handle: Long, /** The path it was loaded from. *
         @JvmOverloads
         fun load(path: String, params: ModelParams = ModelParams()): Model {
             val p = Native.cString(path, "path")
-            val sink = params.onProgress?.let { ProgressSink(it) }
-            val h = if (params.cancel != null) {
-                params.cancel.withHandle { c -> loadNative(p, params, c, sink) }
-            } else {
-                loadNative(p, params, 0L, sink)
+            return loadFrom(path, null, params) { c, sink -> nativeLoad(p, null, 0, 0L, 0L, params, c, sink) }
+        }
+
+        /**
+         * Loads a GGUF model from bytes [offset, offset + length) of an open
+         * file descriptor, mapped read-only; the descriptor may be closed once
+         * this returns. On Android this reads a model stored in the APK
+         * without extracting it: `context.assets.openFd(name).use {
+         * Model.loadFromFd(it.parcelFileDescriptor.fd, it.startOffset, it.length) }`
+         * (store it uncompressed and page-aligned: `noCompress 'gguf'`,
+         * zipalign -p; an unaligned offset works but copies the tensors it
+         * misaligns).
+         * @throws EdgeKvException [Status.IO] for a bad descriptor or a range
+         *   past its end, [Status.INVALID_FILE] for bytes that are not a GGUF file.
+         */
+        @JvmStatic
+        @JvmOverloads
+        fun loadFromFd(fd: Int, offset: Long, length: Long, params: ModelParams = ModelParams()): Model {
+            require(offset >= 0 && length >= 0) { "offset and length must not be negative" }
+            return loadFrom("fd $fd [$offset, +$length)", null, params) { c, sink ->
+                nativeLoad(null, null, fd, offset, length, params, c, sink)
             }
+        }
+
+        /**
+         * Loads a GGUF model from a direct [ByteBuffer][java.nio.ByteBuffer]'s
+         * bytes between its position and limit (e.g. `FileChannel.map`),
+         * read in place: the model keeps the buffer reachable until it and
+         * every cache made from it are closed. Nothing is copied when the
+         * bytes start on a multiple of the file's alignment (32 bytes).
+         * @throws IllegalArgumentException for a heap (non-direct) buffer.
+         */
+        @JvmStatic
+        @JvmOverloads
+        fun loadFromBuffer(buffer: java.nio.ByteBuffer, params: ModelParams = ModelParams()): Model {
+            require(buffer.isDirect) { "the model's ByteBuffer must be direct (ByteBuffer.allocateDirect or a mapped file)" }
+            val offset = buffer.position().toLong()
+            val length = (buffer.limit() - buffer.position()).toLong()
+            return loadFrom("buffer of $length bytes", buffer, params) { c, sink ->
+                nativeLoad(null, buffer, 0, offset, length, params, c, sink)
+            }
+        }
+
+        private fun loadFrom(
+            description: String, borrowed: Any?, params: ModelParams, load: (Long, ProgressSink?) -> Long
+        ): Model {
+            val sink = params.onProgress?.let { ProgressSink(it) }
+            val h = if (params.cancel != null) params.cancel.withHandle { c -> load(c, sink) } else load(0L, sink)
             try {
-                return Model(h, path)
+                return Model(h, description, borrowed)
             } catch (t: Throwable) {
                 Native.modelFree(h)
                 throw t
             }
         }
 
-        private fun loadNative(path: ByteArray, p: ModelParams, cancel: Long, sink: ProgressSink?): Long =
-            Native.modelLoad(path, p.backend.code, p.deviceIndex, p.nThreads, p.int8Activations, cancel, sink,
-                p.memoryBudgetBytes)
+        private fun nativeLoad(
+            path: ByteArray?, buffer: java.nio.ByteBuffer?, fd: Int, offset: Long, length: Long,
+            p: ModelParams, cancel: Long, sink: ProgressSink?
+        ): Long = Native.modelLoad(path, buffer, fd, offset, length, p.backend.code, p.deviceIndex, p.nThreads,
+            p.int8Activations, cancel, sink, p.memoryBudgetBytes)
 
         private fun readInfo(h: Long): ModelInfo {
             val n = LongArray(16)
@@ -192,9 +242,16 @@ class Model private constructor(handle: Long, /** The path it was loaded from. *
      */
     fun loadCache(path: String): Cache {
         val p = Native.cString(path, "path")
+        return adoptLoaded { m -> Native.cacheLoad(m, p) }
+    }
+
+    /** Reads a cache from the bytes [Cache.saveToBytes] returned (copied; refused as [loadCache] refuses files). */
+    fun loadCache(bytes: ByteArray): Cache = adoptLoaded { m -> Native.cacheLoadFromBytes(m, bytes) }
+
+    private fun adoptLoaded(load: (Long) -> Long): Cache {
         retain(user = true)
         val h = try {
-            call(user = true) { m -> Native.cacheLoad(m, p) }
+            call(user = true, block = load)
         } catch (t: Throwable) {
             release()
             throw t

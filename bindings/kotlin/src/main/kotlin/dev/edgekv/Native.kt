@@ -36,8 +36,10 @@ internal object Native {
     @JvmStatic external fun cancelFree(cancel: Long)
 
     // ---- models
+    /** From path when not null, else from buffer's bytes [offset, offset + length), else from fd's. */
     @JvmStatic external fun modelLoad(
-        path: ByteArray, backend: Int, deviceIndex: Int, nThreads: Int, int8Activations: Boolean,
+        path: ByteArray?, buffer: java.nio.ByteBuffer?, fd: Int, offset: Long, length: Long,
+        backend: Int, deviceIndex: Int, nThreads: Int, int8Activations: Boolean,
         cancel: Long, listener: ProgressSink?, memoryBudgetBytes: Long
     ): Long
     @JvmStatic external fun modelFree(model: Long)
@@ -72,6 +74,9 @@ internal object Native {
     @JvmStatic external fun cacheClone(cache: Long): Long
     @JvmStatic external fun cacheSave(cache: Long, path: ByteArray)
     @JvmStatic external fun cacheLoad(model: Long, path: ByteArray): Long
+    @JvmStatic external fun cacheSaveToBytes(cache: Long): ByteArray
+    @JvmStatic external fun cacheLoadFromBytes(model: Long, data: ByteArray): Long
+    @JvmStatic external fun cacheGetParams(cache: Long, out: IntArray, budget: LongArray)
 
     // ---- forward and generation
     @JvmStatic external fun forward(

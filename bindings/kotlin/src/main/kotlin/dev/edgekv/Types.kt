@@ -186,8 +186,12 @@ data class CacheParams @JvmOverloads constructor(
         fun libraryDefaults(): CacheParams {
             val v = IntArray(9)
             Native.cacheParamsDefaults(v)
-            return CacheParams(CacheType.of(v[0]), v[1], KvDtype.of(v[2]), v[3], v[4], v[5], v[6], v[7], Placement.of(v[8]))
+            return of(v, 0L)
         }
+
+        internal fun of(v: IntArray, memoryBudgetBytes: Long) = CacheParams(
+            CacheType.of(v[0]), v[1], KvDtype.of(v[2]), v[3], v[4], v[5], v[6], v[7], Placement.of(v[8]), memoryBudgetBytes
+        )
     }
 }
 

@@ -22,7 +22,8 @@ val ALL_TEST_CLASSES: List<Class<*>> = listOf(
     CancelTest::class.java,
     ConcurrencyTest::class.java,
     CoroutinesTest::class.java,
-    ChatTest::class.java
+    ChatTest::class.java,
+    InMemoryTest::class.java
 )
 
 /**
