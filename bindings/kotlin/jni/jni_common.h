@@ -3,7 +3,8 @@
  * The layer is one thin C function per call of the public C ABI
  * (sdk/include/edgekv.h), nothing else, split by subject: edgekv_jni.c
  * (library, stop requests, models, text), jni_cache.c (caches, forward),
- * jni_generate.c (generation), jni_common.c (errors, conversions).
+ * jni_generate.c (generation), jni_log.c (the log handler), jni_common.c
+ * (errors, conversions).
  *
  * Rules these files keep (each is a bug other LLM bindings shipped):
  *  - Text crosses JNI only as byte arrays holding UTF-8, decoded and encoded
@@ -12,7 +13,9 @@
  *  - No static or global state: no cached JNIEnv, jclass or method id, no
  *    handle table. Handles travel as jlong; every call gets what it needs
  *    from its arguments, so any number of models and caches live in one
- *    process and the library can be loaded by several class loaders.
+ *    process and the library can be loaded by several class loaders. The
+ *    one exception is the log handler (jni_log.c), process-wide in the C
+ *    ABI itself: the last class loader to install one receives the log.
  *  - A failing call throws dev.edgekv.EdgeKvException built from the status
  *    and ekv_last_error(), read on the same thread right after the failure.
  *  - Callbacks into Kotlin run on the thread that made the call. A Kotlin

@@ -27,6 +27,7 @@ internal object Native {
     @JvmStatic external fun backendAvailable(kind: Int): Boolean
     @JvmStatic external fun deviceCount(kind: Int): Int
     @JvmStatic external fun deviceInfo(kind: Int, index: Int, nums: LongArray): ByteArray
+    @JvmStatic external fun logSetHandler(handler: LogSink?)
 
     // ---- stop requests
     @JvmStatic external fun cancelCreate(): Long

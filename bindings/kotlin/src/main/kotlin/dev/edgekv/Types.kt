@@ -327,4 +327,32 @@ object EdgeKv {
             DeviceInfo(Backend.of(nums[0].toInt()), nums[1].toInt(), name, nums[2], nums[3] != 0L, nums[4].toInt())
         }
     }
+
+    /**
+     * Receives every line the library logs (each load's summary, warnings
+     * such as misaligned tensors that were copied, Vulkan validation
+     * messages) on the thread that logged it, one call at a time; null
+     * restores the default (warnings and errors to stderr). The handler
+     * must be quick and must not call edgekv: it runs under the library's
+     * log lock (installing a handler from inside one throws
+     * [IllegalStateException]). What it throws is dropped.
+     */
+    @JvmStatic
+    fun setLogHandler(handler: ((LogLevel, String) -> Unit)?) {
+        // Checked before the lock: another thread may hold it while it waits
+        // for the library's log lock, which this handler's call holds.
+        check(!LogSink.inside.get()) { "a log handler cannot install a log handler (it runs under the log lock)" }
+        synchronized(this) { Native.logSetHandler(handler?.let { LogSink(it) }) }
+    }
+
+    /**
+     * On Android, sends the library's log to logcat (tag "edgekv") and
+     * returns true; elsewhere changes nothing and returns false.
+     */
+    @JvmStatic
+    fun logToLogcat(): Boolean {
+        val handler = androidLogcatHandler() ?: return false
+        setLogHandler(handler)
+        return true
+    }
 }

@@ -23,7 +23,8 @@ val ALL_TEST_CLASSES: List<Class<*>> = listOf(
     ConcurrencyTest::class.java,
     CoroutinesTest::class.java,
     ChatTest::class.java,
-    InMemoryTest::class.java
+    InMemoryTest::class.java,
+    LogTest::class.java
 )
 
 /**

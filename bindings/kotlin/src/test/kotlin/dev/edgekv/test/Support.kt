@@ -109,3 +109,21 @@ class TestThread(name: String, private val block: () -> Unit) {
         error?.let { throw AssertionError("${thread.name} failed: $it", it) }
     }
 }
+
+/**
+ * The descriptor number the JVM gave an open [stream] of [file] (Linux:
+ * found through /proc/self/fd, no reflection into java.io.FileDescriptor).
+ */
+fun descriptorOf(stream: java.io.FileInputStream, file: File): Int {
+    val target = file.toPath().toRealPath()
+    val fds = File("/proc/self/fd").list()?.mapNotNull { it.toIntOrNull() } ?: die("no /proc/self/fd")
+    val matches = fds.filter { fd ->
+        try {
+            java.nio.file.Files.readSymbolicLink(java.nio.file.Paths.get("/proc/self/fd/$fd")) == target
+        } catch (e: Exception) {
+            false
+        }
+    }
+    if (!stream.fd.valid() || matches.isEmpty()) die("no descriptor for $target")
+    return matches.max()!!
+}
