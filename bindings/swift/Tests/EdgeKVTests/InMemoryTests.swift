@@ -20,7 +20,7 @@ final class InMemoryTests: XCTestCase {
         let model = try [UInt8](Data(contentsOf: URL(fileURLWithPath: Fixtures.tinyLlamaPath)))
         let files = TemporaryFiles()
         // Aligned (read in place) and misaligned (tensors copied) offsets.
-        for padding in [0, 4096, 100] {
+        for padding in [0, 4096, 101] {
             let path = try files.write("asset-\(padding).bin", [UInt8](repeating: 0, count: padding) + model)
             let fd = open(path, O_RDONLY)
             XCTAssertGreaterThanOrEqual(fd, 0)
