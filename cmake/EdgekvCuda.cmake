@@ -33,6 +33,19 @@ set(CMAKE_CUDA_STANDARD_REQUIRED ON)
 set(CMAKE_CUDA_RUNTIME_LIBRARY Static)
 enable_language(CUDA)
 set(CMAKE_CUDA_FLAGS "${CMAKE_CUDA_FLAGS} --threads 0")
+# Register-spill check: the decode matvec / matmul (cuda/matmul*.cu) and
+# attention (cuda/attention.cu) kernels must keep everything in registers, so
+# ptxas turns a spill into an error for every SASS architecture built
+# ("ptxas error: Registers are spilled to local memory in function ..."). It
+# costs nothing: ptxas computes the spill counts anyway. sdk/CMakeLists.txt
+# applies EDGEKV_CUDA_SPILL_CHECK_OPTIONS to those sources;
+# -DEDGEKV_CUDA_SPILL_CHECK=OFF lifts it (e.g. to look at a new kernel's
+# `-Xptxas=-v` numbers before fixing it).
+option(EDGEKV_CUDA_SPILL_CHECK "Fail the build when ptxas spills registers in the matmul/attention kernels" ON)
+set(EDGEKV_CUDA_SPILL_CHECK_OPTIONS "")
+if(EDGEKV_CUDA_SPILL_CHECK)
+  set(EDGEKV_CUDA_SPILL_CHECK_OPTIONS "-Xptxas=--warn-on-spills,--warning-as-error")
+endif()
 find_library(EDGEKV_CUDART_STATIC cudart_static HINTS ${CMAKE_CUDA_IMPLICIT_LINK_DIRECTORIES} REQUIRED)
 message(STATUS "edgekv CUDA: ${CMAKE_CUDA_COMPILER} ${CMAKE_CUDA_COMPILER_VERSION}, architectures "
                "${CMAKE_CUDA_ARCHITECTURES}, runtime ${EDGEKV_CUDART_STATIC}")

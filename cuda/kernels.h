@@ -79,6 +79,9 @@ void rope(Stream s, Rows x, int32_t n_heads, int32_t head_dim, int32_t rope_dim,
 
 // Stores src rows as dst rows (F32, or F16 rounded to nearest even).
 void copy_rows(Stream s, ConstRows src, void* dst, DType dst_type, size_t dst_row_bytes);
+// The same from row *dst_row (per step) of dst (row 0): a cache write whose
+// row moves every step keeps its arguments (used while graphs are on).
+void copy_rows_at(Stream s, ConstRows src, void* dst, const int64_t* dst_row, DType dst_type, size_t dst_row_bytes);
 
 enum class Eltwise : int32_t {
     SiluMul,  // out = silu(a) * b

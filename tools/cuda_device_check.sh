@@ -42,7 +42,7 @@ stamp "availability (a driver is present: CUDA listed, AUTO picks it)"
 if command -v compute-sanitizer >/dev/null; then
   stamp "compute-sanitizer memcheck, op tests"
   compute-sanitizer --tool memcheck --error-exitcode 3 "$build/tests/edgekv_cuda_tests" \
-    --gtest_filter='CudaOps.*:CudaKivi.*:CudaAttention.*' --gtest_brief=1 >"$out/memcheck.log" 2>&1 || status=1
+    --gtest_filter='CudaOps.*:CudaKivi.*:CudaAttention.*:CudaGraphs.*' --gtest_brief=1 >"$out/memcheck.log" 2>&1 || status=1
   tail -15 "$out/memcheck.log"
 fi
 stamp "decode speed (tiny fixtures and real models when given)"
@@ -52,6 +52,9 @@ for m in tests/fixtures/tiny_llama/tiny_llama_q8_0.gguf ${EKV_SMOLLM2_GGUF:-} ${
     "$build/samples/edgekv" bench --model "$m" --backend "$backend" --ctx 512 --n-decode 64 --json \
       >>"$out/bench.jsonl" 2>>"$out/bench.err" || status=1
   done
+  # CUDA graphs off, for comparison (the run above has them on).
+  EKV_CUDA_GRAPHS=0 "$build/samples/edgekv" bench --model "$m" --backend cuda --ctx 512 --n-decode 64 --json \
+    >>"$out/bench.jsonl" 2>>"$out/bench.err" || status=1
 done
 [ -f "$out/bench.jsonl" ] && cat "$out/bench.jsonl"
 stamp "done, status $status"

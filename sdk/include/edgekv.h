@@ -250,8 +250,9 @@ typedef struct ekv_model_params {
     ekv_progress_callback progress;  /* optional: called as weights load */
     void *progress_user_data;
     /* GPU backends: submit a decode step's recorded commands again when they
-     * equal the previous step's: -1 default (on), 0 off, 1 on. The variable
-     * EKV_VULKAN_REPLAY, when set, overrides it. */
+     * equal the previous step's (CUDA: run repeating steps as CUDA graphs):
+     * -1 default (on), 0 off, 1 on. The variable EKV_VULKAN_REPLAY
+     * (EKV_CUDA_GRAPHS on CUDA), when set, overrides it. */
     int32_t replay;
     /* Vulkan: f16 accumulation in matmuls on devices with shaderFloat16:
      * -1 default (off), 0 off, 1 on; EKV_VULKAN_F16_ACCUMULATE overrides. */
@@ -347,7 +348,12 @@ EKV_API ekv_status ekv_model_get_info(const ekv_model *model, ekv_model_info *ou
  * the previous forward's (a decode step over a static-shape cache: static,
  * sliding_window, sink, offloaded_static) the command buffer recorded then is
  * submitted again instead of being recorded anew, the per-step values read
- * from a buffer. EKV_VULKAN_REPLAY=0 turns replay off (for comparison). */
+ * from a buffer. EKV_VULKAN_REPLAY=0 turns replay off (for comparison).
+ * On CUDA a submission is a synchronized step; a step whose kernel launches
+ * repeat an earlier step's runs as a CUDA graph (replayed, or updated in
+ * place when only addresses moved): replayed_submissions counts those graph
+ * launches and record_ns the host time spent capturing and updating graphs.
+ * EKV_CUDA_GRAPHS=0 turns graphs off. */
 typedef struct ekv_backend_stats {
     size_t struct_size;
     uint64_t submissions;           /* command buffers submitted */

@@ -6,6 +6,7 @@
 
 #include "backend/attention_checks.h"
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_launch.h"
 #include "core/kivi.h"
 #include "kernels.h"
 
@@ -111,10 +112,8 @@ void CudaBackend::attention(const Tensor& q, const int32_t* q_pos, const KvView&
     if (!s) return;
     const cuda::ConstRows qr{qp, q.rows, q.cols, static_cast<int64_t>(q.row_bytes / sizeof(float))};
     const cuda::Rows orr{op, q.rows, out.cols, static_cast<int64_t>(out.row_bytes / sizeof(float))};
-    cuda::attention(stream_, qr, reinterpret_cast<const int32_t*>(d_base + step_bytes + table_bytes),
-                    reinterpret_cast<const cuda::AttnStep*>(d_base),
-                    shape, pinned_table, kv_tokens, s, orr);
-    check_launch("attention");
+    launch("attention", cuda::attention, qr, reinterpret_cast<const int32_t*>(d_base + step_bytes + table_bytes),
+           reinterpret_cast<const cuda::AttnStep*>(d_base), shape, pinned_table, kv_tokens, s, orr);
 }
 
 }  // namespace ekv

@@ -6,7 +6,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
-#include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <new>
 
@@ -23,16 +23,36 @@ using cuda_detail::status_of;
 namespace {
 
 constexpr size_t kArenaBytes = size_t(1) << 20;        // grows when one step needs more
+constexpr size_t kArenaGraphMaxBytes = size_t(64) << 20;  // growth so that a step fits (graphs on)
 constexpr size_t kStagingBytes = size_t(8) << 20;      // per upload chunk
 constexpr size_t kMinAllocation = 256;
 
 cudaStream_t as_stream(CUstream_st* s) { return reinterpret_cast<cudaStream_t>(s); }
 cudaEvent_t as_event(CUevent_st* e) { return reinterpret_cast<cudaEvent_t>(e); }
 
+// Graphs: EKV_CUDA_GRAPHS ("0" off, else on) when set, else the model
+// params' replay knob (-1 default: on).
+bool graphs_wanted(int32_t replay) {
+    const char* env = std::getenv("EKV_CUDA_GRAPHS");
+    if (env && env[0] != '\0') return std::strcmp(env, "0") != 0;
+    return replay != 0;
+}
+
+// Reads up to this size are staged in the parameter arena while graphs are
+// on (a graph's copy needs pinned memory, the same each step); larger ones
+// (a prompt's logits) run directly after what is queued.
+constexpr size_t kStagedReadMax = size_t(2) << 20;
+// Command log ids of the copies (kernel launches log their launcher's address).
+constexpr uint64_t kLogCopyRaw = 1, kLogCopyBytes = 2, kLogRead = 3;
+
 }  // namespace
 
 CudaBuffer::~CudaBuffer() {
     if (!make_current(*dev_).ok()) return;
+    // Launches still queued (graphs on) may use this memory: enqueue them
+    // first, as a direct launch would have been (the free waits for them).
+    CudaBackend* owner = queue_ ? queue_->owner : nullptr;
+    if (owner && !owner->pending_.empty()) owner->flush(false);
     if (host_)
         (void)cudaFreeHost(host_);
     else if (device_)
@@ -44,7 +64,8 @@ Status CudaBackend::create(const BackendOptions& options, std::unique_ptr<Backen
     std::shared_ptr<cuda_detail::Device> dev(new (std::nothrow) cuda_detail::Device);
     if (!dev) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate the CUDA device state");
     EKV_TRY(cuda_detail::open_device(options.device_index, dev.get()));
-    std::unique_ptr<CudaBackend> b(new (std::nothrow) CudaBackend(dev, options.int8_activations));
+    std::unique_ptr<CudaBackend> b(
+        new (std::nothrow) CudaBackend(dev, options.int8_activations, graphs_wanted(options.replay)));
     if (!b) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate the CUDA backend");
     EKV_TRY(b->init_stream());
     *out = std::move(b);
@@ -52,6 +73,8 @@ Status CudaBackend::create(const BackendOptions& options, std::unique_ptr<Backen
 }
 
 Status CudaBackend::init_stream() {
+    queue_link_.reset(new (std::nothrow) cuda_detail::QueueLink{this});
+    if (!queue_link_) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate the CUDA stream state");
     EKV_TRY(make_current(*dev_));
     cudaStream_t s = nullptr, c = nullptr;
     cudaError_t err = cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
@@ -75,9 +98,13 @@ Status CudaBackend::init_stream() {
 }
 
 CudaBackend::~CudaBackend() {
+    if (queue_link_) queue_link_->owner = nullptr;  // its buffers may outlive it
     if (!make_current(*dev_).ok()) return;
+    // Launches still queued are dropped: their buffers may be gone already.
+    pending_.clear();
     if (stream_) (void)cudaStreamSynchronize(as_stream(stream_));
     if (copy_stream_) (void)cudaStreamSynchronize(as_stream(copy_stream_));
+    for (int i = 0; i < kGraphSlots; ++i) destroy_exec(i);
     for (auto& s : scratch_) s.reset();
     for (int i = 0; i < 2; ++i) {
         if (staged_[i]) (void)cudaEventDestroy(as_event(staged_[i]));
@@ -90,7 +117,7 @@ CudaBackend::~CudaBackend() {
 }
 
 Status CudaBackend::create_stream(std::unique_ptr<Backend>* out) {
-    std::unique_ptr<CudaBackend> s(new (std::nothrow) CudaBackend(dev_, int8_activations_));
+    std::unique_ptr<CudaBackend> s(new (std::nothrow) CudaBackend(dev_, int8_activations_, graphs_));
     if (!s) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate a CUDA stream");
     EKV_TRY(s->init_stream());
     *out = std::move(s);
@@ -126,6 +153,8 @@ bool CudaBackend::check_launch(const char* op) { return check(cudaGetLastError()
 
 Status CudaBackend::take_error() {
     if (dev_->lost.load()) return dev_->lost_error();  // sticky: the context is gone
+    // Queued launches report their errors when they run (normally at synchronize()).
+    if (!pending_.empty() && current()) flush(false);
     Status st = std::move(error_);
     error_ = Status::Ok();
     Status unsupported = Backend::take_error();
@@ -160,6 +189,7 @@ Status CudaBackend::device_alloc(size_t bytes, Placement placement, const char* 
         }
         std::memset(host, 0, rounded);
     } else {
+        flush(false);  // launches queued before keep their order
         // Zeroed like the CPU backend's buffers (caches rely on it).
         err = cudaMemsetAsync(device, 0, rounded, as_stream(stream_));
         if (err == cudaSuccess) err = cudaStreamSynchronize(as_stream(stream_));
@@ -176,6 +206,7 @@ Status CudaBackend::device_alloc(size_t bytes, Placement placement, const char* 
             (void)cudaFree(device);
         return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate a CUDA buffer object");
     }
+    (*out)->set_queue(queue_link_);
     return Status::Ok();
 }
 
@@ -241,7 +272,7 @@ void* CudaBackend::scratch(int which, size_t bytes) {
     std::unique_ptr<CudaBuffer>& s = scratch_[which];
     if (s && s->size() >= bytes) return s->device_address();
     // Queued kernels may still use the old one.
-    if (!check(cudaStreamSynchronize(as_stream(stream_)), "scratch")) return nullptr;
+    if (!wait_idle("scratch")) return nullptr;
     const size_t grown = std::max(bytes, s ? s->size() + s->size() / 2 : bytes);
     s.reset();
     Status st = device_alloc(grown, Placement::Device, "scratch", &s);
@@ -263,30 +294,46 @@ Status CudaBackend::reserve_scratch(int64_t k_max, int32_t n_tokens) {
     return Status::Ok();
 }
 
+bool CudaBackend::grow_arena(size_t bytes, bool required) {
+    void* host = nullptr;
+    if (required && fault::device_allocation_fails()) {
+        fail(Error(EKV_ERR_OUT_OF_MEMORY, "CUDA parameter arena: %zu bytes requested (injected failure)", bytes));
+        return false;
+    }
+    cudaError_t err = cudaHostAlloc(&host, bytes, cudaHostAllocMapped | cudaHostAllocPortable);
+    const char* what = "parameter arena";
+    void* dev = nullptr;
+    if (err == cudaSuccess) {
+        err = cudaHostGetDevicePointer(&dev, host, 0);
+        what = "parameter arena mapping";
+        if (err != cudaSuccess) (void)cudaFreeHost(host);
+    }
+    if (err != cudaSuccess) {
+        if (required) return check(err, what);
+        (void)cudaGetLastError();  // optional growth: the arena just wraps
+        return false;
+    }
+    (void)cudaFreeHost(arena_host_);
+    arena_host_ = static_cast<uint8_t*>(host);
+    arena_device_ = static_cast<uint8_t*>(dev);
+    arena_bytes_ = bytes;
+    return true;
+}
+
 uint8_t* CudaBackend::params(size_t bytes, const void** device) {
     const size_t need = (bytes + 15) / 16 * 16;
     if (arena_used_ + need > arena_bytes_) {
         // Everything queued has read its values once the stream is idle.
-        if (!check(cudaStreamSynchronize(as_stream(stream_)), "parameter arena")) return nullptr;
+        if (!wait_idle("parameter arena")) return nullptr;
         arena_used_ = 0;
+        rope_tables_.reset();
+        const size_t grown = std::max(need, arena_bytes_ * 2);
         if (need > arena_bytes_) {
-            const size_t grown = std::max(need, arena_bytes_ * 2);
-            void* host = nullptr;
-            if (fault::device_allocation_fails()) {
-                fail(Error(EKV_ERR_OUT_OF_MEMORY, "CUDA parameter arena: %zu bytes requested (injected failure)", grown));
-                return nullptr;
-            }
-            if (!check(cudaHostAlloc(&host, grown, cudaHostAllocMapped | cudaHostAllocPortable), "parameter arena"))
-                return nullptr;
-            void* dev = nullptr;
-            if (!check(cudaHostGetDevicePointer(&dev, host, 0), "parameter arena mapping")) {
-                (void)cudaFreeHost(host);
-                return nullptr;
-            }
-            (void)cudaFreeHost(arena_host_);
-            arena_host_ = static_cast<uint8_t*>(host);
-            arena_device_ = static_cast<uint8_t*>(dev);
-            arena_bytes_ = grown;
+            if (!grow_arena(grown, /*required=*/true)) return nullptr;
+        } else if (graphs_ && grown <= kArenaGraphMaxBytes) {
+            // A step that wraps the arena cannot be one graph: grow so the
+            // next one fits (if that fails the arena keeps wrapping).
+            (void)grow_arena(grown, /*required=*/false);
         }
     }
     uint8_t* p = arena_host_ + arena_used_;
@@ -301,19 +348,15 @@ const float* CudaBackend::rope_table(const int32_t* positions, int64_t n, const 
         fail(Error(EKV_ERR_INVALID_ARGUMENT, "CUDA %s: no positions or frequencies", op));
         return nullptr;
     }
+    // q and k of a layer, and every layer of a step, share the table.
+    const RopeTableCache::Key key{positions, n, inv_freq, half, attn_factor};
+    uint64_t found = 0;
+    if (rope_tables_.find(key, &found)) return reinterpret_cast<const float*>(static_cast<uintptr_t>(found));
     const void* device = nullptr;
     float* t = reinterpret_cast<float*>(params(static_cast<size_t>(n) * half * 2 * sizeof(float), &device));
     if (!t) return nullptr;
-    for (int64_t r = 0; r < n; ++r) {
-        // The angle in double like the CPU backend: at positions past ~1e5 a
-        // float product loses the phase of the fast-turning pairs.
-        const double pos = static_cast<double>(positions[r]);
-        for (int i = 0; i < half; ++i) {
-            const double theta = pos * static_cast<double>(inv_freq[i]);
-            t[2 * (r * half + i)] = static_cast<float>(std::cos(theta)) * attn_factor;
-            t[2 * (r * half + i) + 1] = static_cast<float>(std::sin(theta)) * attn_factor;
-        }
-    }
+    fill_rope_table(key, t);
+    rope_tables_.insert(key, static_cast<uint64_t>(reinterpret_cast<uintptr_t>(device)));
     return static_cast<const float*>(device);
 }
 
@@ -373,6 +416,15 @@ void CudaBackend::copy_raw(const Tensor& src, Tensor& dst, int64_t n_rows) {
     uint8_t* d = byte_rows(dst, n_rows, "copy_raw", "dst");
     if (!s || !d) return;
     const size_t width = dtype_row_bytes(src.type, src.cols);
+    if (graphs_) {
+        const size_t dp = dst.row_bytes, sp = src.row_bytes, rows = static_cast<size_t>(n_rows);
+        log_.begin(kLogCopyRaw);
+        for (const size_t v : {reinterpret_cast<size_t>(d), dp, reinterpret_cast<size_t>(s), sp, width, rows})
+            log_.append_value(v);
+        return defer("copy_raw", [=](CUstream_st* st) {
+            return static_cast<int>(cudaMemcpy2DAsync(d, dp, s, sp, width, rows, cudaMemcpyDefault, as_stream(st)));
+        });
+    }
     check(cudaMemcpy2DAsync(d, dst.row_bytes, s, src.row_bytes, width, static_cast<size_t>(n_rows), cudaMemcpyDefault,
                             as_stream(stream_)),
           "copy_raw");
@@ -389,6 +441,16 @@ void CudaBackend::copy_bytes(Buffer& src, size_t src_offset, Buffer& dst, size_t
                           bytes, src_offset, dst_offset, s->size(), d->size()));
     if (s == d && src_offset < dst_offset + bytes && dst_offset < src_offset + bytes)
         return fail(Error(EKV_ERR_INVALID_ARGUMENT, "CUDA copy_bytes: overlapping ranges in one buffer"));
+    if (graphs_) {
+        uint8_t* to = d->device_address() + dst_offset;
+        const uint8_t* from = s->device_address() + src_offset;
+        log_.begin(kLogCopyBytes);
+        for (const size_t v : {reinterpret_cast<size_t>(to), reinterpret_cast<size_t>(from), bytes})
+            log_.append_value(v);
+        return defer("copy_bytes", [=](CUstream_st* st) {
+            return static_cast<int>(cudaMemcpyAsync(to, from, bytes, cudaMemcpyDefault, as_stream(st)));
+        });
+    }
     check(cudaMemcpyAsync(d->device_address() + dst_offset, s->device_address() + src_offset, bytes,
                           cudaMemcpyDefault, as_stream(stream_)),
           "copy_bytes");
@@ -401,16 +463,41 @@ void CudaBackend::read(const Tensor& src, void* host, size_t bytes) {
     if (bytes > src.buffer->size() - src.offset)
         return fail(Error(EKV_ERR_INVALID_ARGUMENT, "CUDA read: %zu bytes at %zu past the buffer end (%zu)", bytes,
                           src.offset, src.buffer->size()));
+    if (graphs_ && bytes <= kStagedReadMax) {
+        // Into the arena (pinned, the same address each step), copied to
+        // `host` once the stream is idle.
+        const void* unused = nullptr;
+        uint8_t* staged = params(bytes, &unused);
+        if (!staged) return;
+        log_.begin(kLogRead);
+        for (const size_t v : {reinterpret_cast<size_t>(staged), reinterpret_cast<size_t>(p), bytes})
+            log_.append_value(v);
+        host_copies_.push_back({host, staged, bytes});
+        return defer("read", [=](CUstream_st* st) {
+            return static_cast<int>(cudaMemcpyAsync(staged, p, bytes, cudaMemcpyDefault, as_stream(st)));
+        });
+    }
+    flush(false);  // after what is queued
     check(cudaMemcpyAsync(host, p, bytes, cudaMemcpyDefault, as_stream(stream_)), "read");
 }
 
 void CudaBackend::synchronize() {
-    if (dev_->lost.load()) return;
-    if (!make_current(*dev_).ok()) return;
+    if (dev_->lost.load() || !make_current(*dev_).ok()) {
+        pending_.clear();
+        log_.clear();
+        host_copies_.clear();
+        return;
+    }
+    flush(/*may_graph=*/true);
     // Even after a failed op: queued kernels must finish before the arena is reused.
     const cudaError_t err = cudaStreamSynchronize(as_stream(stream_));
-    if (err != cudaSuccess) check(err, "stream synchronize");
+    if (err != cudaSuccess) {
+        check(err, "stream synchronize");
+        host_copies_.clear();
+    }
+    finish_host_copies();
     arena_used_ = 0;
+    rope_tables_.reset();
     ++stats_.submissions;
 }
 

@@ -10,25 +10,45 @@
 // device count is 0 and asking for CUDA returns EKV_ERR_BACKEND with the
 // runtime's message.
 //
+// CUDA graphs (cuda_graphs.cpp): with graphs on (ekv_model_params.replay,
+// EKV_CUDA_GRAPHS overriding; default on) the ops queue their launches and a
+// command log (backend/command_log.h) instead of launching, and
+// synchronize() runs the step as a graph when a recording fits it (replayed
+// as is, or updated with cudaGraphExecUpdate when only arguments changed),
+// else launches the queue directly, as with graphs off. Any graph failure
+// turns graphs off for the stream; a forward never fails because of one.
+//
 // Ops are void, so the first failure is kept (sticky) and reported by
 // take_error(): a bad argument or out of memory clears with it; a kernel
 // fault (illegal address, launch failure) is EKV_ERR_DEVICE_LOST and stays,
 // on every stream of the device, while models and caches remain freeable.
 #pragma once
 #include <atomic>
+#include <functional>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/command_log.h"
+#include "backend/rope_table_cache.h"
 
 struct CUstream_st;
 struct CUevent_st;
+struct CUgraphExec_st;
 
 namespace ekv {
 
+class CudaBackend;
+
 namespace cuda_detail {
 struct Device;  // shared by a backend and its streams (cuda_device.cpp)
-}
+// Ties buffers to the stream that allocated them: freeing one first runs
+// that stream's queued launches (graphs on), which may still use it.
+struct QueueLink {
+    CudaBackend* owner = nullptr;  // null once the stream is gone
+};
+}  // namespace cuda_detail
 
 class CudaBuffer final : public Buffer {
 public:
@@ -40,9 +60,11 @@ public:
     Placement placement() const override { return placement_; }
     void* host() override { return host_; }
     uint8_t* device_address() const { return static_cast<uint8_t*>(device_); }
+    void set_queue(std::shared_ptr<cuda_detail::QueueLink> q) { queue_ = std::move(q); }
 
 private:
     std::shared_ptr<cuda_detail::Device> dev_;
+    std::shared_ptr<cuda_detail::QueueLink> queue_;
     void* device_;
     void* host_;
     size_t size_;
@@ -105,8 +127,9 @@ public:
     BackendStats stats() const override;
 
 private:
-    explicit CudaBackend(std::shared_ptr<cuda_detail::Device> dev, bool int8_activations)
-        : dev_(std::move(dev)), int8_activations_(int8_activations) {}
+    friend class CudaBuffer;  // runs the queue before it frees memory
+    CudaBackend(std::shared_ptr<cuda_detail::Device> dev, bool int8_activations, bool graphs)
+        : dev_(std::move(dev)), int8_activations_(int8_activations), graphs_(graphs) {}
     Status init_stream();
     // An allocation (fault-injection hook first); `what` names it in errors.
     Status device_alloc(size_t bytes, Placement placement, const char* what, std::unique_ptr<CudaBuffer>* out);
@@ -133,6 +156,9 @@ private:
     // stream and starts over when full. Null (failure recorded) when it
     // cannot grow.
     uint8_t* params(size_t bytes, const void** device);
+    // Replaces the (idle) arena by one of `bytes`; a failure is recorded
+    // only when `required`.
+    bool grow_arena(size_t bytes, bool required);
     // Scratch of at least `bytes` (grown after a wait when smaller).
     void* scratch(int which, size_t bytes);
 
@@ -142,13 +168,39 @@ private:
                      const uint8_t** out);
     bool current();  // makes the device current on this thread (false: failure recorded)
 
+    // Launches fn(stream, args...) (a cuda/kernels.h launcher): at once with
+    // graphs off, else queued and logged (cuda_launch.h, included by the op
+    // files).
+    template <class... P>
+    void launch(const char* op, void (*fn)(CUstream_st*, P...), typename std::decay<P>::type... args);
+    // cuda_graphs.cpp. A queued launch: returns its CUDA error.
+    struct Pending {
+        const char* op;
+        std::function<int(CUstream_st*)> run;
+    };
+    void defer(const char* op, std::function<int(CUstream_st*)> run) { pending_.push_back({op, std::move(run)}); }
+    // Runs the queue: as a graph when may_graph and a recording fits, else
+    // directly. Then the queue and log are empty.
+    void flush(bool may_graph);
+    void run_direct();
+    bool run_graph();  // false: nothing launched, run it directly
+    bool capture(int slot, bool update);
+    void drop_graphs();  // turns graphs off for this stream after a failure
+    void destroy_exec(int slot);
+    // Waits for everything queued (flushed directly first), then copies the
+    // staged reads to their host destinations.
+    bool wait_idle(const char* what);
+    void finish_host_copies();
+
     // (cos, sin) pairs of positions[t] * inv_freq[i] in double (the CPU's
-    // angles), attn_factor applied; per-step memory.
+    // angles), attn_factor applied; per-step memory, built once per step for
+    // each distinct (positions, frequencies, factor) (rope_tables_).
     const float* rope_table(const int32_t* positions, int64_t n, const float* inv_freq, int half, float attn_factor,
                             const char* op);
 
     std::shared_ptr<cuda_detail::Device> dev_;
     bool int8_activations_ = false;
+    bool graphs_ = false;  // queue launches for graphs (cuda_graphs.cpp)
     CUstream_st* stream_ = nullptr;
     CUstream_st* copy_stream_ = nullptr;  // weight uploads
     // Weight uploads go mmap -> pinned chunk -> device, two chunks in flight.
@@ -159,10 +211,26 @@ private:
     uint8_t* arena_device_ = nullptr;
     size_t arena_bytes_ = 0;
     size_t arena_used_ = 0;
+    RopeTableCache rope_tables_;  // tables in the arena; reset whenever arena_used_ restarts
     // Scratch buffers: 0 = matmul int8 activations, 1 = attention partials.
     std::unique_ptr<CudaBuffer> scratch_[2];
     Status error_;
     BackendStats stats_;
+    // Graph state: the step's queued launches and their log, the recordings
+    // (graph_keys_ slot i runs with graph_execs_[i]), and reads staged in the
+    // arena while graphs are on (copied to `to` after the stream is idle).
+    static constexpr int kGraphSlots = 4;
+    std::vector<Pending> pending_;
+    CommandLog log_;
+    ReplayCache graph_keys_{kGraphSlots};
+    CUgraphExec_st* graph_execs_[kGraphSlots] = {};
+    struct HostCopy {
+        void* to;
+        const void* from;
+        size_t bytes;
+    };
+    std::vector<HostCopy> host_copies_;
+    std::shared_ptr<cuda_detail::QueueLink> queue_link_;  // given to the buffers this stream allocates
 };
 
 // Device enumeration (cuda_device.cpp): the count is 0 without a driver.

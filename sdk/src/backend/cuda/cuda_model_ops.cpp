@@ -2,6 +2,7 @@
 // and im2col_1d (gelu_erf and add_bias are element-wise: cuda_ops.cpp).
 // Shapes are checked by backend/op_checks.h like the Vulkan backend's.
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_launch.h"
 #include "backend/op_checks.h"
 #include "kernels.h"
 
@@ -29,8 +30,8 @@ void CudaBackend::ssm_conv(const Tensor& x, const Tensor& state_in, const Tensor
     float* sop = hist > 0 ? f32_rows(state_out, hist, "ssm_conv", "state_out") : nullptr;
     float* op = x.rows > 0 ? f32_rows(out, x.rows, "ssm_conv", "out") : nullptr;
     if ((x.rows > 0 && (!xp || !op)) || (hist > 0 && (!sip || !sop)) || !wp || !bp || !current()) return;
-    cuda::ssm_conv(stream_, view(xp, x), view(sip, state_in), view(wp, w), bp, view(sop, state_out), view(op, out));
-    check_launch("ssm_conv");
+    launch("ssm_conv", cuda::ssm_conv, view(xp, x), view(sip, state_in), view(wp, w), bp, view(sop, state_out),
+           view(op, out));
 }
 
 void CudaBackend::ssm_scan(const Tensor& x, const Tensor& dt, const Tensor& dt_bias, const Tensor& a,
@@ -53,9 +54,8 @@ void CudaBackend::ssm_scan(const Tensor& x, const Tensor& dt, const Tensor& dt_b
     const float* dp = f32_rows(d, 1, "ssm_scan", "d");
     float* yp = f32_rows(y, n_t, "ssm_scan", "y");
     if (!xp || !dtp || !dbp || !ap || !bmp || !cmp || !dp || !yp || !current()) return;
-    cuda::ssm_scan(stream_, view(xp, x), view(dtp, dt), dbp, view(ap, a), view(bmp, bm), view(cmp, cm), dp,
-                   view(sip, state_in), view(sop, state_out), view(yp, y));
-    check_launch("ssm_scan");
+    launch("ssm_scan", cuda::ssm_scan, view(xp, x), view(dtp, dt), dbp, view(ap, a), view(bmp, bm), view(cmp, cm), dp,
+           view(sip, state_in), view(sop, state_out), view(yp, y));
 }
 
 void CudaBackend::layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, float eps, Tensor& out) {
@@ -70,8 +70,7 @@ void CudaBackend::layer_norm(const Tensor& x, const Tensor& weight, const Tensor
     cuda::Rows o = view(op, out);
     o.rows = x.rows;
     o.cols = x.cols;
-    cuda::layer_norm(stream_, view(xp, x), wp, bp, eps, o);
-    check_launch("layer_norm");
+    launch("layer_norm", cuda::layer_norm, view(xp, x), wp, bp, eps, o);
 }
 
 void CudaBackend::im2col_1d(const Tensor& x, int32_t kernel, int32_t stride, int32_t pad, Tensor& out) {
@@ -83,8 +82,7 @@ void CudaBackend::im2col_1d(const Tensor& x, int32_t kernel, int32_t stride, int
     const float* xp = f32_rows(x, x.rows, "im2col_1d", "x");
     float* op = f32_rows(out, rows, "im2col_1d", "out");
     if (!xp || !op || !current()) return;
-    cuda::im2col_1d(stream_, view(xp, x), kernel, stride, pad, view(op, out));
-    check_launch("im2col_1d");
+    launch("im2col_1d", cuda::im2col_1d, view(xp, x), kernel, stride, pad, view(op, out));
 }
 
 }  // namespace ekv

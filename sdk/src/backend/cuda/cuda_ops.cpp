@@ -5,14 +5,13 @@
 
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_device.h"
+#include "backend/cuda/cuda_launch.h"
 #include "core/kivi.h"
 #include "kernels.h"
 
 namespace ekv {
 
 namespace {
-
-cuda::Stream as_stream(CUstream_st* s) { return s; }
 
 cuda::Rows rows_of(float* p, const Tensor& t, int64_t rows) {
     return {p, rows, t.cols, static_cast<int64_t>(t.row_bytes / sizeof(float))};
@@ -41,9 +40,8 @@ void CudaBackend::get_rows(const Tensor& table, const int32_t* ids, int32_t n, T
     if (!h_ids) return;
     for (int32_t i = 0; i < n; ++i) h_ids[i] = ids[i];
     if (!current()) return;
-    cuda::get_rows(as_stream(stream_), {t, table.type, table.rows, table.cols, table.row_bytes},
-                   static_cast<const int32_t*>(d_ids), n, rows_of(o, out, n));
-    check_launch("get_rows");
+    launch("get_rows", cuda::get_rows, {t, table.type, table.rows, table.cols, table.row_bytes},
+           static_cast<const int32_t*>(d_ids), n, rows_of(o, out, n));
 }
 
 void CudaBackend::rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) {
@@ -55,8 +53,7 @@ void CudaBackend::rms_norm(const Tensor& x, const Tensor& weight, float eps, Ten
     float* op = f32_rows(out, x.rows, "rms_norm", "out");
     if (!xp || !wp || !op) return;
     if (!current()) return;
-    cuda::rms_norm(as_stream(stream_), const_rows_of(xp, x, x.rows), wp, eps, rows_of(op, out, x.rows));
-    check_launch("rms_norm");
+    launch("rms_norm", cuda::rms_norm, const_rows_of(xp, x, x.rows), wp, eps, rows_of(op, out, x.rows));
 }
 
 void CudaBackend::matmul(const Tensor& w, const Tensor& x, Tensor& out) {
@@ -78,9 +75,8 @@ void CudaBackend::matmul(const Tensor& w, const Tensor& x, Tensor& out) {
     const bool int8 = int8_activations_ && dtype_traits(w.type).block_size > 1;
     void* s = int8 ? scratch(0, cuda::matmul_scratch_bytes(w.cols, x.rows)) : nullptr;
     if (int8 && !s) return;
-    cuda::matmul(as_stream(stream_), {wp, w.type, w.rows, w.cols, w.row_bytes}, const_rows_of(xp, x, x.rows),
-                 rows_of(op, out, x.rows), int8, s);
-    check_launch("matmul");
+    launch("matmul", cuda::matmul, {wp, w.type, w.rows, w.cols, w.row_bytes}, const_rows_of(xp, x, x.rows),
+           rows_of(op, out, x.rows), int8, s);
 }
 
 void CudaBackend::rope(Tensor& x, const int32_t* positions, const RopeParams& p) {
@@ -94,8 +90,7 @@ void CudaBackend::rope(Tensor& x, const int32_t* positions, const RopeParams& p)
     if (!xp) return;
     const float* table = rope_table(positions, x.rows, p.inv_freq, half, p.attn_factor, "rope");
     if (!table || !current()) return;
-    cuda::rope(as_stream(stream_), rows_of(xp, x, x.rows), p.n_heads, p.head_dim, p.rope_dim, p.neox, table);
-    check_launch("rope");
+    launch("rope", cuda::rope, rows_of(xp, x, x.rows), p.n_heads, p.head_dim, p.rope_dim, p.neox, table);
 }
 
 void CudaBackend::copy_rows(const Tensor& src, Tensor& dst, int64_t dst_row) {
@@ -107,8 +102,18 @@ void CudaBackend::copy_rows(const Tensor& src, Tensor& dst, int64_t dst_row) {
     const float* s = f32_rows(src, src.rows, "copy_rows", "src");
     uint8_t* d = plain_rows(dst.row_range(dst_row, src.rows), src.rows, "copy_rows", "dst");
     if (!s || !d || !current()) return;
-    cuda::copy_rows(as_stream(stream_), const_rows_of(s, src, src.rows), d, dst.type, dst.row_bytes);
-    check_launch("copy_rows");
+    if (graphs_) {
+        // The row goes into the arena, so a cache write's arguments repeat
+        // from step to step (a graph replays instead of being updated).
+        const void* d_row = nullptr;
+        int64_t* h_row = reinterpret_cast<int64_t*>(params(sizeof(int64_t), &d_row));
+        if (!h_row) return;
+        *h_row = dst_row;
+        uint8_t* row0 = d - static_cast<size_t>(dst_row) * dst.row_bytes;
+        return launch("copy_rows", cuda::copy_rows_at, const_rows_of(s, src, src.rows), row0,
+                      static_cast<const int64_t*>(d_row), dst.type, dst.row_bytes);
+    }
+    launch("copy_rows", cuda::copy_rows, const_rows_of(s, src, src.rows), d, dst.type, dst.row_bytes);
 }
 
 // out = op(a, b): F32 rows of one width (b: one row for AddBias, none for
@@ -127,8 +132,7 @@ void CudaBackend::eltwise(int op_code, const char* op, const Tensor& a, const Te
     cuda::ConstRows br{};
     if (b) br = {bp, b_rows, a.cols, static_cast<int64_t>(b->row_bytes / sizeof(float))};
     const cuda::Rows orr{o, a.rows, a.cols, static_cast<int64_t>(out.row_bytes / sizeof(float))};
-    cuda::eltwise(as_stream(stream_), kind, const_rows_of(ap, a, a.rows), br, s, orr);
-    check_launch(op);
+    launch(op, cuda::eltwise, kind, const_rows_of(ap, a, a.rows), br, s, orr);
 }
 
 void CudaBackend::silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) {
@@ -178,8 +182,8 @@ void CudaBackend::kivi_quantize_keys(const Tensor& src, int64_t src_row, Tensor&
     if (!d || !current()) return;
     if (dst.offset + (dst_group + 1) * dst.row_bytes > dst.buffer->size())
         return fail(Error(EKV_ERR_INVALID_ARGUMENT, "CUDA kivi_quantize_keys: dst extends past its buffer"));
-    cuda::kivi_quantize_keys(as_stream(stream_), s, src.type, src.row_bytes, src.cols, p.head_dim, p.group, p.nbits, d);
-    check_launch("kivi_quantize_keys");
+    launch("kivi_quantize_keys", cuda::kivi_quantize_keys, s, src.type, src.row_bytes, src.cols, p.head_dim, p.group,
+           p.nbits, d);
 }
 
 void CudaBackend::kivi_quantize_values(const Tensor& src, int64_t src_row, int64_t n, Tensor& dst, int64_t dst_row,
@@ -194,9 +198,8 @@ void CudaBackend::kivi_quantize_values(const Tensor& src, int64_t src_row, int64
     if (!d || !current()) return;
     if (dst.offset + (dst_row + n) * dst.row_bytes > dst.buffer->size())
         return fail(Error(EKV_ERR_INVALID_ARGUMENT, "CUDA kivi_quantize_values: dst extends past its buffer"));
-    cuda::kivi_quantize_values(as_stream(stream_), s, src.type, src.row_bytes, n, src.cols, p.head_dim, p.group,
-                               p.nbits, d, dst.row_bytes);
-    check_launch("kivi_quantize_values");
+    launch("kivi_quantize_values", cuda::kivi_quantize_values, s, src.type, src.row_bytes, n, src.cols, p.head_dim,
+           p.group, p.nbits, d, dst.row_bytes);
 }
 
 }  // namespace ekv
