@@ -2,7 +2,10 @@
 // test: prints numbers, asserts nothing).
 //
 //   bench_matmul [--threads N] [--scalar] [--seconds S] [--types q4_1,q8_0|all]
-//                [--precision f32|int8|both] [--ntok 1,64]
+//                [--precision f32|int8|both] [--ntok 1,64] [--shape 262144x640,...]
+//
+// --shape replaces the SmolLM2 shapes with the given rows x k (e.g. Gemma 3
+// 270M's output head, 262144x640).
 //
 // For each weight type, shape, token count and activation precision it
 // prints microseconds per call, weight bytes streamed per second and
@@ -20,6 +23,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <random>
 #include <string>
 #include <vector>
@@ -61,6 +65,7 @@ struct Options {
     std::vector<DType> types = {DType::Q4_1, DType::Q8_0};
     std::vector<ActivationPrecision> precisions = {ActivationPrecision::F32, ActivationPrecision::Int8};
     std::vector<int> ntoks = {1, 64};
+    std::vector<BenchShape> shapes;  // empty: kShapes
 };
 
 std::vector<int> parse_ints(const std::string& list) {
@@ -70,6 +75,25 @@ std::vector<int> parse_ints(const std::string& list) {
         const size_t comma = list.find(',', pos);
         const std::string item = list.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
         if (std::atoi(item.c_str()) > 0) out.push_back(std::atoi(item.c_str()));
+        if (comma == std::string::npos) break;
+        pos = comma + 1;
+    }
+    return out;
+}
+
+// "ROWSxK,ROWSxK" -> shapes named "custom".
+std::vector<BenchShape> parse_shapes(const std::string& list) {
+    std::vector<BenchShape> out;
+    size_t pos = 0;
+    while (pos < list.size()) {
+        const size_t comma = list.find(',', pos);
+        const std::string item = list.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+        const size_t x = item.find('x');
+        if (x != std::string::npos) {
+            const long long rows = std::atoll(item.substr(0, x).c_str());
+            const long long k = std::atoll(item.substr(x + 1).c_str());
+            if (rows > 0 && k > 0) out.push_back({"custom", rows, k});
+        }
         if (comma == std::string::npos) break;
         pos = comma + 1;
     }
@@ -101,6 +125,7 @@ Options parse(int argc, char** argv) {
         else if (a == "--types" && i + 1 < argc) o.types = parse_types(argv[++i]);
         else if (a == "--precision" && i + 1 < argc) o.precisions = parse_precisions(argv[++i]);
         else if (a == "--ntok" && i + 1 < argc) o.ntoks = parse_ints(argv[++i]);
+        else if (a == "--shape" && i + 1 < argc) o.shapes = parse_shapes(argv[++i]);
         else std::fprintf(stderr, "ignoring argument %s\n", a.c_str());
     }
     return o;
@@ -183,7 +208,9 @@ int main(int argc, char** argv) {
 
     std::mt19937 rng(42);
     for (DType t : opt.types) {
-        for (const BenchShape& s : kShapes) {
+        const std::vector<BenchShape> shapes =
+            opt.shapes.empty() ? std::vector<BenchShape>(std::begin(kShapes), std::end(kShapes)) : opt.shapes;
+        for (const BenchShape& s : shapes) {
             if (s.k % ekv::dtype_traits(t).block_size != 0) continue;  // e.g. K-quants need k % 256 == 0
             const std::vector<uint8_t> w = random_matrix(t, s.rows, s.k, rng);
             // Cold copies: enough distinct buffers to exceed any last-level cache.

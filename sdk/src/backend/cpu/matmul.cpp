@@ -81,6 +81,13 @@ constexpr int64_t kParallelPrepareMin = 16384;
 constexpr int64_t kParallelMatmulMin = 16384;
 // Row chunks per thread in the dot-product region (dynamic balance).
 constexpr int64_t kChunksPerThread = 8;
+// At most this many weight bytes per chunk: on a large matrix (an output
+// head of 100+ MB streamed from memory) the threads then finish within a
+// chunk's time (~0.1 ms) of each other.
+constexpr size_t kMaxChunkBytes = size_t(1) << 20;
+// Rows a chunk holds a multiple of: whole row groups of the one-token GEMV
+// (8, matmul_f32act_quant_avx2.cpp) for decode, whole GEMM panels otherwise.
+constexpr int64_t kDecodeRowUnit = 8;
 
 std::atomic<bool> g_force_scalar{false};
 
@@ -243,11 +250,14 @@ void matmul(DType wtype, const void* w, int64_t rows, int64_t k_dim, const float
         kernel(job, 0, rows);
         return;
     }
-    // Rows are claimed in chunks (a few per thread, whole GEMM panels) so a
+    // Rows are claimed in chunks (a few per thread, of whole row groups) so a
     // thread that was descheduled or started late does not hold up the rest.
     const int64_t target = static_cast<int64_t>(pool.size()) * kChunksPerThread;
     int64_t chunk = (rows + target - 1) / target;
-    chunk = (chunk + detail::kPanelRows - 1) / detail::kPanelRows * detail::kPanelRows;
+    const int64_t max_rows = static_cast<int64_t>(kMaxChunkBytes / job.w_row_bytes);
+    if (chunk > max_rows) chunk = max_rows > 0 ? max_rows : 1;
+    const int64_t unit = ntok < detail::kTokenTile ? kDecodeRowUnit : detail::kPanelRows;
+    chunk = (chunk + unit - 1) / unit * unit;
     std::atomic<int64_t> next{0};
     pool.parallel([&](int, int) {
         for (;;) {

@@ -40,8 +40,8 @@ static inline void s8x32_times(const int8_t* q, __m256 d, __m256 w[4]) {
 // Prep holds the block's scale d broadcast and c = -kQuantCenter * d (exact:
 // a power of two times a half): the decoders compute d * (q - center) as
 // fma(q, d, c), exact as well, so the same values with one operation less.
-// The GEMV converts the scales of 8 blocks at once (group_halves) instead of
-// calling prepare().
+// The GEMV converts the scales of 8 blocks at once (group_halves,
+// group_scales) instead of calling prepare().
 struct Prep32 {
     __m256 d;
     __m256 c;
@@ -72,6 +72,21 @@ static inline void group_halves(const Block* w, __m256* d, __m256* m) {
     const __m256 b = _mm256_cvtph_ps(_mm_unpacklo_epi64(p23, p67));
     *d = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
     *m = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+}
+
+// The scales (first halves) of the blocks w[0..8) as floats, for the
+// formats without offsets: gathered by scalar loads into two 64-bit words
+// (integer units, idle in these kernels) and widened by one conversion.
+template <class Block>
+static inline __m256 group_scales(const Block* w) {
+    auto half = [](const Block& b) {
+        uint16_t h;
+        std::memcpy(&h, &b, 2);
+        return static_cast<uint64_t>(h);
+    };
+    const uint64_t lo = half(w[0]) | half(w[1]) << 16 | half(w[2]) << 32 | half(w[3]) << 48;
+    const uint64_t hi = half(w[4]) | half(w[5]) << 16 | half(w[6]) << 32 | half(w[7]) << 48;
+    return _mm256_cvtph_ps(_mm_set_epi64x(static_cast<long long>(hi), static_cast<long long>(lo)));
 }
 
 // Q4_0/Q4_1 nibbles minus 8 as floats times d (c = -8 d): element j < 16 is
