@@ -8,7 +8,8 @@
 # The machine needs CMake, a C++17 compiler, nvcc and GoogleTest's sources
 # (EKV_GTEST_SRC, default /usr/src/googletest; the device tool's machines have
 # none, so copy /usr/src/googletest into a carried folder). Real models are
-# used when EKV_SMOLLM2_GGUF / EKV_GEMMA3_GGUF point at them.
+# used when EKV_SMOLLM2_GGUF / EKV_GEMMA3_GGUF point at them. EKV_CUDA_BENCH=1
+# then runs tools/cuda_bench.sh (edgekv vs llama.cpp) with the CLI built here.
 #   tools/cuda_device_check.sh [architectures, default: native]
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -57,5 +58,10 @@ for m in tests/fixtures/tiny_llama/tiny_llama_q8_0.gguf ${EKV_SMOLLM2_GGUF:-} ${
     >>"$out/bench.jsonl" 2>>"$out/bench.err" || status=1
 done
 [ -f "$out/bench.jsonl" ] && cat "$out/bench.jsonl"
+if [ "${EKV_CUDA_BENCH:-0}" = 1 ]; then
+  # edgekv vs llama-bench on synthetic Llama 1B/3B (tools/cuda_bench.sh; needs .device-carry).
+  stamp "edgekv vs llama.cpp (tools/cuda_bench.sh)"
+  OUT="$out" EKV_EDGEKV="$build/samples/edgekv" "$root/tools/cuda_bench.sh" || status=1
+fi
 stamp "done, status $status"
 exit $status
