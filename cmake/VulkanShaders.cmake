@@ -41,3 +41,9 @@ foreach(t IN LISTS EKV_VK_WEIGHT_TYPES)
   string(TOLOWER ${t} lower)
   list(APPEND EKV_VK_SHADER_VARIANTS matmul_f16acc_${lower}:matmul.comp:W_${t},ACC_F16)
 endforeach()
+# Matmul shaped for CPU implementations (lavapipe): whole rows per invocation,
+# chosen on VK_PHYSICAL_DEVICE_TYPE_CPU devices; same weight order as above.
+foreach(t IN LISTS EKV_VK_WEIGHT_TYPES)
+  string(TOLOWER ${t} lower)
+  list(APPEND EKV_VK_SHADER_VARIANTS matmul_rows_${lower}:matmul_rows.comp:W_${t})
+endforeach()

@@ -1,6 +1,6 @@
 // Backend parity, op by op: the Vulkan backend against the CPU backend on the
 // same bytes (the shared cases: backend/parity_ops_cases.h), and what is
-// Vulkan's own: the matmul's lanes per row, device memory the host cannot
+// Vulkan's own: the matmul's shapes (CPU and GPU), device memory the host cannot
 // map, buffers bound a window at a time.
 #include <algorithm>
 
@@ -19,12 +19,29 @@ TEST_F(VulkanOps, GetRowsEveryFormat) { get_rows_every_format(); }
 
 TEST_F(VulkanOps, MatmulEveryFormatAndBatch) { matmul_every_format_and_batch(); }
 
-// The other matmul shape (the lanes of a row reduced in shared memory, as on
-// GPUs; lavapipe defaults to one invocation per row).
-TEST_F(VulkanOps, MatmulWithLanesPerRow) {
-    setenv("EKV_VULKAN_MATMUL_LANES", "16", 1);
-    std::unique_ptr<Backend> wide;
-    const Status st = create_backend(EKV_BACKEND_VULKAN, BackendOptions{}, &wide);
+// The GPU matmul shape (matmul.comp: 16 lanes per row reduced in shared
+// memory), forced on lavapipe, whose default is the CPU shape (matmul_rows.comp:
+// whole rows per invocation): the matmul cases again on a backend made with
+// EKV_VULKAN_MATMUL_LANES=16.
+class VulkanOpsGpuMatmulShape : public OpsParityCases<VulkanParity> {
+protected:
+    static void SetUpTestSuite() {
+        setenv("EKV_VULKAN_MATMUL_LANES", "16", 1);
+        OpsParityCases<VulkanParity>::SetUpTestSuite();
+        unsetenv("EKV_VULKAN_MATMUL_LANES");
+    }
+};
+
+TEST_F(VulkanOpsGpuMatmulShape, MatmulEveryFormatAndBatch) { matmul_every_format_and_batch(); }
+
+TEST_F(VulkanOpsGpuMatmulShape, MatmulManyRows) { matmul_many_rows(); }
+
+// matmul.comp with one lane per row (what EKV_VULKAN_MATMUL_LANES=1 selects,
+// and what the f16-accumulation variants run on CPU devices).
+TEST_F(VulkanOps, MatmulWithOneLanePerRow) {
+    setenv("EKV_VULKAN_MATMUL_LANES", "1", 1);
+    std::unique_ptr<Backend> one_lane;
+    const Status st = create_backend(EKV_BACKEND_VULKAN, BackendOptions{}, &one_lane);
     unsetenv("EKV_VULKAN_MATMUL_LANES");
     ASSERT_TRUE(st.ok()) << st.message();
     std::mt19937 rng(12);
@@ -33,15 +50,15 @@ TEST_F(VulkanOps, MatmulWithLanesPerRow) {
         const int64_t rows = 70, cols = t == DType::F32 ? 200 : 512, tokens = 5;
         std::vector<uint8_t> w = random_weight(t, rows, cols, rng);
         std::vector<float> x = random_floats(static_cast<size_t>(tokens * cols), rng);
-        Tensor wc = upload(*cpu_, t, rows, cols, w.data()), wv = upload(*wide, t, rows, cols, w.data());
-        Tensor xc = upload_f32(*cpu_, tokens, cols, x), xv = upload_f32(*wide, tokens, cols, x);
-        Tensor oc = zeros(*cpu_, DType::F32, tokens, rows), ov = zeros(*wide, DType::F32, tokens, rows);
+        Tensor wc = upload(*cpu_, t, rows, cols, w.data()), wv = upload(*one_lane, t, rows, cols, w.data());
+        Tensor xc = upload_f32(*cpu_, tokens, cols, x), xv = upload_f32(*one_lane, tokens, cols, x);
+        Tensor oc = zeros(*cpu_, DType::F32, tokens, rows), ov = zeros(*one_lane, DType::F32, tokens, rows);
         cpu_->matmul(wc, xc, oc);
-        wide->matmul(wv, xv, ov);
-        EXPECT_LT(normalized_error(download_f32(*wide, ov), download_f32(*cpu_, oc)), 1e-4);
+        one_lane->matmul(wv, xv, ov);
+        EXPECT_LT(normalized_error(download_f32(*one_lane, ov), download_f32(*cpu_, oc)), 1e-4);
     }
-    EXPECT_TRUE(static_cast<VulkanBackend&>(*wide).status().ok());
-    buffers_.clear();  // before `wide` goes
+    EXPECT_TRUE(static_cast<VulkanBackend&>(*one_lane).status().ok());
+    buffers_.clear();  // before `one_lane` goes
 }
 
 // Device memory the host cannot map (discrete GPUs), simulated on lavapipe:

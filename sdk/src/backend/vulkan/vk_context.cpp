@@ -101,17 +101,24 @@ Status Context::open(int32_t index) {
     pipelines_.reset(new (std::nothrow) PipelineCache());
     stream_.reset(new (std::nothrow) CommandStream());
     if (!pipelines_ || !stream_) return Error(EKV_ERR_OUT_OF_MEMORY, "cannot allocate the Vulkan command stream");
-    // CPU implementations (lavapipe) pay dearly for workgroup barriers: one
-    // invocation per matmul row there; GPUs split a row over 16 invocations.
-    // EKV_VULKAN_MATMUL_LANES overrides (tests cover both shapes on lavapipe).
-    uint32_t lanes = props_.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU ? 1u : 16u;
+    // GPUs split a matmul row over 16 invocations (matmul.comp). CPU
+    // implementations (lavapipe) pay dearly for workgroup barriers and load
+    // storage buffers lane by lane: whole rows per invocation there
+    // (matmul_rows.comp; one lane per row where matmul.comp still runs).
+    // EKV_VULKAN_MATMUL_LANES=N forces matmul.comp with N lanes per row (tests
+    // cover both shapes on lavapipe).
+    MatmulShape shape;
+    const bool cpu_device = props_.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
+    shape.whole_rows = cpu_device;
+    shape.lanes = cpu_device ? 1u : 16u;
     if (const char* env = std::getenv("EKV_VULKAN_MATMUL_LANES")) {
         const long v = std::strtol(env, nullptr, 10);
         if (v < 1 || v > 64 || (v & (v - 1)) != 0)
             return Error(EKV_ERR_INVALID_ARGUMENT, "EKV_VULKAN_MATMUL_LANES=%s: expected a power of two in 1..64", env);
-        lanes = static_cast<uint32_t>(v);
+        shape.whole_rows = false;
+        shape.lanes = static_cast<uint32_t>(v);
     }
-    EKV_TRY(pipelines_->init(device_, lanes));
+    EKV_TRY(pipelines_->init(device_, shape));
     EKV_TRY(stream_->init(*this));
     return Status::Ok();
 }

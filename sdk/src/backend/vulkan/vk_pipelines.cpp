@@ -30,9 +30,9 @@ PipelineCache::~PipelineCache() {
     if (set_layout_ != VK_NULL_HANDLE) vkDestroyDescriptorSetLayout(device_, set_layout_, nullptr);
 }
 
-Status PipelineCache::init(VkDevice device, uint32_t matmul_lanes) {
+Status PipelineCache::init(VkDevice device, MatmulShape matmul_shape) {
     device_ = device;
-    matmul_lanes_ = matmul_lanes;
+    matmul_shape_ = matmul_shape;
     VkDescriptorSetLayoutBinding binds[kNumBindings]{};
     for (uint32_t i = 0; i < kNumBindings; ++i) {
         binds[i].binding = i;
@@ -89,7 +89,7 @@ Status PipelineCache::pipeline(ShaderId id, VkPipeline* out) {
     spec.mapEntryCount = 1;
     spec.pMapEntries = &entry;
     spec.dataSize = sizeof(uint32_t);
-    spec.pData = &matmul_lanes_;
+    spec.pData = &matmul_shape_.lanes;
     cci.stage.pSpecializationInfo = &spec;
     cci.layout = layout_;
     r = vkCreateComputePipelines(device_, VK_NULL_HANDLE, 1, &cci, nullptr, &slot);

@@ -28,6 +28,16 @@ struct Binding {
 };
 using Bindings = std::array<Binding, kNumBindings>;
 
+// How matmul maps weight rows to invocations.
+struct MatmulShape {
+    // matmul_rows.comp: whole rows per invocation, for CPU implementations
+    // (the f16-accumulation variants always use matmul.comp).
+    bool whole_rows = false;
+    // matmul.comp's invocations per row (specialization constant 0 of every
+    // pipeline), a power of two dividing 64.
+    uint32_t lanes = 16;
+};
+
 class PipelineCache {
 public:
     PipelineCache() = default;
@@ -35,11 +45,9 @@ public:
     PipelineCache(const PipelineCache&) = delete;
     PipelineCache& operator=(const PipelineCache&) = delete;
 
-    // matmul_lanes: invocations per matmul row (specialization constant 0 of
-    // every pipeline), a power of two dividing 64.
-    Status init(VkDevice device, uint32_t matmul_lanes);
+    Status init(VkDevice device, MatmulShape matmul_shape);
     VkPipelineLayout layout() const { return layout_; }
-    uint32_t matmul_lanes() const { return matmul_lanes_; }
+    const MatmulShape& matmul_shape() const { return matmul_shape_; }
     // Shader compilation failure -> EKV_ERR_BACKEND naming the variant.
     Status pipeline(ShaderId id, VkPipeline* out);
     Status descriptor_set(const Bindings& b, VkDescriptorSet* out);
@@ -57,7 +65,7 @@ private:
     Status add_pool();
 
     VkDevice device_ = VK_NULL_HANDLE;
-    uint32_t matmul_lanes_ = 16;
+    MatmulShape matmul_shape_;
     VkDescriptorSetLayout set_layout_ = VK_NULL_HANDLE;
     VkPipelineLayout layout_ = VK_NULL_HANDLE;
     std::array<VkPipeline, static_cast<size_t>(ShaderId::Count)> pipelines_{};

@@ -21,6 +21,8 @@ enum class ShaderId : int {
     GeluErf, SsmConvHistory, SsmConvInput, SsmScanDelta, SsmScanStage, SsmScan, SsmScanSkip, LayerNorm, Im2Col1d,
     MatmulF16AccF32, MatmulF16AccF16, MatmulF16AccBF16, MatmulF16AccQ4_0, MatmulF16AccQ4_1, MatmulF16AccQ5_0,
     MatmulF16AccQ5_1, MatmulF16AccQ8_0, MatmulF16AccQ4_K, MatmulF16AccQ5_K, MatmulF16AccQ6_K,
+    MatmulRowsF32, MatmulRowsF16, MatmulRowsBF16, MatmulRowsQ4_0, MatmulRowsQ4_1, MatmulRowsQ5_0, MatmulRowsQ5_1,
+    MatmulRowsQ8_0, MatmulRowsQ4_K, MatmulRowsQ5_K, MatmulRowsQ6_K,
     Count
 };
 
@@ -37,7 +39,10 @@ inline const char* shader_name(ShaderId id) {
         "ssm_scan_skip", "layer_norm", "im2col_1d",
         "matmul_f16acc_f32", "matmul_f16acc_f16", "matmul_f16acc_bf16", "matmul_f16acc_q4_0", "matmul_f16acc_q4_1",
         "matmul_f16acc_q5_0", "matmul_f16acc_q5_1", "matmul_f16acc_q8_0", "matmul_f16acc_q4_k", "matmul_f16acc_q5_k",
-        "matmul_f16acc_q6_k"};
+        "matmul_f16acc_q6_k",
+        "matmul_rows_f32", "matmul_rows_f16", "matmul_rows_bf16", "matmul_rows_q4_0", "matmul_rows_q4_1",
+        "matmul_rows_q5_0", "matmul_rows_q5_1", "matmul_rows_q8_0", "matmul_rows_q4_k", "matmul_rows_q5_k",
+        "matmul_rows_q6_k"};
     static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<int>(ShaderId::Count), "one name per id");
     return kNames[static_cast<int>(id)];
 }
@@ -65,6 +70,10 @@ inline ShaderId matmul_shader(int variant) {
 // The matmul variant whose per-unit dots run in float16 (needs shaderFloat16).
 inline ShaderId matmul_f16acc_shader(int variant) {
     return static_cast<ShaderId>(static_cast<int>(ShaderId::MatmulF16AccF32) + variant);
+}
+// The CPU-shaped matmul variant (matmul_rows.comp: whole rows per invocation).
+inline ShaderId matmul_rows_shader(int variant) {
+    return static_cast<ShaderId>(static_cast<int>(ShaderId::MatmulRowsF32) + variant);
 }
 inline ShaderId get_rows_shader(int variant) {
     return static_cast<ShaderId>(static_cast<int>(ShaderId::GetRowsF32) + variant);

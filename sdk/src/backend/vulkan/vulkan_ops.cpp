@@ -26,7 +26,8 @@ using vk::EltwisePush;
 
 namespace {
 
-constexpr uint32_t kMatmulTokenTile = 4;  // TT in matmul.comp
+constexpr uint32_t kMatmulTokenTile = 4;  // TT in matmul.comp and matmul_rows.comp
+constexpr uint32_t kMatmulWholeRowsPerGroup = 16 * 4;  // local_size_x * ROWS in matmul_rows.comp
 constexpr int32_t kMaxHeadDim = 256;      // MAX_HEAD_DIM in attention_segment.comp
 constexpr uint32_t kNoRotation = 0xFFFFFFFFu;
 
@@ -230,10 +231,14 @@ void VulkanBackend::matmul(const Tensor& w, const Tensor& x, Tensor& out) {
             } pc = {static_cast<uint32_t>(first - base), static_cast<uint32_t>(rb), x_off, x_stride,
                     o_off + static_cast<uint32_t>(r0), o_stride, static_cast<uint32_t>(w.cols),
                     static_cast<uint32_t>(rows), static_cast<uint32_t>(tokens)};
-            const uint64_t row_groups = groups(static_cast<uint64_t>(rows), 64 / ctx_->pipelines().matmul_lanes());
+            const vk::MatmulShape& shape = ctx_->pipelines().matmul_shape();
+            const bool whole_rows = shape.whole_rows && !ctx_->f16_accumulate();
+            const uint64_t row_groups =
+                groups(static_cast<uint64_t>(rows), whole_rows ? kMatmulWholeRowsPerGroup : 64 / shape.lanes);
             const uint32_t gx = row_groups < 65535 ? static_cast<uint32_t>(row_groups) : 65535u;  // the shader loops
-            const vk::ShaderId shader =
-                ctx_->f16_accumulate() ? vk::matmul_f16acc_shader(variant) : vk::matmul_shader(variant);
+            const vk::ShaderId shader = ctx_->f16_accumulate() ? vk::matmul_f16acc_shader(variant)
+                                        : whole_rows           ? vk::matmul_rows_shader(variant)
+                                                               : vk::matmul_shader(variant);
             stream().dispatch(shader, {wb, xb, ob, VK_NULL_HANDLE, VK_NULL_HANDLE}, &pc, sizeof pc, gx,
                               groups(static_cast<uint64_t>(tokens), kMatmulTokenTile));
         }
