@@ -17,20 +17,25 @@ static void cache_params_from(const jint *v, ekv_cache_params *p) {
     p->offload = (ekv_placement)v[8];
 }
 
+/* The reverse of cache_params_from, into out (9 ints). */
+static void cache_params_to(JNIEnv *env, const ekv_cache_params *p, jintArray out) {
+    jint v[9];
+    v[0] = p->type;
+    v[1] = p->max_cache_len;
+    v[2] = p->dtype;
+    v[3] = p->window_length;
+    v[4] = p->num_sink_tokens;
+    v[5] = p->nbits;
+    v[6] = p->q_group_size;
+    v[7] = p->residual_length;
+    v[8] = p->offload;
+    (*env)->SetIntArrayRegion(env, out, 0, 9, v);
+}
+
 JNIEXPORT void JNICALL FN(cacheParamsDefaults)(JNIEnv *env, jclass cls, jintArray out) {
     ekv_cache_params p = ekv_cache_default_params();
-    jint v[9];
     (void)cls;
-    v[0] = p.type;
-    v[1] = p.max_cache_len;
-    v[2] = p.dtype;
-    v[3] = p.window_length;
-    v[4] = p.num_sink_tokens;
-    v[5] = p.nbits;
-    v[6] = p.q_group_size;
-    v[7] = p.residual_length;
-    v[8] = p.offload;
-    (*env)->SetIntArrayRegion(env, out, 0, 9, v);
+    cache_params_to(env, &p, out);
 }
 
 JNIEXPORT jlong JNICALL FN(cacheCreate)(JNIEnv *env, jclass cls, jlong model, jintArray params,
@@ -268,7 +273,6 @@ JNIEXPORT jlong JNICALL FN(cacheLoadFromBytes)(JNIEnv *env, jclass cls, jlong mo
  * budget in budget[0]): what AUTO chose, or what a loaded file said. */
 JNIEXPORT void JNICALL FN(cacheGetParams)(JNIEnv *env, jclass cls, jlong h, jintArray out, jlongArray budget) {
     ekv_cache_params p = ekv_cache_default_params();
-    jint v[9];
     jlong b;
     ekv_status st = ekv_cache_get_params(H_CACHE(h), &p);
     (void)cls;
@@ -276,17 +280,8 @@ JNIEXPORT void JNICALL FN(cacheGetParams)(JNIEnv *env, jclass cls, jlong h, jint
         jni_throw_status(env, st);
         return;
     }
-    v[0] = p.type;
-    v[1] = p.max_cache_len;
-    v[2] = p.dtype;
-    v[3] = p.window_length;
-    v[4] = p.num_sink_tokens;
-    v[5] = p.nbits;
-    v[6] = p.q_group_size;
-    v[7] = p.residual_length;
-    v[8] = p.offload;
     b = (jlong)p.memory_budget_bytes;
-    (*env)->SetIntArrayRegion(env, out, 0, 9, v);
+    cache_params_to(env, &p, out);
     (*env)->SetLongArrayRegion(env, budget, 0, 1, &b);
 }
 
