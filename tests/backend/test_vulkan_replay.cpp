@@ -10,52 +10,24 @@
 #include <vector>
 
 #include "backend/vulkan/vk_instance.h"
+#include "backend/replay_decode.h"
 #include "backend/vulkan_test_util.h"
 #include "model/test_util.h"
 
 namespace ekv_vk_test {
 namespace {
 
-struct Decode {
-    std::vector<float> logits;  // one row per decode step
-    std::vector<int32_t> tokens;
-    ekv_backend_stats stats = ekv_backend_stats_default();  // of the decode steps
-};
+using Decode = ekv_test::ReplayDecode;
 
-// Prefill 8 tokens, then `steps` greedy single-token forwards.
+// A cache of `type`, prefilled with 8 tokens, then `steps` greedy
+// single-token forwards.
 Decode greedy(ekv_model* m, ekv_cache_type type, int steps) {
-    Decode d;
-    const int32_t nv = ekv_test::n_vocab(m);
     ekv_cache_params p = ekv_cache_default_params();
     p.type = type;
     p.max_cache_len = 64;
     p.window_length = 12;
     p.num_sink_tokens = 4;
-    ekv_cache* raw = nullptr;
-    EXPECT_EQ(ekv_cache_create(m, &p, &raw), EKV_OK) << ekv_last_error();
-    ekv_test::CachePtr cache(raw);
-    if (!cache) return d;
-    std::vector<int32_t> prompt;
-    for (int i = 0; i < 8; ++i) prompt.push_back(3 + (i * 37) % (nv - 3));
-    std::vector<float> row(static_cast<size_t>(nv));
-    EXPECT_EQ(ekv_forward(m, cache.get(), prompt.data(), 8, nullptr, EKV_LOGITS_LAST, row.data(), row.size()), EKV_OK)
-        << ekv_last_error();
-    ekv_backend_stats before = ekv_backend_stats_default();
-    EXPECT_EQ(ekv_model_get_backend_stats(m, &before), EKV_OK);
-    for (int s = 0; s < steps; ++s) {
-        int32_t next = 0;
-        for (int32_t v = 1; v < nv; ++v)
-            if (row[v] > row[next]) next = v;
-        d.tokens.push_back(next);
-        EXPECT_EQ(ekv_forward(m, cache.get(), &next, 1, nullptr, EKV_LOGITS_LAST, row.data(), row.size()), EKV_OK)
-            << ekv_last_error();
-        d.logits.insert(d.logits.end(), row.begin(), row.end());
-    }
-    EXPECT_EQ(ekv_model_get_backend_stats(m, &d.stats), EKV_OK);
-    d.stats.submissions -= before.submissions;
-    d.stats.replayed_submissions -= before.replayed_submissions;
-    d.stats.record_ns -= before.record_ns;
-    return d;
+    return ekv_test::replay_decode(m, p, steps);
 }
 
 // Replay is chosen when the device opens: ekv_model_params.replay, unless

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/replay_decode.h"
 #include "model/test_util.h"
 
 namespace ekv_cuda_test {
@@ -19,11 +20,7 @@ namespace {
 
 constexpr int kSteps = 24;
 
-struct Decode {
-    std::vector<float> logits;  // one row per decode step
-    std::vector<int32_t> tokens;
-    ekv_backend_stats stats = ekv_backend_stats_default();  // of the decode steps
-};
+using Decode = ekv_test::ReplayDecode;
 
 struct CacheSpec {
     const char* name;
@@ -31,41 +28,18 @@ struct CacheSpec {
     ekv_kv_dtype dtype;
 };
 
-// Prefill 8 tokens, then `steps` greedy single-token forwards.
+// The cache of `spec` (KIVI: a key group closes every 8 decoded tokens),
+// prefilled with 8 tokens, then `steps` greedy single-token forwards.
 Decode greedy(ekv_model* m, const CacheSpec& spec, int steps) {
-    Decode d;
-    const int32_t nv = ekv_test::n_vocab(m);
     ekv_cache_params p = ekv_cache_default_params();
     p.type = spec.type;
     p.dtype = spec.dtype;
     p.max_cache_len = 64;
     p.window_length = 12;
     p.num_sink_tokens = 4;
-    p.q_group_size = 8;  // KIVI: a key group closes every 8 decoded tokens
+    p.q_group_size = 8;
     p.residual_length = 8;
-    ekv_cache* raw = nullptr;
-    EXPECT_EQ(ekv_cache_create(m, &p, &raw), EKV_OK) << spec.name << ": " << ekv_last_error();
-    ekv_test::CachePtr cache(raw);
-    if (!cache) return d;
-    std::vector<int32_t> prompt;
-    for (int i = 0; i < 8; ++i) prompt.push_back(3 + (i * 37) % (nv - 3));
-    std::vector<float> row(static_cast<size_t>(nv));
-    EXPECT_EQ(ekv_forward(m, cache.get(), prompt.data(), 8, nullptr, EKV_LOGITS_LAST, row.data(), row.size()), EKV_OK)
-        << ekv_last_error();
-    ekv_backend_stats before = ekv_backend_stats_default();
-    EXPECT_EQ(ekv_model_get_backend_stats(m, &before), EKV_OK);
-    for (int s = 0; s < steps; ++s) {
-        int32_t next = ekv_test::argmax(row.data(), nv);
-        d.tokens.push_back(next);
-        EXPECT_EQ(ekv_forward(m, cache.get(), &next, 1, nullptr, EKV_LOGITS_LAST, row.data(), row.size()), EKV_OK)
-            << ekv_last_error();
-        d.logits.insert(d.logits.end(), row.begin(), row.end());
-    }
-    EXPECT_EQ(ekv_model_get_backend_stats(m, &d.stats), EKV_OK);
-    d.stats.submissions -= before.submissions;
-    d.stats.replayed_submissions -= before.replayed_submissions;
-    d.stats.record_ns -= before.record_ns;
-    return d;
+    return ekv_test::replay_decode(m, p, steps);
 }
 
 // Graphs are chosen when the stream is created: ekv_model_params.replay,
