@@ -217,6 +217,9 @@ public final class Cache: Sendable {
     /// The native model, kept alive by the native cache's own reference
     /// (immutable and thread safe).
     nonisolated(unsafe) let modelHandle: OpaquePointer
+    /// The weights of a model loaded from memory, which the native model
+    /// (and so this cache) reads in place; nil for a file.
+    let modelBytes: ModelBytes?
     /// Where this cache's native calls run.
     let lane = Lane(name: "edgekv.cache")
 
@@ -234,11 +237,17 @@ public final class Cache: Sendable {
         var params = configuration.cParams
         var cache: OpaquePointer?
         try check(ekv_cache_create(model.handle, &params, &cache), "creating a \(configuration.type) cache")
-        try self.init(adopting: cache!, modelHandle: model.handle, vocabularySize: model.info.vocabularySize)
+        try self.init(adopting: cache!, model: model)
+    }
+
+    /// Takes ownership of one reference to `handle`, a cache of `model`.
+    convenience init(adopting handle: OpaquePointer, model: Model) throws {
+        try self.init(adopting: handle, modelHandle: model.handle, modelBytes: model.bytes,
+                      vocabularySize: model.info.vocabularySize)
     }
 
     /// Takes ownership of one reference to `handle`.
-    init(adopting handle: OpaquePointer, modelHandle: OpaquePointer, vocabularySize: Int) throws {
+    init(adopting handle: OpaquePointer, modelHandle: OpaquePointer, modelBytes: ModelBytes?, vocabularySize: Int) throws {
         var type = EKV_CACHE_AUTO
         let status = ekv_cache_get_type(handle, &type)
         if status != EKV_OK {
@@ -248,6 +257,7 @@ public final class Cache: Sendable {
         }
         self.handle = handle
         self.modelHandle = modelHandle
+        self.modelBytes = modelBytes
         self.type = CacheType(type)
         self.vocabularySize = vocabularySize
     }
@@ -263,7 +273,7 @@ public final class Cache: Sendable {
         try await NativeThread.run(name: "edgekv.cache-load") {
             var cache: OpaquePointer?
             try check(ekv_cache_load(model.handle, path, &cache), "loading the cache \(path)")
-            return try Cache(adopting: cache!, modelHandle: model.handle, vocabularySize: model.info.vocabularySize)
+            return try Cache(adopting: cache!, model: model)
         }
     }
 
@@ -276,7 +286,7 @@ public final class Cache: Sendable {
                 ekv_cache_load_from_memory(model.handle, raw.baseAddress, raw.count, &cache)
             }
             try check(status, "loading a cache from \(bytes.count) bytes")
-            return try Cache(adopting: cache!, modelHandle: model.handle, vocabularySize: model.info.vocabularySize)
+            return try Cache(adopting: cache!, model: model)
         }
     }
 
@@ -333,7 +343,8 @@ public final class Cache: Sendable {
         try await lane.run { [self] in
             var copy: OpaquePointer?
             try check(ekv_cache_clone(handle, &copy), "cloning the cache")
-            return try Cache(adopting: copy!, modelHandle: modelHandle, vocabularySize: vocabularySize)
+            return try Cache(adopting: copy!, modelHandle: modelHandle, modelBytes: modelBytes,
+                             vocabularySize: vocabularySize)
         }
     }
 

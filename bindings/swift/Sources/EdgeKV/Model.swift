@@ -1,4 +1,5 @@
 import CEdgeKV
+import Foundation
 
 /// A loaded model: weights, tokenizer and chat template. Immutable and shared
 /// freely: any number of caches and tasks may use one model at once.
@@ -87,6 +88,33 @@ public final class Model: Sendable {
         }
     }
 
+    /// Loads a GGUF model held in memory (downloaded, decrypted, unpacked),
+    /// on a dedicated thread. The bytes are copied once into an aligned
+    /// buffer that the model and every cache made from it keep alive, and
+    /// the weights are read in place there: the caller's `Data` may go as
+    /// soon as this returns (peak memory is twice the file while it copies).
+    /// - Throws: `EdgeKVError` (`.invalidFile` for bytes that are not a GGUF
+    ///   model, `.outOfMemory` when the copy cannot be allocated, ...).
+    public static func load(
+        data: Data, options: Options = Options(), progress: (@Sendable (Float) -> Void)? = nil
+    ) async throws -> Model {
+        let stop = try StopRequest()
+        return try await withTaskCancellationHandler {
+            try await NativeThread.run(name: "edgekv.load") {
+                try Model(source: .memory(try ModelBytes(copying: data)), options: options, progress: progress,
+                          stop: stop)
+            }
+        } onCancel: {
+            stop.trigger()
+        }
+    }
+
+    /// Loads a GGUF model held in memory on the calling thread (blocking);
+    /// see `Model.load(data:options:progress:)`.
+    public convenience init(data: Data, options: Options = Options()) throws {
+        try self.init(source: .memory(try ModelBytes(copying: data)), options: options, progress: nil, stop: nil)
+    }
+
     /// Loads a model on the calling thread (blocking; for command-line tools
     /// and code already on a thread of its own). From async code prefer
     /// `Model.load(from:options:progress:)`.
@@ -103,14 +131,21 @@ public final class Model: Sendable {
     private enum Source {
         case path(String)
         case descriptor(Int32, UInt64, UInt64)
+        case memory(ModelBytes)
 
         var description: String {
             switch self {
             case .path(let path): return path
             case .descriptor(let fd, let offset, let length): return "descriptor \(fd) [\(offset), +\(length))"
+            case .memory(let bytes): return "\(bytes.count) bytes in memory"
             }
         }
     }
+
+    /// The weights of a model loaded from memory (nil otherwise): the native
+    /// model reads them in place, so they live as long as this model and its
+    /// caches (a `Cache` holds them too, as it may outlive the `Model`).
+    let bytes: ModelBytes?
 
     private init(source: Source, options: Options, progress: (@Sendable (Float) -> Void)?, stop: StopRequest?) throws {
         var params = ekv_model_default_params()
@@ -134,6 +169,7 @@ public final class Model: Sendable {
             switch source {
             case .path(let path): return ekv_model_load(path, &params, &model)
             case .descriptor(let fd, let offset, let length): return ekv_model_load_from_fd(fd, offset, length, &params, &model)
+            case .memory(let bytes): return ekv_model_load_from_memory(bytes.pointer, bytes.count, &params, &model)
             }
         }
         try check(status, "loading \(source.description)")
@@ -147,6 +183,7 @@ public final class Model: Sendable {
             throw error
         }
         handle = model
+        if case .memory(let storage) = source { bytes = storage } else { bytes = nil }
     }
 
     deinit { ekv_model_free(handle) }
@@ -366,4 +403,23 @@ public struct ModelInfo: Sendable, Hashable {
         recurrentLayerCount = Int(i.n_recurrent_layers)
         decodeWeightBytes = i.decode_weight_bytes
     }
+}
+
+/// A model file copied into memory aligned for in-place tensor reads
+/// (64 bytes: any GGUF alignment up to that reads without a copy).
+final class ModelBytes: @unchecked Sendable {
+    /// Written once in init, then only read (by the native model).
+    let pointer: UnsafeMutableRawPointer
+    let count: Int
+
+    init(copying data: Data) throws {
+        guard !data.isEmpty else {
+            throw EdgeKVError(status: .invalidFile, message: "no bytes to load a model from", operation: "loading a model from memory")
+        }
+        count = data.count
+        pointer = UnsafeMutableRawPointer.allocate(byteCount: data.count, alignment: 64)
+        data.copyBytes(to: pointer.assumingMemoryBound(to: UInt8.self), count: data.count)
+    }
+
+    deinit { pointer.deallocate() }
 }

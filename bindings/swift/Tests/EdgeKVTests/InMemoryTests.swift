@@ -1,6 +1,6 @@
-// Models read from a byte range of a file descriptor (a model inside an
-// archive) and caches written to and read from bytes, each against the same
-// model or cache through its path.
+// Models read from memory and from a byte range of a file descriptor (a
+// model inside an archive), and caches written to and read from bytes, each
+// against the same model or cache through its path.
 import EdgeKV
 import Foundation
 import XCTest
@@ -29,6 +29,50 @@ final class InMemoryTests: XCTestCase {
             let got = try await greedy(loaded, reference)
             XCTAssertEqual(got, want, "offset \(padding)")
         }
+    }
+
+    func testModelFromMemoryGeneratesAsFromItsPath() async throws {
+        let reference = try Fixtures.tinyLlamaReference()
+        let want = try await greedy(try await Fixtures.tinyLlama(), reference)
+        let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.tinyLlamaPath))
+        let loaded = try await Model.load(data: data)
+        XCTAssertEqual(loaded.info.architecture, "llama")
+        let got = try await greedy(loaded, reference)
+        XCTAssertEqual(got, want)
+        // The blocking form, from a Data slice that does not start at index 0.
+        let padded = Data(count: 13) + data
+        let blocking = try Model(data: padded[13...])
+        let again = try await greedy(blocking, reference)
+        XCTAssertEqual(again, want)
+    }
+
+    func testCachesOfAMemoryModelOutliveTheModel() async throws {
+        let reference = try Fixtures.tinyLlamaReference()
+        let want = try await greedy(try await Fixtures.tinyLlama(), reference)
+        let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.tinyLlamaPath))
+        weak var gone: Model?
+        // Synchronous, so nothing async holds the model past the closure.
+        let cache: Cache = try {
+            let model = try Model(data: data)
+            gone = model
+            return try Cache(model: model, configuration: .dynamic)
+        }()
+        XCTAssertNil(gone, "the Model object is released; only the cache keeps the weights")
+        var p = GenerationParameters(maxNewTokens: want.count)
+        p.stopAtEndOfGeneration = false
+        let clone = try await cache.clone()
+        let got = try await cache.complete(prompt: reference.inputIds, parameters: p).tokens
+        XCTAssertEqual(got, want)
+        let fromClone = try await clone.complete(prompt: reference.inputIds, parameters: p).tokens
+        XCTAssertEqual(fromClone, want)
+    }
+
+    func testBadModelBytesAreRefused() async throws {
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: Fixtures.tinyLlamaPath))
+        await assertEdgeKVError(.invalidFile) { try Model(data: Data()) }
+        await assertEdgeKVError(.invalidFile) { try Model(data: Data(repeating: 0x47, count: 4096)) }
+        await assertEdgeKVError(.invalidFile) { try Model(data: bytes.prefix(bytes.count / 2)) }
+        await assertEdgeKVError(.invalidFile) { try await Model.load(data: bytes.prefix(64)) }
     }
 
     func testBadDescriptorsAndRangesAreRefused() async throws {

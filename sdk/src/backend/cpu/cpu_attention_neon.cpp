@@ -331,30 +331,6 @@ void block_values_kivi(const uint8_t* vrow0, size_t stride, size_t head_codes, s
 
 // ---- piece kernels ---------------------------------------------------------
 
-template <int NQ, class Rows>
-void plain_piece(const AttnPiece& pc, AttnState& st) {
-    const KvSegment& seg = *pc.seg;
-    const int hd = pc.head_dim;
-    const size_t head_off = static_cast<size_t>(pc.kv_head) * hd * Rows::kElemBytes;
-    const float bias[NQ] = {};
-    alignas(16) float s[NQ][kAttnBlock];
-    for (int32_t i = pc.i0; i < pc.i1; i += kAttnBlock) {
-        const int n = pc.i1 - i < kAttnBlock ? pc.i1 - i : kAttnBlock;
-        const int64_t row = static_cast<int64_t>(seg.skip) + i;
-        const uint8_t* k0 = static_cast<const uint8_t*>(seg.k.data) + static_cast<size_t>(row) * seg.k.row_bytes;
-        const uint8_t* v0 = static_cast<const uint8_t*>(seg.v.data) + static_cast<size_t>(row) * seg.v.row_bytes;
-        const int rows_next = pc.i1 - i - n < kAttnBlock ? pc.i1 - i - n : kAttnBlock;
-        const size_t head_bytes = static_cast<size_t>(hd) * Rows::kElemBytes;
-        NextRows next;
-        next.add(k0 + n * seg.k.row_bytes + head_off, seg.k.row_bytes, rows_next, head_bytes);
-        next.add(v0 + n * seg.v.row_bytes + head_off, seg.v.row_bytes, rows_next, head_bytes);
-        block_scores<NQ, Rows>(k0 + head_off, seg.k.row_bytes, n, pc.q, hd, bias, next, s);
-        if (pc.softcap > 0) capped_scores<NQ>(s, n, pc.softcap);
-        softmax_block<NQ>(s, n, hd, st);
-        block_values_plain<NQ, Rows>(v0 + head_off, seg.v.row_bytes, n, s, hd, st.acc);
-    }
-}
-
 // Scaled queries q * scale[c] and biases dot(q, min) of one key group.
 template <int NQ>
 void prepare_key_group(const uint8_t* scales, const uint8_t* mins, const float* q, int hd, float* qs, float* bias) {
@@ -375,122 +351,12 @@ void prepare_key_group(const uint8_t* scales, const uint8_t* mins, const float* 
     for (int j = 0; j < NQ; ++j) bias[j] = hsum8(b[j]);
 }
 
-// The rows of the block from token index idx on (at most `left` tokens; a
-// block never straddles key groups), and at a group start its key scales and
-// minimums, which are prefetched at once.
-template <int NB>
-NextRows next_kivi_rows(const KvSegment& seg, const AttnPiece& pc, int64_t idx, int32_t left, size_t head_codes,
-                        size_t head_ch0, const ValueGroups& vg) {
-    NextRows next;
-    if (left <= 0) return next;
-    const int G = seg.kivi.group;
-    const size_t code_bytes = static_cast<size_t>(pc.kv_width) * NB / 8;
-    const size_t head_bytes = static_cast<size_t>(pc.head_dim) * NB / 8;
-    const int64_t t = idx % G;
-    const uint8_t* grow = static_cast<const uint8_t*>(seg.k.data) + static_cast<size_t>(idx / G) * seg.k.row_bytes;
-    if (t == 0) {
-        RowPrefetch ranges{grow + G * code_bytes + 2 * head_ch0, 2 * static_cast<size_t>(pc.kv_width), 2,
-                           2 * static_cast<size_t>(pc.head_dim)};
-        ranges.row(0);
-        ranges.row(1);
-    }
-    int n = left < kAttnBlock ? left : kAttnBlock;
-    if (G - t < n) n = static_cast<int>(G - t);
-    const uint8_t* vrow = static_cast<const uint8_t*>(seg.v.data) + static_cast<size_t>(idx) * seg.v.row_bytes;
-    next.add(grow + t * code_bytes + head_codes, code_bytes, n, head_bytes);
-    next.add(vrow + head_codes, seg.v.row_bytes, n, head_bytes);
-    next.add(vrow + code_bytes + 4 * vg.first, seg.v.row_bytes, n, 4 * static_cast<size_t>(vg.count));
-    return next;
-}
-
-template <int NQ, int NB>
-void kivi_piece(const AttnPiece& pc, AttnState& st) {
-    const KvSegment& seg = *pc.seg;
-    const int hd = pc.head_dim;
-    const int G = seg.kivi.group;
-    const size_t code_bytes = static_cast<size_t>(pc.kv_width) * NB / 8;
-    const size_t head_codes = static_cast<size_t>(pc.kv_head) * hd * NB / 8;
-    const size_t head_ch0 = static_cast<size_t>(pc.kv_head) * hd;
-    ValueGroups vg;
-    vg.head_ch0 = static_cast<int64_t>(head_ch0);
-    vg.group = G;
-    vg.first = vg.head_ch0 / G;
-    vg.count = static_cast<int>((vg.head_ch0 + hd - 1) / G - vg.first + 1);
-    alignas(16) float qs[kAttnMaxPackFloats];
-    float bias[NQ] = {};
-    alignas(16) float s[NQ][kAttnBlock];
-    int64_t prepared_group = -1;
-    for (int32_t i = pc.i0; i < pc.i1;) {
-        const int64_t idx = static_cast<int64_t>(seg.skip) + i;  // token idx % G of key group idx / G
-        const int64_t g = idx / G;
-        const int64_t group_end = (g + 1) * G - seg.skip;  // blocks never straddle key groups
-        const int64_t end = group_end < pc.i1 ? group_end : pc.i1;
-        const int n = end - i < kAttnBlock ? static_cast<int>(end - i) : kAttnBlock;
-        const uint8_t* grow = static_cast<const uint8_t*>(seg.k.data) + static_cast<size_t>(g) * seg.k.row_bytes;
-        if (g != prepared_group) {
-            const uint8_t* scales = grow + static_cast<size_t>(G) * code_bytes + 2 * head_ch0;
-            prepare_key_group<NQ>(scales, scales + 2 * static_cast<size_t>(pc.kv_width), pc.q, hd, qs, bias);
-            prepared_group = g;
-        }
-        const uint8_t* k0 = grow + static_cast<size_t>(idx % G) * code_bytes + head_codes;
-        const uint8_t* v0 = static_cast<const uint8_t*>(seg.v.data) + static_cast<size_t>(idx) * seg.v.row_bytes;
-        const NextRows next = next_kivi_rows<NB>(seg, pc, idx + n, pc.i1 - (i + n), head_codes, head_ch0, vg);
-        block_scores<NQ, KiviRows<NB>>(k0, code_bytes, n, qs, hd, bias, next, s);
-        if (pc.softcap > 0) capped_scores<NQ>(s, n, pc.softcap);
-        softmax_block<NQ>(s, n, hd, st);
-        block_values_kivi<NQ, NB>(v0, seg.v.row_bytes, head_codes, code_bytes, n, s, hd, vg, st.acc);
-        i += n;
-    }
-}
-
-// ---- selection -------------------------------------------------------------
-
-template <template <int> class K>
-PieceKernel by_pack(int nq) {
-    switch (nq) {
-        case 1: return K<1>::run;
-        case 2: return K<2>::run;
-        case 3: return K<3>::run;
-        case 4: return K<4>::run;
-        case 5: return K<5>::run;
-        case 6: return K<6>::run;
-        case 7: return K<7>::run;
-        case 8: return K<8>::run;
-        default: return nullptr;
-    }
-}
-
-template <int NQ> struct PlainF32 { static void run(const AttnPiece& p, AttnState& s) { plain_piece<NQ, F32Rows>(p, s); } };
-template <int NQ> struct PlainF16 { static void run(const AttnPiece& p, AttnState& s) { plain_piece<NQ, F16Rows>(p, s); } };
-template <int NQ> struct Kivi2 { static void run(const AttnPiece& p, AttnState& s) { kivi_piece<NQ, 2>(p, s); } };
-template <int NQ> struct Kivi4 { static void run(const AttnPiece& p, AttnState& s) { kivi_piece<NQ, 4>(p, s); } };
-template <int NQ> struct Kivi8 { static void run(const AttnPiece& p, AttnState& s) { kivi_piece<NQ, 8>(p, s); } };
-
-PieceKernel select_neon(const KvSegment& seg, int hd, int64_t kv_width, int nq) {
-    if (hd % 8 != 0 || hd > kAttnMaxHeadDim || nq < 1 || nq > kAttnMaxPack) return nullptr;
-    if (seg.format == KvFormat::Plain) {
-        if (seg.k.type != seg.v.type) return nullptr;
-        if (seg.k.type == DType::F32) return by_pack<PlainF32>(nq);
-        if (seg.k.type == DType::F16) return by_pack<PlainF16>(nq);
-        return nullptr;
-    }
-    const int nb = seg.kivi.nbits, G = seg.kivi.group;
-    if (G <= 0 || G % 8 != 0 || kv_width % G != 0) return nullptr;  // a unit of 8 channels in one value group
-    if ((hd * nb / 8) % 8 != 0) return nullptr;                      // whole 8-byte units per head
-    const int64_t max_groups = (hd + G - 1) / G + 1;                 // groups one head can touch
-    if (max_groups * nq > kMaxWeightRows) return nullptr;
-    switch (nb) {
-        case 2: return by_pack<Kivi2>(nq);
-        case 4: return by_pack<Kivi4>(nq);
-        case 8: return by_pack<Kivi8>(nq);
-        default: return nullptr;
-    }
-}
+#include "backend/cpu/cpu_attention_pieces.inc"
 
 }  // namespace
 
 const AttnKernels* neon_attention_kernels() {
-    static const AttnKernels set = {"neon", select_neon};
+    static const AttnKernels set = {"neon", select_pieces};
     return &set;
 }
 
