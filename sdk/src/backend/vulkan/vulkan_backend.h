@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/rope_table_cache.h"
 #include "backend/vulkan/vk_context.h"
 #include "backend/vulkan/vk_pipelines.h"
 #include "backend/vulkan/vk_shaders.h"
@@ -129,18 +130,10 @@ private:
 
     std::shared_ptr<vk::Context> ctx_;
     std::unique_ptr<VulkanBuffer> attn_state_;
-    struct RopeTable {
-        uint64_t generation = ~0ull;
-        std::vector<int32_t> positions;
-        const float* inv_freq = nullptr;
-        int32_t n_pairs = 0;
-        float attn_factor = 0.f;
-        uint32_t offset = 0;
-    };
-    // Two tables: models that interleave two RoPE bases (Gemma's local and
-    // global layers) would otherwise rebuild one at every switch.
-    RopeTable rope_tables_[2];
-    int rope_next_ = 0;  // the table replaced next (the older one)
+    // The tables built in the current submission (backend/rope_table_cache.h:
+    // shared with CUDA), keyed by positions, frequencies and factor.
+    RopeTableCache rope_tables_;
+    uint64_t rope_generation_ = ~0ull;  // the stream generation they belong to
 };
 
 }  // namespace ekv

@@ -246,36 +246,27 @@ void VulkanBackend::matmul(const Tensor& w, const Tensor& x, Tensor& out) {
 }
 
 bool VulkanBackend::rope_table(const int32_t* positions, int64_t n, const RopeParams& p, uint32_t* word_offset) {
-    const int32_t n_pairs = p.rope_dim / 2;
-    for (const RopeTable& c : rope_tables_) {
-        if (c.generation == stream().generation() && c.inv_freq == p.inv_freq && c.n_pairs == n_pairs &&
-            c.attn_factor == p.attn_factor && static_cast<int64_t>(c.positions.size()) == n &&
-            std::equal(c.positions.begin(), c.positions.end(), positions)) {
-            *word_offset = c.offset;
-            return true;
-        }
+    // The params arena is reused after each submission: older tables are gone.
+    if (rope_generation_ != stream().generation()) {
+        rope_tables_.reset();
+        rope_generation_ = stream().generation();
     }
-    RopeTable& c = rope_tables_[rope_next_];
-    rope_next_ ^= 1;
+    RopeTableCache::Key key;
+    key.positions = positions;
+    key.n = n;
+    key.inv_freq = p.inv_freq;
+    key.half = p.rope_dim / 2;
+    key.attn_factor = p.attn_factor;
+    uint64_t location = 0;
+    if (rope_tables_.find(key, &location)) {
+        *word_offset = static_cast<uint32_t>(location);
+        return true;
+    }
     float* tab = reinterpret_cast<float*>(
-        stream().params(static_cast<size_t>(n) * static_cast<size_t>(n_pairs) * 2 * sizeof(float), word_offset));
+        stream().params(static_cast<size_t>(n) * static_cast<size_t>(key.half) * 2 * sizeof(float), word_offset));
     if (!tab) return false;
-    // As the CPU backend: the angle in double (a float product loses the
-    // phase of fast-turning pairs at long positions), then the magnitude factor.
-    for (int64_t t = 0; t < n; ++t) {
-        const double pos = static_cast<double>(positions[t]);
-        for (int32_t i = 0; i < n_pairs; ++i) {
-            const double theta = pos * static_cast<double>(p.inv_freq[i]);
-            *tab++ = static_cast<float>(std::cos(theta)) * p.attn_factor;
-            *tab++ = static_cast<float>(std::sin(theta)) * p.attn_factor;
-        }
-    }
-    c.generation = stream().generation();
-    c.inv_freq = p.inv_freq;
-    c.n_pairs = n_pairs;
-    c.attn_factor = p.attn_factor;
-    c.positions.assign(positions, positions + n);
-    c.offset = *word_offset;
+    fill_rope_table(key, tab);
+    rope_tables_.insert(key, *word_offset);
     return true;
 }
 
