@@ -8,7 +8,9 @@
 #
 # Measures decode tok/s at each depth (edgekv f16 / KIVI-4 / KIVI-2 KV; llama.cpp
 # f16 / q8_0 / q4_0 KV, flash attention on, all layers on the GPU), prefill
-# pp512, edgekv with CUDA graphs off (EKV_CUDA_GRAPHS=0), and the bandwidth
+# pp512, edgekv with CUDA graphs off (EKV_CUDA_GRAPHS=0) and with the KV in
+# host memory (offloaded cache: decode against the same f16 KV on the GPU; the
+# copy ahead should bring it near max(compute, copy)), and the bandwidth
 # floor: bytes read per decoded token / the GPU's measured copy bandwidth.
 # Logs and results (edgekv.jsonl, llama.jsonl, summary.md, times.txt) are
 # written to build/cuda-bench/work and packed into ONE file,
@@ -41,6 +43,8 @@
 #   EKV_LLAMA_SRC       llama.cpp sources, default .device-carry/llama.cpp
 #   EKV_MODELS_DIR      where the GGUF files go, default /tmp/ekv-synthetic (reused when present)
 #   EKV_SKIP_LLAMA=1    no llama.cpp;  EKV_SKIP_GRAPHS_OFF=1  no graphs-off runs
+#   EKV_SKIP_HOST_KV=1  no run with the KV in host memory (an offloaded cache,
+#                       its layers copied to the GPU one layer ahead)
 #   EKV_THREADS         CPU threads for the cpu backend (edgekv --threads, llama-bench -t)
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -180,6 +184,7 @@ fi
 kv_args() {  # edgekv flags of a KV storage name
   case "$1" in
     f16) ;;
+    f16host) echo "--cache offloaded --offload host" ;;  # KV in host memory, staged a layer ahead
     kivi8) echo "--nbits 8" ;;
     kivi4) echo "--nbits 4" ;;
     kivi2) echo "--nbits 2" ;;
@@ -209,6 +214,7 @@ if [ -n "$edgekv" ]; then
       for d in $depths; do
         for kv in $ekv_kvs; do run_edgekv "$f" "$s" "$t" "$kv" "$d" 1; done
         [ "${EKV_SKIP_GRAPHS_OFF:-0}" = 1 ] || [ "$backend" != cuda ] || run_edgekv "$f" "$s" "$t" f16 "$d" 0
+        [ "${EKV_SKIP_HOST_KV:-0}" = 1 ] || run_edgekv "$f" "$s" "$t" f16host "$d" 1
       done
       if [ -n "$llama_bench" ]; then
         ngl=(-ngl 99)

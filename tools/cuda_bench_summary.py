@@ -117,6 +117,17 @@ def main() -> int:
         ep = r["prefill_tokens_per_s"] if r else None
         print(f"| {shape} | {qtype} | {d} | {fmt(ep)} | {fmt(r0['prefill_tokens_per_s'] if r0 else None)} | "
               f"{fmt(lp)} | {fmt(ep / lp if ep and lp else None, '.2f')} |")
+    host = [(k, v) for k, v in e.items() if k[2] == "f16host"]
+    if host:
+        print("\nKV in host memory (offloaded cache, each layer copied to the device one layer ahead) against "
+              "the same f16 KV on the device: decode tok/s\n")
+        print("| model | weights | depth | device KV | host KV | host / device |")
+        print("|---|---|---|---|---|---|")
+        for (shape, qtype, _, depth, graphs), r in sorted(host, key=lambda kv: (kv[0][0], kv[0][1], kv[0][3])):
+            dev = e.get((shape, qtype, "f16", depth, graphs))
+            ht, dt = r["decode_tokens_per_s"], dev["decode_tokens_per_s"] if dev else None
+            print(f"| {shape} | {qtype} | {depth} | {fmt(dt, '.1f')} | {fmt(ht, '.1f')} | "
+                  f"{fmt(ht / dt if ht and dt else None, '.2f')} |")
     replays = [(k, v["decode_replayed_submissions"], v["decode_submissions"]) for k, v in e.items() if k[4] == 1]
     if a.backend == "cuda" and replays:
         print("\nCUDA graphs: decode submissions replayed / all, per run: " +

@@ -52,6 +52,7 @@ CudaBuffer::~CudaBuffer() {
     // Launches still queued (graphs on) may use this memory: enqueue them
     // first, as a direct launch would have been (the free waits for them).
     CudaBackend* owner = queue_ ? queue_->owner : nullptr;
+    if (owner) owner->wait_for_copy(this);  // no copy ahead may name it afterwards
     if (owner && !owner->pending_.empty()) owner->flush(false);
     if (host_)
         (void)cudaFreeHost(host_);
@@ -104,6 +105,7 @@ CudaBackend::~CudaBackend() {
     pending_.clear();
     if (stream_) (void)cudaStreamSynchronize(as_stream(stream_));
     if (copy_stream_) (void)cudaStreamSynchronize(as_stream(copy_stream_));
+    destroy_copy_events();
     for (int i = 0; i < kGraphSlots; ++i) destroy_exec(i);
     for (auto& s : scratch_) s.reset();
     for (int i = 0; i < 2; ++i) {
@@ -372,6 +374,7 @@ uint8_t* CudaBackend::address(const Tensor& t, const char* op, const char* what)
         fail(Error(EKV_ERR_INVALID_ARGUMENT, "CUDA %s: %s starts past its buffer", op, what));
         return nullptr;
     }
+    wait_for_copy(b);  // a staged KV layer copied ahead is used from here on
     return b->device_address() + t.offset;
 }
 
@@ -441,6 +444,10 @@ void CudaBackend::copy_bytes(Buffer& src, size_t src_offset, Buffer& dst, size_t
                           bytes, src_offset, dst_offset, s->size(), d->size()));
     if (s == d && src_offset < dst_offset + bytes && dst_offset < src_offset + bytes)
         return fail(Error(EKV_ERR_INVALID_ARGUMENT, "CUDA copy_bytes: overlapping ranges in one buffer"));
+    if (copies_ahead(src, dst))  // host KV into a staging buffer (KvCache::stage)
+        return copy_ahead(d->device_address() + dst_offset, s->device_address() + src_offset, bytes, dst);
+    wait_for_copy(s);
+    wait_for_copy(d);
     if (graphs_) {
         uint8_t* to = d->device_address() + dst_offset;
         const uint8_t* from = s->device_address() + src_offset;

@@ -192,6 +192,18 @@ private:
     bool wait_idle(const char* what);
     void finish_host_copies();
 
+    // cuda_copy_ahead.cpp: host -> device copies on copy_stream_, overlapping
+    // the kernels queued after them until an op touches the destination.
+    bool copies_ahead(const Buffer& src, const Buffer& dst) const;
+    void copy_ahead(uint8_t* to, const uint8_t* from, size_t bytes, const Buffer& dst);
+    // The compute stream waits for a copy in flight into `buffer` (no-op if none).
+    void wait_for_copy(const Buffer* buffer);
+    // ... for every copy in flight (before a step's queue runs or is captured:
+    // a graph must join every stream it forked).
+    void join_copies();
+    CUevent_st* copy_event();  // an idle event (created on first need)
+    void destroy_copy_events();
+
     // (cos, sin) pairs of positions[t] * inv_freq[i] in double (the CPU's
     // angles), attn_factor applied; per-step memory, built once per step for
     // each distinct (positions, frequencies, factor) (rope_tables_).
@@ -202,7 +214,7 @@ private:
     bool int8_activations_ = false;
     bool graphs_ = false;  // queue launches for graphs (cuda_graphs.cpp)
     CUstream_st* stream_ = nullptr;
-    CUstream_st* copy_stream_ = nullptr;  // weight uploads
+    CUstream_st* copy_stream_ = nullptr;  // weight uploads, host KV copied ahead
     // Weight uploads go mmap -> pinned chunk -> device, two chunks in flight.
     uint8_t* staging_[2] = {nullptr, nullptr};
     CUevent_st* staged_[2] = {nullptr, nullptr};
@@ -230,6 +242,16 @@ private:
         size_t bytes;
     };
     std::vector<HostCopy> host_copies_;
+    // Copies ahead not yet waited for, idle events for them, every event
+    // made, and the event marking the compute stream's position.
+    struct CopyInFlight {
+        const Buffer* dst;
+        CUevent_st* done;
+    };
+    std::vector<CopyInFlight> copies_in_flight_;
+    std::vector<CUevent_st*> copy_events_;
+    std::vector<CUevent_st*> all_copy_events_;
+    CUevent_st* compute_mark_ = nullptr;
     std::shared_ptr<cuda_detail::QueueLink> queue_link_;  // given to the buffers this stream allocates
 };
 

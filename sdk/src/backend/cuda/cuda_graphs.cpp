@@ -27,6 +27,7 @@ cudaGraphExec_t as_exec(CUgraphExec_st* e) { return reinterpret_cast<cudaGraphEx
 }  // namespace
 
 void CudaBackend::flush(bool may_graph) {
+    join_copies();  // queued (graphs on) or issued (off) before the queue runs
     if (pending_.empty()) {
         log_.clear();
         return;
