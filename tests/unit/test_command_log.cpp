@@ -2,7 +2,8 @@
 // one replays it, one with the same ops but other arguments updates it, a
 // shape of step is recorded the second time it is seen (never the first),
 // several shapes keep their own recordings, and the least recently used one
-// is replaced.
+// is replaced; without updates in place, steps with other arguments keep
+// recordings of their own.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -43,6 +44,8 @@ TEST(CommandLog, ComparesOpsAndArguments) {
     EXPECT_FALSE(a.same_ops_as(log_of({{1, 10}})));          // a missing op
     EXPECT_EQ(a.ops_hash(), log_of({{1, 99}, {2, 98}}).ops_hash());
     EXPECT_NE(a.ops_hash(), log_of({{2, 10}, {1, 20}}).ops_hash());
+    EXPECT_EQ(a.hash(), log_of({{1, 10}, {2, 20}}).hash());
+    EXPECT_NE(a.hash(), log_of({{1, 10}, {2, 21}}).hash()) << "the arguments count";
     // Argument bytes stay with their command: moving a byte to the next
     // command is another log even though the concatenated arguments match.
     CommandLog x, y;
@@ -127,6 +130,33 @@ TEST(ReplayCache, DroppedSlotRecordsAgain) {
     EXPECT_EQ(step(cache, a).action, ReplayAction::Record);
     cache.clear();
     EXPECT_EQ(step(cache, a).action, ReplayAction::Direct);
+}
+
+TEST(ReplayCache, WithoutUpdatesStepsTakingTurnsKeepARecordingEach) {
+    ReplayCache cache(4, 16, /*update_in_place=*/false);
+    // Two caches decoded in turn: the same ops on other buffers.
+    const CommandLog a = log_of({{1, 10}, {2, 20}});
+    const CommandLog b = log_of({{1, 11}, {2, 21}});
+    EXPECT_EQ(step(cache, a).action, ReplayAction::Direct);
+    EXPECT_EQ(step(cache, b).action, ReplayAction::Direct) << "new arguments: a shape of its own";
+    const ReplayDecision ra = step(cache, a);
+    const ReplayDecision rb = step(cache, b);
+    EXPECT_EQ(ra.action, ReplayAction::Record);
+    EXPECT_EQ(rb.action, ReplayAction::Record);
+    EXPECT_NE(ra.slot, rb.slot);
+    for (int i = 0; i < 3; ++i)
+        for (const ReplayDecision& r : {ra, rb}) {
+            const ReplayDecision d = step(cache, r.slot == ra.slot ? a : b);
+            EXPECT_EQ(d.action, ReplayAction::Replay);
+            EXPECT_EQ(d.slot, r.slot);
+        }
+    // Arguments that change every step (a growing cache) never record.
+    for (int i = 0; i < 6; ++i) EXPECT_EQ(step(cache, log_of({{1, 100 + i}, {2, 20}})).action, ReplayAction::Direct);
+    EXPECT_EQ(step(cache, a).action, ReplayAction::Replay) << "and evict nothing";
+    // The default keeps one recording of the ops and updates it in turn.
+    ReplayCache updating(4, 16);
+    for (const CommandLog* l : {&a, &a, &b}) step(updating, *l);
+    EXPECT_EQ(step(updating, a).action, ReplayAction::Update);
 }
 
 }  // namespace

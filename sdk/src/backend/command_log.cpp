@@ -30,8 +30,19 @@ uint64_t CommandLog::ops_hash() const {
     return h ^ ops_.size();
 }
 
-ReplayCache::ReplayCache(int slots, int history)
-    : slots_(static_cast<size_t>(std::max(1, slots))), history_(static_cast<size_t>(std::max(1, history))) {}
+uint64_t CommandLog::hash() const {
+    uint64_t h = 1469598103934665603ull;  // FNV-1a over the bytes (which hold the op ids too)
+    for (uint8_t b : bytes_) {
+        h ^= b;
+        h *= 1099511628211ull;
+    }
+    return h ^ ops_.size();
+}
+
+ReplayCache::ReplayCache(int slots, int history, bool update_in_place)
+    : slots_(static_cast<size_t>(std::max(1, slots))),
+      history_(static_cast<size_t>(std::max(1, history))),
+      update_in_place_(update_in_place) {}
 
 ReplayDecision ReplayCache::decide(const CommandLog& log) {
     if (log.empty()) return {};
@@ -40,12 +51,13 @@ ReplayDecision ReplayCache::decide(const CommandLog& log) {
             slots_[i].last_use = ++clock_;
             return {ReplayAction::Replay, i};
         }
-    for (int i = 0; i < slots(); ++i)
-        if (slots_[i].used && slots_[i].log.same_ops_as(log)) {
-            slots_[i].last_use = ++clock_;
-            return {ReplayAction::Update, i};
-        }
-    const uint64_t h = log.ops_hash();
+    if (update_in_place_)
+        for (int i = 0; i < slots(); ++i)
+            if (slots_[i].used && slots_[i].log.same_ops_as(log)) {
+                slots_[i].last_use = ++clock_;
+                return {ReplayAction::Update, i};
+            }
+    const uint64_t h = update_in_place_ ? log.ops_hash() : log.hash();
     const auto it = std::find(seen_.begin(), seen_.end(), h);
     if (it == seen_.end()) {
         if (seen_.size() == history_) seen_.erase(seen_.begin());

@@ -39,6 +39,8 @@ public:
     bool same_ops_as(const CommandLog& o) const { return ops_ == o.ops_; }
     // A hash of the op ids (same_ops_as implies equal hashes).
     uint64_t ops_hash() const;
+    // A hash of the ops and their arguments (same_as implies equal hashes).
+    uint64_t hash() const;
 
 private:
     std::vector<uint64_t> ops_;
@@ -62,9 +64,16 @@ struct ReplayDecision {
 // to the common step's), the least recently used replaced. A shape of step
 // is recorded the second time it is seen (the `history` most recent shapes
 // run directly are remembered), so a one-off step (a prompt) records nothing.
+//
+// Without `update_in_place` a shape is the whole log, arguments included:
+// there is no Update, a step with new arguments is recorded in a slot of its
+// own on its second sight. For a backend whose re-recording costs what a new
+// recording does (Vulkan command buffers), so two steps taking turns (two
+// caches decoded together) keep a recording each rather than overwriting
+// one; a step whose arguments change every time is never recorded.
 class ReplayCache {
 public:
-    explicit ReplayCache(int slots = 4, int history = 16);
+    explicit ReplayCache(int slots = 4, int history = 16, bool update_in_place = true);
 
     // What to do with the step in `log`. Replay and Update mark the slot used.
     ReplayDecision decide(const CommandLog& log);
@@ -84,8 +93,9 @@ private:
         uint64_t last_use = 0;
     };
     std::vector<Slot> slots_;
-    std::vector<uint64_t> seen_;  // ops hashes of recent directly run steps, oldest first
+    std::vector<uint64_t> seen_;  // shape hashes of recent directly run steps, oldest first
     size_t history_;
+    bool update_in_place_;
     uint64_t clock_ = 0;
 };
 

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 
 #include "backend/vulkan/vk_util.h"
 
@@ -16,16 +17,15 @@ constexpr VkAccessFlags kWrites = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFE
 constexpr VkAccessFlags kAll =
     VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
 
-}  // namespace
-
-bool CommandStream::Command::operator==(const Command& o) const {
-    if (kind != o.kind) return false;
-    if (kind == Dispatch)
-        return pipeline == o.pipeline && bindings == o.bindings && gx == o.gx && gy == o.gy &&
-               push_bytes == o.push_bytes && std::memcmp(push, o.push, push_bytes) == 0;
-    return src == o.src && dst == o.dst && src_offset == o.src_offset && dst_offset == o.dst_offset &&
-           bytes == o.bytes;
+// A Vulkan handle's bits (a pointer or a uint64_t, depending on the platform).
+template <class Handle>
+uint64_t handle_bits(Handle h) {
+    uint64_t v = 0;
+    std::memcpy(&v, &h, sizeof h);
+    return v;
 }
+
+}  // namespace
 
 Status CommandStream::init(Context& ctx) {
     ctx_ = &ctx;
@@ -41,7 +41,7 @@ Status CommandStream::init(Context& ctx) {
     ai.commandPool = pool_;
     ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
     ai.commandBufferCount = 1;
-    r = vkAllocateCommandBuffers(dev, &ai, &cmd_);
+    r = vkAllocateCommandBuffers(dev, &ai, &scratch_);
     if (r != VK_SUCCESS) return vk_status(r, "vkAllocateCommandBuffers");
     VkFenceCreateInfo fci{};
     fci.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO;
@@ -52,7 +52,7 @@ Status CommandStream::init(Context& ctx) {
     EKV_TRY(ctx.create_buffer(256, Placement::Device, &dummy_));
     reads_.reserve(64);
     commands_.reserve(1024);
-    recorded_.reserve(1024);
+    slots_.assign(static_cast<size_t>(replays_.slots()), VK_NULL_HANDLE);
     replay_enabled_ = ctx.replay();
     return Status::Ok();
 }
@@ -66,7 +66,15 @@ void CommandStream::release() {
         *b = RawBuffer();
     }
     if (fence_ != VK_NULL_HANDLE) vkDestroyFence(dev, fence_, nullptr);
-    if (pool_ != VK_NULL_HANDLE) vkDestroyCommandPool(dev, pool_, nullptr);
+    invalidate_recording();
+    if (pool_ != VK_NULL_HANDLE) {
+        for (VkCommandBuffer& cmd : slots_)
+            if (cmd != VK_NULL_HANDLE) vkFreeCommandBuffers(dev, pool_, 1, &cmd);
+        if (scratch_ != VK_NULL_HANDLE) vkFreeCommandBuffers(dev, pool_, 1, &scratch_);
+        vkDestroyCommandPool(dev, pool_, nullptr);
+    }
+    slots_.clear();
+    scratch_ = VK_NULL_HANDLE;
     fence_ = VK_NULL_HANDLE;
     pool_ = VK_NULL_HANDLE;
     ctx_ = nullptr;
@@ -76,6 +84,7 @@ void CommandStream::fail(const Status& st) {
     if (!error_.ok() || st.ok()) return;
     error_ = st;
     commands_.clear();  // drop what was logged: the stream's results are wrong anyway
+    log_.clear();
     reads_.clear();
 }
 
@@ -84,7 +93,32 @@ void CommandStream::clear_error() {
 }
 
 void CommandStream::log(const Command& c) {
-    if (error_.ok()) commands_.push_back(c);
+    if (!error_.ok()) return;
+    commands_.push_back(c);
+    if (!replay_enabled_) return;
+    // The op: what runs (a tag of kind and pipeline for the op sequence; the
+    // exact handle is an argument). Then every field that changes what it
+    // does, one by one: no padding bytes in the comparison.
+    const uint64_t pipeline = handle_bits(c.pipeline);
+    log_.begin(pipeline << 2 | c.kind);
+    if (c.kind == Command::Dispatch) {
+        log_.append_value(pipeline);
+        for (const Binding& b : c.bindings) {
+            log_.append_value(handle_bits(b.buffer));
+            log_.append_value(static_cast<uint64_t>(b.offset));
+            log_.append_value(static_cast<uint64_t>(b.range));
+        }
+        log_.append_value(c.gx);
+        log_.append_value(c.gy);
+        log_.append_value(c.push_bytes);
+        log_.append(c.push, c.push_bytes);
+    } else {  // a fill leaves src and the sizes at zero
+        log_.append_value(handle_bits(c.src));
+        log_.append_value(static_cast<uint64_t>(c.src_offset));
+        log_.append_value(handle_bits(c.dst));
+        log_.append_value(static_cast<uint64_t>(c.dst_offset));
+        log_.append_value(static_cast<uint64_t>(c.bytes));
+    }
 }
 
 void CommandStream::dispatch(ShaderId id, Bindings b, const void* push, size_t push_bytes, uint32_t gx,
@@ -134,11 +168,11 @@ void CommandStream::fill_zero(VkBuffer dst) {
     log(c);
 }
 
-bool CommandStream::record() {
-    VkResult r = vkResetCommandBuffer(cmd_, 0);
+bool CommandStream::record(VkCommandBuffer cmd) {
+    VkResult r = vkResetCommandBuffer(cmd, 0);
     VkCommandBufferBeginInfo bi{};
     bi.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO;  // not one-time: it may be replayed
-    if (r == VK_SUCCESS) r = vkBeginCommandBuffer(cmd_, &bi);
+    if (r == VK_SUCCESS) r = vkBeginCommandBuffer(cmd, &bi);
     if (r != VK_SUCCESS) {
         fail(vk_status(r, "vkBeginCommandBuffer"));
         return false;
@@ -151,31 +185,31 @@ bool CommandStream::record() {
         if (i > 0) {  // every op may read what the previous one wrote: one global barrier
             mb.srcAccessMask = kWrites;
             mb.dstAccessMask = kAll;
-            vkCmdPipelineBarrier(cmd_, kWorkStages, kWorkStages, 0, 1, &mb, 0, nullptr, 0, nullptr);
+            vkCmdPipelineBarrier(cmd, kWorkStages, kWorkStages, 0, 1, &mb, 0, nullptr, 0, nullptr);
         }
         if (c.kind == Command::Dispatch) {
             VkDescriptorSet set = VK_NULL_HANDLE;
             const Status st = ctx_->pipelines().descriptor_set(c.bindings, &set);
             if (!st.ok()) {
-                vkEndCommandBuffer(cmd_);
+                vkEndCommandBuffer(cmd);
                 fail(st);
                 return false;
             }
-            vkCmdBindPipeline(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, c.pipeline);
-            vkCmdBindDescriptorSets(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, layout, 0, 1, &set, 0, nullptr);
-            vkCmdPushConstants(cmd_, layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, c.push_bytes, c.push);
-            vkCmdDispatch(cmd_, c.gx, c.gy, 1);
+            vkCmdBindPipeline(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, c.pipeline);
+            vkCmdBindDescriptorSets(cmd, VK_PIPELINE_BIND_POINT_COMPUTE, layout, 0, 1, &set, 0, nullptr);
+            vkCmdPushConstants(cmd, layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, c.push_bytes, c.push);
+            vkCmdDispatch(cmd, c.gx, c.gy, 1);
         } else if (c.kind == Command::Copy) {
             const VkBufferCopy region{c.src_offset, c.dst_offset, c.bytes};
-            vkCmdCopyBuffer(cmd_, c.src, c.dst, 1, &region);
+            vkCmdCopyBuffer(cmd, c.src, c.dst, 1, &region);
         } else {
-            vkCmdFillBuffer(cmd_, c.dst, 0, VK_WHOLE_SIZE, 0);
+            vkCmdFillBuffer(cmd, c.dst, 0, VK_WHOLE_SIZE, 0);
         }
     }
     mb.srcAccessMask = kWrites;
     mb.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
-    vkCmdPipelineBarrier(cmd_, kWorkStages, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, nullptr, 0, nullptr);
-    r = vkEndCommandBuffer(cmd_);
+    vkCmdPipelineBarrier(cmd, kWorkStages, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, nullptr, 0, nullptr);
+    r = vkEndCommandBuffer(cmd);
     if (r != VK_SUCCESS) {
         fail(vk_status(r, "vkEndCommandBuffer"));
         return false;
@@ -248,15 +282,80 @@ Status CommandStream::upload(VkBuffer dst, size_t dst_offset, const void* src, s
     return Status::Ok();
 }
 
-void CommandStream::submit(bool replay) {
+void CommandStream::invalidate_recording() {
+    for (int i = 0; i < replays_.slots(); ++i) replays_.drop(i);
+    scratch_valid_ = false;
+}
+
+bool CommandStream::timed_record(VkCommandBuffer cmd) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const bool recorded = record(cmd);
+    stats_.record_ns += static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
+    return recorded;
+}
+
+VkCommandBuffer CommandStream::slot_buffer(int slot) {
+    VkCommandBuffer& cmd = slots_[static_cast<size_t>(slot)];
+    if (cmd != VK_NULL_HANDLE) return cmd;
+    VkCommandBufferAllocateInfo ai{};
+    ai.sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO;
+    ai.commandPool = pool_;
+    ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+    ai.commandBufferCount = 1;
+    const VkResult r = vkAllocateCommandBuffers(ctx_->device(), &ai, &cmd);
+    if (r != VK_SUCCESS) {
+        cmd = VK_NULL_HANDLE;
+        fail(vk_status(r, "vkAllocateCommandBuffers"));
+    }
+    return cmd;
+}
+
+VkCommandBuffer CommandStream::prepare(bool* replay) {
+    *replay = false;
+    if (!replay_enabled_) return timed_record(scratch_) ? scratch_ : VK_NULL_HANDLE;
+    const ReplayDecision d = replays_.decide(log_);
+    if (d.action == ReplayAction::Replay) {
+        *replay = true;
+        return slots_[static_cast<size_t>(d.slot)];
+    }
+    if (d.action == ReplayAction::Direct) {  // first sight: not kept (a prompt may never come again)
+        scratch_valid_ = false;
+        if (!timed_record(scratch_)) return VK_NULL_HANDLE;
+        std::swap(scratch_log_, log_);  // log_ is cleared after the flush; both keep their capacity
+        scratch_valid_ = true;
+        return scratch_;
+    }
+    // Record (no Update without update in place): into the slot's buffer,
+    // which may hold the least recently used recording.
+    const VkCommandBuffer cmd = slot_buffer(d.slot);
+    if (cmd == VK_NULL_HANDLE) {
+        replays_.drop(d.slot);
+        return VK_NULL_HANDLE;
+    }
+    if (scratch_valid_ && scratch_log_.same_as(log_)) {
+        // The previous flush ran this very step from scratch: keep that recording
+        // (the slot's old buffer becomes the scratch one).
+        std::swap(slots_[static_cast<size_t>(d.slot)], scratch_);
+        scratch_valid_ = false;
+        *replay = true;
+    } else if (!timed_record(cmd)) {
+        replays_.drop(d.slot);
+        return VK_NULL_HANDLE;
+    }
+    replays_.store(d.slot, log_);
+    return slots_[static_cast<size_t>(d.slot)];
+}
+
+void CommandStream::submit(VkCommandBuffer cmd, bool replay) {
     VkSubmitInfo si{};
     si.sType = VK_STRUCTURE_TYPE_SUBMIT_INFO;
     si.commandBufferCount = 1;
-    si.pCommandBuffers = &cmd_;
+    si.pCommandBuffers = &cmd;
     VkResult r = vkQueueSubmit(ctx_->queue(), 1, &si, fence_);
     if (r == VK_SUCCESS) r = vkWaitForFences(ctx_->device(), 1, &fence_, VK_TRUE, UINT64_MAX);
     if (r != VK_SUCCESS) {
-        recorded_valid_ = false;
+        invalidate_recording();
         return fail(vk_status(r, "vkQueueSubmit/vkWaitForFences"));
     }
     vkResetFences(ctx_->device(), 1, &fence_);
@@ -266,21 +365,12 @@ void CommandStream::submit(bool replay) {
 
 void CommandStream::flush() {
     if (!commands_.empty() && error_.ok()) {
-        const bool replay = replay_enabled_ && recorded_valid_ && commands_ == recorded_;
-        if (!replay) {
-            recorded_valid_ = false;
-            const auto t0 = std::chrono::steady_clock::now();
-            const bool recorded = record();
-            stats_.record_ns += static_cast<uint64_t>(
-                std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
-            if (recorded) {
-                recorded_.swap(commands_);  // both keep their capacity: no per-step allocation
-                recorded_valid_ = true;
-            }
-        }
-        if (recorded_valid_) submit(replay);
+        bool replay = false;
+        const VkCommandBuffer cmd = prepare(&replay);
+        if (cmd != VK_NULL_HANDLE) submit(cmd, replay);
     }
     commands_.clear();
+    log_.clear();
     if (error_.ok())
         for (const PendingRead& rd : reads_) std::memcpy(rd.dst, rd.src, rd.bytes);
     reads_.clear();

@@ -6,12 +6,18 @@
 // pipeline; it is reused after each flush. Reads back to the host are done
 // after the wait.
 //
-// Replay: when a flush's commands equal the previous flush's (a decode step
-// over a static-shape cache: the same dispatches, bindings, push constants
-// and params offsets, only the params' values differ), the command buffer
-// recorded for the previous one is submitted again instead of re-recording
-// it. Destroying a buffer (which may free descriptor sets the recording
-// uses) invalidates the recording. EKV_VULKAN_REPLAY=0 turns replay off.
+// Replay: each command also goes into a CommandLog (backend/command_log.h)
+// and a ReplayCache picks, per flush, among a few kept command buffers: when
+// a flush's commands equal a kept recording's (a decode step over a
+// static-shape cache: the same dispatches, bindings, push constants and
+// params offsets, only the params' values differ) that command buffer is
+// submitted again instead of recording anew. Several recordings, so steps
+// taking turns (two caches decoded together, a KIVI group boundary's step)
+// keep one each. A shape of step is kept from its second sight; one that
+// is new is recorded into a scratch buffer, which the second sight adopts
+// as is when it came right after. Destroying a buffer (which may free
+// descriptor sets a recording uses) drops them all. EKV_VULKAN_REPLAY=0
+// (or ekv_model_params.replay = 0) turns replay off.
 //
 // Ops are void in the Backend interface, so the first failure (pipeline
 // creation, out of memory, lost device, invalid op) is kept as a sticky
@@ -23,6 +29,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "backend/command_log.h"
 #include "backend/vulkan/vk_context.h"
 #include "backend/vulkan/vk_pipelines.h"
 
@@ -58,11 +65,11 @@ public:
     // Synchronous upload into device memory through staging.
     Status upload(VkBuffer dst, size_t dst_offset, const void* src, size_t bytes);
 
-    // Submits what was logged (replaying the previous recording when the
-    // commands are the same), waits, then does the pending reads.
+    // Submits what was logged (replaying a kept recording when the commands
+    // are the same), waits, then does the pending reads.
     void flush();
     // Buffers the recorded commands may use are going away.
-    void invalidate_recording() { recorded_valid_ = false; }
+    void invalidate_recording();
     // Submissions, replays and recording time so far.
     const BackendStats& stats() const { return stats_; }
 
@@ -76,11 +83,15 @@ private:
         VkBuffer src = VK_NULL_HANDLE, dst = VK_NULL_HANDLE;
         size_t src_offset = 0, dst_offset = 0, bytes = 0;
         uint8_t push[kPushConstantBytes] = {};
-        bool operator==(const Command& o) const;
     };
     void log(const Command& c);  // dropped after a failure
-    bool record();  // commands_ into cmd_ (with barriers); fails the stream on error
-    void submit(bool replay);  // cmd_, then waits
+    // Picks (or records) the command buffer that runs commands_; null when
+    // recording failed (the stream has failed). *replay: run as is.
+    VkCommandBuffer prepare(bool* replay);
+    bool record(VkCommandBuffer cmd);  // commands_ (with barriers); fails the stream on error
+    bool timed_record(VkCommandBuffer cmd);  // record(), counted in stats_.record_ns
+    VkCommandBuffer slot_buffer(int slot);  // allocated on first use; null on failure
+    void submit(VkCommandBuffer cmd, bool replay);  // then waits
     bool ensure_staging(size_t bytes);
 
     struct PendingRead {
@@ -91,14 +102,20 @@ private:
 
     Context* ctx_ = nullptr;
     VkCommandPool pool_ = VK_NULL_HANDLE;
-    VkCommandBuffer cmd_ = VK_NULL_HANDLE;
+    VkCommandBuffer scratch_ = VK_NULL_HANDLE;  // steps not (yet) kept
     VkFence fence_ = VK_NULL_HANDLE;
     RawBuffer arena_, staging_, dummy_;
     size_t arena_used_ = 0;
     size_t staging_used_ = 0;
     std::vector<Command> commands_;  // logged since the last flush
-    std::vector<Command> recorded_;  // what cmd_ holds
-    bool recorded_valid_ = false;
+    CommandLog log_;                 // commands_ as data (when replay is on)
+    // Kept recordings: slot i runs what replays_ holds for it. A re-recording
+    // costs what a new one does, so no update in place: each distinct step
+    // gets its own slot.
+    ReplayCache replays_{4, 16, /*update_in_place=*/false};
+    std::vector<VkCommandBuffer> slots_;
+    CommandLog scratch_log_;  // what scratch_ holds, when scratch_valid_
+    bool scratch_valid_ = false;
     bool replay_enabled_ = true;
     BackendStats stats_;
     std::vector<PendingRead> reads_;
