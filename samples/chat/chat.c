@@ -16,6 +16,7 @@
  */
 #include <signal.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -109,41 +110,18 @@ static void conversation_free(conversation *c) {
     free(c->messages);
 }
 
-/* Renders the conversation with a generation prompt into a malloc'd string. */
-static ekv_status render(const ekv_model *model, const conversation *c, char **out, size_t *out_len) {
-    size_t cap = 1024, len = 0, i;
-    char *buf;
+/* The conversation's token ids with a generation prompt, into a malloc'd
+ * array: the template's markers as control tokens (BOS included), what the
+ * user typed as text even if it spells "<|im_end|>". */
+static ekv_status tokenize_chat(const ekv_model *model, const conversation *c, int32_t **out, int32_t *n) {
+    size_t i, guess = 256;
+    int32_t cap, *tokens;
     ekv_status st;
-    for (i = 0; i < c->n; i++) cap += strlen(c->messages[i].content) + 64;
-    buf = (char *)malloc(cap);
-    if (!buf) return EKV_ERR_OUT_OF_MEMORY;
-    st = ekv_chat_apply_template(model, NULL, c->messages, c->n, 1, buf, cap, &len);
-    if (st == EKV_ERR_BUFFER_TOO_SMALL) {
-        char *grown = (char *)realloc(buf, len + 1);
-        if (!grown) {
-            free(buf);
-            return EKV_ERR_OUT_OF_MEMORY;
-        }
-        buf = grown;
-        st = ekv_chat_apply_template(model, NULL, c->messages, c->n, 1, buf, len + 1, &len);
-    }
-    if (st != EKV_OK) {
-        free(buf);
-        return st;
-    }
-    *out = buf;
-    *out_len = len;
-    return EKV_OK;
-}
-
-/* Tokenizes rendered chat text (special tokens parsed, no extra BOS: the
- * template writes its own) into a malloc'd array. */
-static ekv_status tokenize_chat(const ekv_model *model, const char *text, size_t len, int32_t **out, int32_t *n) {
-    int32_t cap = (int32_t)len + 16;
-    int32_t *tokens = (int32_t *)malloc((size_t)cap * sizeof *tokens);
-    ekv_status st;
+    for (i = 0; i < c->n; i++) guess += strlen(c->messages[i].content) + 16;
+    cap = guess > INT32_MAX ? INT32_MAX : (int32_t)guess;
+    tokens = (int32_t *)malloc((size_t)cap * sizeof *tokens);
     if (!tokens) return EKV_ERR_OUT_OF_MEMORY;
-    st = ekv_tokenize(model, text, len, 0, 1, tokens, cap, n);
+    st = ekv_chat_tokenize(model, NULL, c->messages, c->n, 1, tokens, cap, n);
     if (st == EKV_ERR_BUFFER_TOO_SMALL && *n > cap) {
         int32_t *grown = (int32_t *)realloc(tokens, (size_t)*n * sizeof *tokens);
         if (!grown) {
@@ -151,7 +129,7 @@ static ekv_status tokenize_chat(const ekv_model *model, const char *text, size_t
             return EKV_ERR_OUT_OF_MEMORY;
         }
         tokens = grown;
-        st = ekv_tokenize(model, text, len, 0, 1, tokens, *n, n);
+        st = ekv_chat_tokenize(model, NULL, c->messages, c->n, 1, tokens, *n, n);
     }
     if (st != EKV_OK) {
         free(tokens);
@@ -184,13 +162,8 @@ static int stream_piece(int32_t token, const char *piece, size_t len, void *user
 }
 
 static ekv_status generate_answer(chat_state *s, ekv_generate_result *res) {
-    char *text = NULL;
-    size_t text_len = 0;
     int32_t *prompt = NULL, n_prompt = 0;
-    ekv_status st = render(s->model, &s->conv, &text, &text_len);
-    if (st != EKV_OK) return st;
-    st = tokenize_chat(s->model, text, text_len, &prompt, &n_prompt);
-    free(text);
+    ekv_status st = tokenize_chat(s->model, &s->conv, &prompt, &n_prompt);
     if (st != EKV_OK) return st;
     *res = ekv_generate_default_result();
     /* Ctrl-C stops the answer (not the program) while generating only, so it

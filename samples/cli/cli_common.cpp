@@ -227,6 +227,24 @@ ekv_status chat_prompt(const ekv_model* model, const std::string& system, const 
     return EKV_OK;
 }
 
+ekv_status chat_tokens(const ekv_model* model, const std::string& system, const std::string& user,
+                       std::vector<int32_t>* tokens) {
+    ekv_chat_message messages[2];
+    size_t n = 0;
+    if (!system.empty()) messages[n++] = ekv_chat_message{"system", system.c_str()};
+    messages[n++] = ekv_chat_message{"user", user.c_str()};
+    tokens->assign(system.size() + user.size() + 256, 0);
+    int32_t count = 0;
+    ekv_status st = ekv_chat_tokenize(model, nullptr, messages, n, 1, tokens->data(),
+                                      static_cast<int32_t>(tokens->size()), &count);
+    if (st == EKV_ERR_BUFFER_TOO_SMALL && count > static_cast<int32_t>(tokens->size())) {
+        tokens->assign(static_cast<size_t>(count), 0);
+        st = ekv_chat_tokenize(model, nullptr, messages, n, 1, tokens->data(), count, &count);
+    }
+    tokens->resize(st == EKV_OK ? static_cast<size_t>(count) : 0);
+    return st;
+}
+
 std::string cache_type_name(const ekv_cache* cache) {
     if (cache == nullptr) return "none";
     ekv_cache_type type = EKV_CACHE_AUTO;

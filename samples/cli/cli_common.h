@@ -67,6 +67,10 @@ ekv_status token_piece(const ekv_model* model, int32_t token, std::string* piece
 // the generation prompt appended.
 ekv_status chat_prompt(const ekv_model* model, const std::string& system, const std::string& user,
                        std::string* text);
+// The same conversation's token ids: the template's markers as control
+// tokens, the messages as text (ekv_chat_tokenize).
+ekv_status chat_tokens(const ekv_model* model, const std::string& system, const std::string& user,
+                       std::vector<int32_t>* tokens);
 // Cache type and memory figures as JSON fields.
 void cache_json(JsonWriter& w, const ekv_cache* cache);
 // Name of the resolved cache type, or "none" for a NULL cache.

@@ -147,15 +147,16 @@ int cmd_generate(int argc, char** argv, int first) {
         if (int rc = create_cache_from_args(args, spec, out, model.get(), 0, &cache)) return rc;
     }
 
-    std::string prompt_text = opt.prompt;
-    if (opt.chat) {
-        st = chat_prompt(model.get(), opt.system, opt.prompt, &prompt_text);
-        if (st != EKV_OK) return library_error(out, st, "applying the chat template");
-    }
-    // A chat template writes its own special tokens (BOS included) as text.
+    // A chat template writes its own special tokens (BOS included); the
+    // prompt the user typed stays text.
     std::vector<int32_t> prompt;
-    st = tokenize(model.get(), prompt_text, !opt.chat, opt.chat, &prompt);
-    if (st != EKV_OK) return library_error(out, st, "tokenizing the prompt");
+    if (opt.chat) {
+        st = chat_tokens(model.get(), opt.system, opt.prompt, &prompt);
+        if (st != EKV_OK) return library_error(out, st, "applying the chat template");
+    } else {
+        st = tokenize(model.get(), opt.prompt, true, false, &prompt);
+        if (st != EKV_OK) return library_error(out, st, "tokenizing the prompt");
+    }
 
     std::vector<const char*> stop_ptrs;
     for (const std::string& s : opt.stops) stop_ptrs.push_back(s.c_str());

@@ -14,20 +14,6 @@ double ms_since(Clock::time_point t0) {
 
 double rate(double n, double seconds) { return seconds > 0 ? n / seconds : 0; }
 
-// Text out of a call that reports EKV_ERR_BUFFER_TOO_SMALL with the size.
-template <class Call>
-ekv_status grow_text(size_t guess, std::string* out, Call call) {
-    std::string buf(guess + 1, '\0');
-    size_t len = 0;
-    ekv_status st = call(&buf[0], buf.size(), &len);
-    if (st == EKV_ERR_BUFFER_TOO_SMALL && len + 1 > buf.size()) {
-        buf.assign(len + 1, '\0');
-        st = call(&buf[0], buf.size(), &len);
-    }
-    if (st == EKV_OK) out->assign(buf.data(), len);
-    return st;
-}
-
 ekv_status tokenize(const ekv_model* model, const std::string& text, bool add_special, bool parse_special,
                     std::vector<int32_t>* tokens) {
     tokens->assign(text.size() + 16, 0);
@@ -117,18 +103,19 @@ bool ChatService::prompt_tokens(const CompletionRequest& request, std::vector<in
         size_t guess = 256;
         for (const ChatMessage& m : request.messages) {
             msgs.push_back(ekv_chat_message{m.role.c_str(), m.content.c_str()});
-            guess += m.content.size() + 32;
+            guess += m.content.size() + m.role.size() + 32;
         }
-        std::string text;
-        st = grow_text(guess, &text, [&](char* buf, size_t cap, size_t* len) {
-            return ekv_chat_apply_template(model_, nullptr, msgs.data(), msgs.size(), 1, buf, cap, len);
-        });
-        if (st != EKV_OK) {
-            *error = library_failure(st, "rendering the chat template");
-            return false;
+        // The template's own markers become control tokens; what the client
+        // sent (roles, contents) stays text even when it spells one.
+        tokens->assign(guess, 0);
+        int32_t n = 0;
+        st = ekv_chat_tokenize(model_, nullptr, msgs.data(), msgs.size(), 1, tokens->data(),
+                               static_cast<int32_t>(tokens->size()), &n);
+        if (st == EKV_ERR_BUFFER_TOO_SMALL && n > static_cast<int32_t>(tokens->size())) {
+            tokens->assign(static_cast<size_t>(n), 0);
+            st = ekv_chat_tokenize(model_, nullptr, msgs.data(), msgs.size(), 1, tokens->data(), n, &n);
         }
-        // The template's own markers are special tokens; content is text.
-        st = tokenize(model_, text, false, true, tokens);
+        tokens->resize(st == EKV_OK ? static_cast<size_t>(n) : 0);
     } else {
         st = tokenize(model_, request.prompt, true, false, tokens);
     }

@@ -800,6 +800,16 @@ EKV_API ekv_status ekv_chat_apply_template(const ekv_model *model, const char *t
                                            const ekv_chat_message *messages, size_t n_messages,
                                            int add_generation_prompt, char *buf, size_t cap,
                                            size_t *len);
+/* The token ids of a conversation, as ekv_chat_apply_template renders it:
+ * the template's markers become their control tokens, while roles and
+ * contents stay text even when they spell one ("<|im_end|>" typed by a user
+ * does not end the turn). Use this, not ekv_tokenize(..., parse_special = 1)
+ * of the rendered text, for anything a user typed. Buffer as in
+ * ekv_tokenize (EKV_ERR_BUFFER_TOO_SMALL with *n_tokens the count needed). */
+EKV_API ekv_status ekv_chat_tokenize(const ekv_model *model, const char *template_name,
+                                     const ekv_chat_message *messages, size_t n_messages,
+                                     int add_generation_prompt, int32_t *tokens, int32_t capacity,
+                                     int32_t *n_tokens);
 
 /* ---- Initialisers compiled into the caller ------------------------------- */
 

@@ -1,7 +1,8 @@
 // Fuzz target: a chat template and a conversation -> the chat renderer
 // (sdk/src/text/chat_template.cpp: family detection, the ChatML default
 // system prompt scanned from the template's literals, the native renderers)
-// and, for the named families, ekv_chat_apply_template on the tiny Llama.
+// and, for the named families, ekv_chat_apply_template and ekv_chat_tokenize
+// on the tiny Llama.
 //
 // Input: one flag byte, then NUL-separated fields:
 //   template \0 role \0 content \0 role \0 content ...
@@ -117,6 +118,22 @@ void check_c_abi(ekv::ChatFormat fmt, const std::vector<ekv::ChatMessage>& msgs,
     got = ekv_chat_apply_template(t.model, ekv::chat_format_name(fmt), cm.data(), cm.size(), gen ? 1 : 0, buf.data(),
                                   buf.size(), &len);
     if (got != EKV_OK || len != want.size() || std::string_view(buf.data(), len) != want || buf[len] != '\0')
+        __builtin_trap();
+    // The caller's ranges (roles, contents): the same text, ranges ascending
+    // inside it; and the conversation tokenizes (a token is at least a byte).
+    std::string again;
+    std::vector<ekv::TextRange> literal;
+    if (!ekv::render_chat(fmt, t.chat_template, msgs, gen, &again, &literal).ok() || again != want) __builtin_trap();
+    for (size_t i = 0; i < literal.size(); ++i) {
+        if (literal[i].begin > literal[i].end || literal[i].end > want.size() ||
+            (i > 0 && literal[i].begin < literal[i - 1].end))
+            __builtin_trap();
+    }
+    std::vector<int32_t> ids(want.size() + 1);
+    int32_t n = -1;
+    if (ekv_chat_tokenize(t.model, ekv::chat_format_name(fmt), cm.data(), cm.size(), gen ? 1 : 0, ids.data(),
+                          static_cast<int32_t>(ids.size()), &n) != EKV_OK ||
+        n < 0 || static_cast<size_t>(n) > want.size())
         __builtin_trap();
 }
 

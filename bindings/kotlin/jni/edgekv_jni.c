@@ -372,44 +372,70 @@ JNIEXPORT jboolean JNICALL FN(tokenIsEog)(JNIEnv *env, jclass cls, jlong h, jint
     return ekv_token_is_eog(H_MODEL(h), token) ? JNI_TRUE : JNI_FALSE;
 }
 
+/* A conversation from Java: the template name (or NULL) and the messages,
+ * copied to C strings that chat_free() releases. */
+typedef struct chat_args {
+    char *tmpl;
+    char **roles, **contents;
+    jsize n_roles, n_contents;
+    ekv_chat_message *msgs;
+    size_t text_bytes; /* the contents' length, for a first buffer size */
+} chat_args;
+
+static void chat_free(chat_args *a) {
+    free(a->msgs);
+    jni_free_strings(a->roles, a->n_roles);
+    jni_free_strings(a->contents, a->n_contents);
+    free(a->tmpl);
+}
+
+/* 0 with a pending Java exception on failure. */
+static int chat_copy(JNIEnv *env, jbyteArray template_name, jobjectArray roles, jobjectArray contents, chat_args *a) {
+    jsize i;
+    memset(a, 0, sizeof *a);
+    if (template_name) {
+        a->tmpl = jni_copy_cstring(env, template_name, NULL);
+        if (!a->tmpl) return 0;
+    }
+    a->roles = jni_copy_strings(env, roles, &a->n_roles);
+    if (!a->roles || (*env)->ExceptionCheck(env)) return 0;
+    a->contents = jni_copy_strings(env, contents, &a->n_contents);
+    if (!a->contents || (*env)->ExceptionCheck(env)) return 0;
+    if (a->n_roles != a->n_contents) {
+        jni_throw_named(env, "java/lang/IllegalArgumentException", "edgekv: roles and contents differ in length");
+        return 0;
+    }
+    a->msgs = (ekv_chat_message *)calloc((size_t)(a->n_roles > 0 ? a->n_roles : 1), sizeof *a->msgs);
+    if (!a->msgs) {
+        jni_throw_oom(env, "edgekv: chat messages");
+        return 0;
+    }
+    for (i = 0; i < a->n_roles; i++) {
+        a->msgs[i].role = a->roles[i];
+        a->msgs[i].content = a->contents[i];
+        a->text_bytes += strlen(a->contents[i]) + strlen(a->roles[i]);
+    }
+    return 1;
+}
+
 JNIEXPORT jbyteArray JNICALL FN(chatApplyTemplate)(JNIEnv *env, jclass cls, jlong h, jbyteArray template_name,
                                                    jobjectArray roles, jobjectArray contents,
                                                    jboolean add_generation_prompt) {
-    jsize n_roles = 0, n_contents = 0, i;
-    char **r = NULL, **c = NULL, *tmpl = NULL, *buf = NULL;
-    ekv_chat_message *msgs = NULL;
-    size_t cap = 1024, len = 0;
+    chat_args a;
+    char *buf = NULL;
+    size_t cap, len = 0;
     ekv_status st;
     jbyteArray out = NULL;
     (void)cls;
-    if (template_name) {
-        tmpl = jni_copy_cstring(env, template_name, NULL);
-        if (!tmpl) goto done;
-    }
-    r = jni_copy_strings(env, roles, &n_roles);
-    if (!r || (*env)->ExceptionCheck(env)) goto done;
-    c = jni_copy_strings(env, contents, &n_contents);
-    if (!c || (*env)->ExceptionCheck(env)) goto done;
-    if (n_roles != n_contents) {
-        jni_throw_named(env, "java/lang/IllegalArgumentException", "edgekv: roles and contents differ in length");
-        goto done;
-    }
-    msgs = (ekv_chat_message *)calloc((size_t)(n_roles > 0 ? n_roles : 1), sizeof *msgs);
-    if (!msgs) {
-        jni_throw_oom(env, "edgekv: chat messages");
-        goto done;
-    }
-    for (i = 0; i < n_roles; i++) {
-        msgs[i].role = r[i];
-        msgs[i].content = c[i];
-        cap += strlen(c[i]) + 64;
-    }
+    if (!chat_copy(env, template_name, roles, contents, &a)) goto done;
+    cap = 1024 + a.text_bytes + 64 * (size_t)a.n_roles;
     buf = (char *)malloc(cap);
     if (!buf) {
         jni_throw_oom(env, "edgekv: chat text");
         goto done;
     }
-    st = ekv_chat_apply_template(H_MODEL(h), tmpl, msgs, (size_t)n_roles, add_generation_prompt, buf, cap, &len);
+    st = ekv_chat_apply_template(H_MODEL(h), a.tmpl, a.msgs, (size_t)a.n_roles, add_generation_prompt, buf, cap,
+                                 &len);
     if (st == EKV_ERR_BUFFER_TOO_SMALL) {
         char *grown = (char *)realloc(buf, len + 1);
         if (!grown) {
@@ -417,16 +443,48 @@ JNIEXPORT jbyteArray JNICALL FN(chatApplyTemplate)(JNIEnv *env, jclass cls, jlon
             goto done;
         }
         buf = grown;
-        st = ekv_chat_apply_template(H_MODEL(h), tmpl, msgs, (size_t)n_roles, add_generation_prompt, buf, len + 1,
-                                     &len);
+        st = ekv_chat_apply_template(H_MODEL(h), a.tmpl, a.msgs, (size_t)a.n_roles, add_generation_prompt, buf,
+                                     len + 1, &len);
     }
     if (st != EKV_OK) jni_throw_status(env, st);
     else out = jni_new_bytes(env, buf, len);
 done:
     free(buf);
-    free(msgs);
-    jni_free_strings(r, n_roles);
-    jni_free_strings(c, n_contents);
-    free(tmpl);
+    chat_free(&a);
+    return out;
+}
+
+/* The conversation's ids: the template's markers as control tokens, the
+ * messages as text (ekv_chat_tokenize). */
+JNIEXPORT jintArray JNICALL FN(chatTokenize)(JNIEnv *env, jclass cls, jlong h, jbyteArray template_name,
+                                             jobjectArray roles, jobjectArray contents,
+                                             jboolean add_generation_prompt) {
+    chat_args a;
+    int32_t *tokens = NULL, cap, n = 0;
+    ekv_status st;
+    jintArray out = NULL;
+    (void)cls;
+    if (!chat_copy(env, template_name, roles, contents, &a)) goto done;
+    cap = (int32_t)(a.text_bytes < 0x7ffff000 ? a.text_bytes + 256 : 0x7ffffff0);
+    tokens = (int32_t *)malloc((size_t)cap * sizeof *tokens);
+    if (!tokens) {
+        jni_throw_oom(env, "edgekv: token buffer");
+        goto done;
+    }
+    st = ekv_chat_tokenize(H_MODEL(h), a.tmpl, a.msgs, (size_t)a.n_roles, add_generation_prompt, tokens, cap, &n);
+    if (st == EKV_ERR_BUFFER_TOO_SMALL && n > cap) {
+        int32_t *grown = (int32_t *)realloc(tokens, (size_t)n * sizeof *tokens);
+        if (!grown) {
+            jni_throw_oom(env, "edgekv: token buffer");
+            goto done;
+        }
+        tokens = grown;
+        st = ekv_chat_tokenize(H_MODEL(h), a.tmpl, a.msgs, (size_t)a.n_roles, add_generation_prompt, tokens, n, &n);
+    }
+    if (st != EKV_OK) jni_throw_status(env, st);
+    else out = jni_new_ints(env, tokens, n);
+done:
+    free(tokens);
+    chat_free(&a);
     return out;
 }

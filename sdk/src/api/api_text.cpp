@@ -15,6 +15,44 @@ Status need_tokenizer(const ekv_model* model, const Tokenizer** out) {
     return Status::Ok();
 }
 
+// The chat format to render with: template_name, else the model's template.
+Status chat_format_of(const ekv_model* model, const Tokenizer* tok, const char* template_name, ChatFormat* fmt) {
+    if (template_name) {
+        if (!chat_format_from_name(template_name, fmt))
+            return Error(EKV_ERR_INVALID_ARGUMENT, "unknown chat template '%s' (expected chatml, llama3 or gemma)",
+                         template_name);
+        return Status::Ok();
+    }
+    *fmt = detect_chat_format(tok->chat_template());
+    // GGUFs converted without a template (Gemma 3 270M's): Gemma models only
+    // ever shipped the Gemma turn format.
+    const std::string& arch = model->model->info().architecture;
+    if (*fmt == ChatFormat::Unknown && tok->chat_template().empty() && arch.compare(0, 5, "gemma") == 0)
+        *fmt = ChatFormat::Gemma;
+    if (*fmt == ChatFormat::Unknown)
+        return Error(EKV_ERR_UNSUPPORTED,
+                     "the model's chat template is not one edgekv recognises (ChatML, Llama 3, Gemma); pass "
+                     "template_name");
+    return Status::Ok();
+}
+
+// Renders the conversation; `literal` gets the ranges the caller wrote.
+Status render_messages(const ekv_model* model, const char* template_name, const ekv_chat_message* messages,
+                       size_t n_messages, int add_generation_prompt, const Tokenizer** tok, std::string* out,
+                       std::vector<TextRange>* literal) {
+    EKV_TRY(need_tokenizer(model, tok));
+    if (n_messages > 0 && !messages) return Error(EKV_ERR_INVALID_ARGUMENT, "messages is NULL");
+    ChatFormat fmt = ChatFormat::Unknown;
+    EKV_TRY(chat_format_of(model, *tok, template_name, &fmt));
+    std::vector<ChatMessage> msgs;
+    for (size_t i = 0; i < n_messages; ++i) {
+        if (!messages[i].role || !messages[i].content)
+            return Error(EKV_ERR_INVALID_ARGUMENT, "message %zu has a NULL role or content", i);
+        msgs.push_back(ChatMessage{messages[i].role, messages[i].content});
+    }
+    return render_chat(fmt, (*tok)->chat_template(), msgs, add_generation_prompt != 0, out, literal);
+}
+
 }  // namespace
 
 extern "C" {
@@ -145,34 +183,34 @@ ekv_status ekv_chat_apply_template(const ekv_model* model, const char* template_
                                    size_t n_messages, int add_generation_prompt, char* buf, size_t cap, size_t* len) {
     return api::guarded([&]() -> Status {
         const Tokenizer* tok = nullptr;
-        EKV_TRY(need_tokenizer(model, &tok));
-        if (n_messages > 0 && !messages) return Error(EKV_ERR_INVALID_ARGUMENT, "messages is NULL");
-        ChatFormat fmt = ChatFormat::Unknown;
-        if (template_name) {
-            if (!chat_format_from_name(template_name, &fmt))
-                return Error(EKV_ERR_INVALID_ARGUMENT, "unknown chat template '%s' (expected chatml, llama3 or gemma)",
-                             template_name);
-        } else {
-            fmt = detect_chat_format(tok->chat_template());
-            // GGUFs converted without a template (Gemma 3 270M's): Gemma
-            // models only ever shipped the Gemma turn format.
-            const std::string& arch = model->model->info().architecture;
-            if (fmt == ChatFormat::Unknown && tok->chat_template().empty() && arch.compare(0, 5, "gemma") == 0)
-                fmt = ChatFormat::Gemma;
-            if (fmt == ChatFormat::Unknown)
-                return Error(EKV_ERR_UNSUPPORTED,
-                             "the model's chat template is not one edgekv recognises (ChatML, Llama 3, Gemma); pass "
-                             "template_name");
-        }
-        std::vector<ChatMessage> msgs;
-        for (size_t i = 0; i < n_messages; ++i) {
-            if (!messages[i].role || !messages[i].content)
-                return Error(EKV_ERR_INVALID_ARGUMENT, "message %zu has a NULL role or content", i);
-            msgs.push_back(ChatMessage{messages[i].role, messages[i].content});
-        }
         std::string out;
-        EKV_TRY(render_chat(fmt, tok->chat_template(), msgs, add_generation_prompt != 0, &out));
+        EKV_TRY(render_messages(model, template_name, messages, n_messages, add_generation_prompt, &tok, &out, nullptr));
         return api::copy_out(out, buf, cap, len);
+    });
+}
+
+ekv_status ekv_chat_tokenize(const ekv_model* model, const char* template_name, const ekv_chat_message* messages,
+                             size_t n_messages, int add_generation_prompt, int32_t* tokens, int32_t capacity,
+                             int32_t* n_tokens) {
+    return api::guarded([&]() -> Status {
+        EKV_CHECK_HANDLE(n_tokens, "n_tokens");
+        if (capacity < 0) return Error(EKV_ERR_INVALID_ARGUMENT, "capacity is negative");
+        const Tokenizer* tok = nullptr;
+        std::string text;
+        std::vector<TextRange> literal;
+        EKV_TRY(render_messages(model, template_name, messages, n_messages, add_generation_prompt, &tok, &text,
+                                &literal));
+        // The template writes its own BOS text (Llama 3, Gemma): none added here.
+        std::vector<int32_t> ids;
+        EKV_TRY(tok->encode_with_literals(text, /*add_special=*/false, literal, &ids));
+        *n_tokens = static_cast<int32_t>(ids.size());
+        if (ids.size() > static_cast<size_t>(capacity))
+            return Error(EKV_ERR_BUFFER_TOO_SMALL, "conversation has %zu tokens, buffer holds %d", ids.size(), capacity);
+        if (!ids.empty()) {
+            EKV_CHECK_HANDLE(tokens, "tokens");
+            std::memcpy(tokens, ids.data(), ids.size() * sizeof(int32_t));
+        }
+        return Status::Ok();
     });
 }
 

@@ -26,35 +26,56 @@ std::string_view trim(std::string_view s) {
     return begin == s.size() ? std::string_view() : s.substr(begin, end - begin);
 }
 
+// The rendered text, and the byte ranges in it that came from the caller
+// (roles and contents) rather than from the template.
+struct ChatText {
+    std::string* text;
+    std::vector<TextRange>* literal;  // may be null
+    void markup(std::string_view s) { text->append(s); }
+    void caller(std::string_view s) {
+        if (literal && !s.empty()) {
+            const uint32_t begin = static_cast<uint32_t>(text->size());
+            literal->push_back({begin, begin + static_cast<uint32_t>(s.size())});
+        }
+        text->append(s);
+    }
+};
+
 void render_chatml(const std::vector<ChatMessage>& msgs, bool add_generation_prompt,
-                   const std::string& default_system, std::string* out) {
+                   const std::string& default_system, ChatText& out) {
     if (!msgs.empty() && msgs[0].role != "system" && !default_system.empty()) {
-        *out += "<|im_start|>system\n" + default_system + "<|im_end|>\n";
+        out.markup("<|im_start|>system\n" + default_system + "<|im_end|>\n");  // the template's own text
     }
     for (const ChatMessage& m : msgs) {
-        *out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
+        out.markup("<|im_start|>");
+        out.caller(m.role);
+        out.markup("\n");
+        out.caller(m.content);
+        out.markup("<|im_end|>\n");
     }
-    if (add_generation_prompt) *out += "<|im_start|>assistant\n";
+    if (add_generation_prompt) out.markup("<|im_start|>assistant\n");
 }
 
 void render_llama3(const std::vector<ChatMessage>& msgs, bool add_generation_prompt,
-                   const std::string& bos_text, std::string* out) {
+                   const std::string& bos_text, ChatText& out) {
     for (size_t i = 0; i < msgs.size(); ++i) {
-        if (i == 0) *out += bos_text;
-        *out += "<|start_header_id|>" + msgs[i].role + "<|end_header_id|>\n\n";
-        out->append(trim(msgs[i].content));
-        *out += "<|eot_id|>";
+        if (i == 0) out.markup(bos_text);
+        out.markup("<|start_header_id|>");
+        out.caller(msgs[i].role);
+        out.markup("<|end_header_id|>\n\n");
+        out.caller(trim(msgs[i].content));
+        out.markup("<|eot_id|>");
     }
-    if (add_generation_prompt) *out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
+    if (add_generation_prompt) out.markup("<|start_header_id|>assistant<|end_header_id|>\n\n");
 }
 
 Status render_gemma(const std::vector<ChatMessage>& msgs, bool add_generation_prompt,
-                    const std::string& bos_text, std::string* out) {
-    *out += bos_text;
+                    const std::string& bos_text, ChatText& out) {
+    out.markup(bos_text);
     size_t first = 0;
-    std::string first_user_prefix;
+    const std::string* system = nullptr;
     if (!msgs.empty() && msgs[0].role == "system") {
-        first_user_prefix = msgs[0].content + "\n\n";  // not trimmed, as the template does
+        system = &msgs[0].content;  // prefixes the first user turn, not trimmed, as the template does
         first = 1;
     }
     for (size_t i = first; i < msgs.size(); ++i) {
@@ -66,13 +87,21 @@ Status render_gemma(const std::vector<ChatMessage>& msgs, bool add_generation_pr
                          "user/assistant/user/assistant/... (message %zu is \"%s\")",
                          i, m.role.c_str());
         }
-        const std::string& role = (m.role == "assistant") ? std::string("model") : m.role;
-        *out += "<start_of_turn>" + role + "\n";
-        if (i == first) *out += first_user_prefix;
-        out->append(trim(m.content));
-        *out += "<end_of_turn>\n";
+        out.markup("<start_of_turn>");
+        if (m.role == "assistant") {
+            out.markup("model");
+        } else {
+            out.caller(m.role);
+        }
+        out.markup("\n");
+        if (i == first && system) {
+            out.caller(*system);
+            out.markup("\n\n");
+        }
+        out.caller(trim(m.content));
+        out.markup("<end_of_turn>\n");
     }
-    if (add_generation_prompt) *out += "<start_of_turn>model\n";
+    if (add_generation_prompt) out.markup("<start_of_turn>model\n");
     return Status::Ok();
 }
 
@@ -190,29 +219,32 @@ std::string chatml_default_system_prompt(const std::string& jinja_template) {
 }
 
 Status render_chat(ChatFormat fmt, const std::vector<ChatMessage>& msgs, bool add_generation_prompt,
-                   const std::string& bos_text, const std::string& default_system, std::string* out) {
+                   const std::string& bos_text, const std::string& default_system, std::string* out,
+                   std::vector<TextRange>* literal) {
     if (!out) return Error(EKV_ERR_INVALID_ARGUMENT, "render_chat: out is null");
     out->clear();
+    if (literal) literal->clear();
+    ChatText text{out, literal};
     switch (fmt) {
         case ChatFormat::ChatML:
-            render_chatml(msgs, add_generation_prompt, default_system, out);
+            render_chatml(msgs, add_generation_prompt, default_system, text);
             return Status::Ok();
         case ChatFormat::Llama3:
-            render_llama3(msgs, add_generation_prompt, bos_text, out);
+            render_llama3(msgs, add_generation_prompt, bos_text, text);
             return Status::Ok();
         case ChatFormat::Gemma:
-            return render_gemma(msgs, add_generation_prompt, bos_text, out);
+            return render_gemma(msgs, add_generation_prompt, bos_text, text);
         case ChatFormat::Unknown:
             break;
     }
     return Error(EKV_ERR_UNSUPPORTED, "chat template format is not recognised (ChatML, Llama 3, Gemma)");
 }
 
-Status render_chat(ChatFormat fmt, const std::string& jinja_template,
-                   const std::vector<ChatMessage>& msgs, bool add_generation_prompt, std::string* out) {
+Status render_chat(ChatFormat fmt, const std::string& jinja_template, const std::vector<ChatMessage>& msgs,
+                   bool add_generation_prompt, std::string* out, std::vector<TextRange>* literal) {
     const std::string default_system =
         fmt == ChatFormat::ChatML ? chatml_default_system_prompt(jinja_template) : std::string();
-    return render_chat(fmt, msgs, add_generation_prompt, chat_format_bos_text(fmt), default_system, out);
+    return render_chat(fmt, msgs, add_generation_prompt, chat_format_bos_text(fmt), default_system, out, literal);
 }
 
 }  // namespace ekv

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "text/text_range.h"
 
 namespace ekv {
 
@@ -47,13 +48,17 @@ const char* chat_format_bos_text(ChatFormat fmt);
 //    <end_of_turn>\n; roles must alternate user/model as the template
 //    demands (EKV_ERR_INVALID_ARGUMENT otherwise).
 // add_generation_prompt appends the opening of an assistant turn.
-// default_system is only used by ChatML.
+// default_system is only used by ChatML. `literal` (optional) gets the byte
+// ranges of *out that came from the caller (roles, contents), ascending: a
+// tokenizer must not read control tokens there (a user who types
+// "<|im_end|>" wrote text, not a turn boundary).
 Status render_chat(ChatFormat fmt, const std::vector<ChatMessage>& msgs, bool add_generation_prompt,
-                   const std::string& bos_text, const std::string& default_system, std::string* out);
+                   const std::string& bos_text, const std::string& default_system, std::string* out,
+                   std::vector<TextRange>* literal = nullptr);
 
 // Convenience for the API: default system prompt from `jinja_template`,
 // BOS text from chat_format_bos_text().
-Status render_chat(ChatFormat fmt, const std::string& jinja_template,
-                   const std::vector<ChatMessage>& msgs, bool add_generation_prompt, std::string* out);
+Status render_chat(ChatFormat fmt, const std::string& jinja_template, const std::vector<ChatMessage>& msgs,
+                   bool add_generation_prompt, std::string* out, std::vector<TextRange>* literal = nullptr);
 
 }  // namespace ekv

@@ -250,16 +250,28 @@ void Tokenizer::build_special_matcher() {
     }
 }
 
-void Tokenizer::split_specials(std::string_view text, bool parse_special,
+void Tokenizer::split_specials(std::string_view text, bool parse_special, const std::vector<TextRange>* literal,
                                std::vector<Fragment>* out) const {
     const uint8_t wanted = parse_special ? (kFlagMatchAlways | kFlagMatchIfSpecial) : kFlagMatchAlways;
     size_t raw_begin = 0;
     size_t pos = 0;
+    size_t next_literal = 0;  // the first literal range not wholly before pos
     while (pos < text.size()) {
+        // Inside a literal range only the always-matching tokens count, and a
+        // control token may not reach into one.
+        while (literal && next_literal < literal->size() && (*literal)[next_literal].end <= pos) ++next_literal;
+        const bool in_literal =
+            literal && next_literal < literal->size() && (*literal)[next_literal].begin <= pos;
+        const size_t room = !literal || next_literal >= literal->size() || in_literal
+                                ? text.size() - pos
+                                : (*literal)[next_literal].begin - pos;
         int32_t hit = -1;
         for (int32_t id : special_by_byte_[static_cast<unsigned char>(text[pos])]) {
             if (!(flags_[id] & wanted)) continue;
+            const bool control_only = !(flags_[id] & kFlagMatchAlways);
+            if (in_literal && control_only) continue;
             const std::string& t = vocab_.text(id);
+            if (control_only && t.size() > room) continue;
             if (text.size() - pos >= t.size() && std::memcmp(text.data() + pos, t.data(), t.size()) == 0) {
                 hit = id;
                 break;
@@ -306,6 +318,21 @@ void Tokenizer::encode_fragment(std::string_view text, bool space_prefix, std::v
 
 Status Tokenizer::encode(std::string_view text, bool add_special, bool parse_special,
                          std::vector<int32_t>* out) const {
+    return encode(text, add_special, parse_special, nullptr, out);
+}
+
+Status Tokenizer::encode_with_literals(std::string_view text, bool add_special, const std::vector<TextRange>& literal,
+                                       std::vector<int32_t>* out) const {
+    for (size_t i = 0; i < literal.size(); ++i) {
+        if (literal[i].begin > literal[i].end || literal[i].end > text.size() ||
+            (i > 0 && literal[i].begin < literal[i - 1].end))
+            return Error(EKV_ERR_INVALID_ARGUMENT, "encode: literal ranges must be ascending, disjoint and in the text");
+    }
+    return encode(text, add_special, true, &literal, out);
+}
+
+Status Tokenizer::encode(std::string_view text, bool add_special, bool parse_special,
+                         const std::vector<TextRange>* literal, std::vector<int32_t>* out) const {
     if (!out) return Error(EKV_ERR_INVALID_ARGUMENT, "encode: out is null");
     // SentencePiece escaping can grow text 3x; keep offsets in 32 bits.
     if (text.size() > (static_cast<size_t>(UINT32_MAX) / 4)) {
@@ -315,7 +342,7 @@ Status Tokenizer::encode(std::string_view text, bool add_special, bool parse_spe
     if (add_special && add_bos_ && bos_ >= 0) out->push_back(bos_);
 
     std::vector<Fragment> fragments;
-    split_specials(text, parse_special, &fragments);
+    split_specials(text, parse_special, literal, &fragments);
     PreTokenizerScratch pre;
     std::vector<TextSpan> spans;
     BpeScratch bpe;

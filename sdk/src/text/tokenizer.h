@@ -11,11 +11,12 @@
 #include <string_view>
 #include <vector>
 
-#include "core/status.h"
 #include "core/metadata.h"
+#include "core/status.h"
 #include "text/bpe.h"
 #include "text/pretokenizer.h"
 #include "text/spm.h"
+#include "text/text_range.h"
 #include "text/vocab.h"
 
 namespace ekv {
@@ -41,6 +42,13 @@ public:
     // match.
     Status encode(std::string_view text, bool add_special, bool parse_special,
                   std::vector<int32_t>* out) const;
+    // As encode(text, add_special, parse_special = true), except that control
+    // tokens are not read inside the `literal` byte ranges (ascending,
+    // disjoint) nor across their edges: a rendered chat's message contents,
+    // where "<|im_end|>" typed by a user stays text. Bad ranges:
+    // EKV_ERR_INVALID_ARGUMENT.
+    Status encode_with_literals(std::string_view text, bool add_special, const std::vector<TextRange>& literal,
+                                std::vector<int32_t>* out) const;
 
     // Raw bytes of one token (may be part of a UTF-8 character). special =
     // false renders control tokens as "". Invalid id: EKV_ERR_INVALID_TOKEN.
@@ -82,7 +90,10 @@ private:
     Status load_special_ids(const Metadata& meta);
     void build_pieces();
     void build_special_matcher();
-    void split_specials(std::string_view text, bool parse_special, std::vector<Fragment>* out) const;
+    Status encode(std::string_view text, bool add_special, bool parse_special, const std::vector<TextRange>* literal,
+                  std::vector<int32_t>* out) const;
+    void split_specials(std::string_view text, bool parse_special, const std::vector<TextRange>* literal,
+                        std::vector<Fragment>* out) const;
     void encode_fragment(std::string_view text, bool space_prefix, std::vector<int32_t>* out,
                          PreTokenizerScratch* pre, std::vector<TextSpan>* spans, BpeScratch* bpe,
                          SpmScratch* spm, std::string* escaped) const;

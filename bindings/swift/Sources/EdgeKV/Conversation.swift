@@ -106,11 +106,11 @@ public final class Conversation: Sendable {
         }
     }
 
-    /// The rendered and tokenized prompt of `messages` (with the assistant's
-    /// turn header), as a turn sends it.
+    /// The tokenized prompt of `messages` (with the assistant's turn header),
+    /// as a turn sends it: the template's markers as control tokens, the
+    /// messages as text (`Model.chatTokens`).
     public func promptTokens(for messages: [ChatMessage]) throws -> [Token] {
-        let text = try model.applyChatTemplate(messages, addGenerationPrompt: true, template: template)
-        return try model.tokenize(text, addSpecial: false, parseSpecial: true)
+        try model.chatTokens(messages, addGenerationPrompt: true, template: template)
     }
 
     /// One turn's steps, run on the cache's lane.

@@ -287,6 +287,41 @@ public final class Model: Sendable {
         }
     }
 
+    /// The token ids of a conversation as `applyChatTemplate` renders it:
+    /// the template's markers become control tokens, while roles and contents
+    /// stay text even when they spell one (a user who types "<|im_end|>" does
+    /// not end the turn). Use this, not `tokenize(_:parseSpecial: true)` of the
+    /// rendered text, for anything a user typed.
+    public func chatTokens(
+        _ messages: [ChatMessage], addGenerationPrompt: Bool = true, template: String? = nil
+    ) throws -> [Token] {
+        let roles = messages.map(\.role.rawValue)
+        let contents = messages.map(\.content)
+        var capacity = contents.reduce(256) { $0 + $1.utf8.count + 16 }
+        return try withCStrings(roles + contents) { strings in
+            let cMessages = (0..<messages.count).map {
+                ekv_chat_message(role: strings[$0], content: strings[messages.count + $0])
+            }
+            for _ in 0..<3 {
+                var tokens = [Token](repeating: 0, count: capacity)
+                var count: Int32 = 0
+                let status = template.withOptionalCString { name in
+                    ekv_chat_tokenize(handle, name, cMessages, cMessages.count, addGenerationPrompt ? 1 : 0, &tokens,
+                                      Int32(clamping: capacity), &count)
+                }
+                if status == EKV_ERR_BUFFER_TOO_SMALL, Int(count) > capacity {
+                    capacity = Int(count)
+                    continue
+                }
+                try check(status, "tokenizing the conversation")
+                tokens.removeSubrange(Int(count)...)
+                return tokens
+            }
+            throw EdgeKVError(status: .bufferTooSmall, message: "token count kept growing",
+                              operation: "tokenizing the conversation")
+        }
+    }
+
     /// A string metadata value of the model file ("general.name").
     /// - Throws: `EdgeKVError` when the key is missing or not a string.
     public func metadata(_ key: String) throws -> String {
@@ -422,4 +457,14 @@ final class ModelBytes: @unchecked Sendable {
     }
 
     deinit { pointer.deallocate() }
+}
+
+extension Optional where Wrapped == String {
+    /// Calls `body` with a C string of the value, or NULL.
+    func withOptionalCString<R>(_ body: (UnsafePointer<CChar>?) throws -> R) rethrows -> R {
+        switch self {
+        case .some(let value): return try value.withCString { try body($0) }
+        case .none: return try body(nil)
+        }
+    }
 }

@@ -33,9 +33,9 @@ class Conversation @JvmOverloads constructor(
     /** The prompt tokens of the conversation plus [user], with the generation prompt. */
     private fun promptWith(user: String): IntArray {
         val msgs = messages + ChatMessage.user(user)
-        val text = model.applyChatTemplate(msgs, true, template, user = false)
-        // The template writes its own BOS; special tokens are parsed.
-        return model.tokenize(text, addSpecial = false, parseSpecial = true, user = false)
+        // The template's markers (its BOS included) as control tokens, what
+        // was typed as text.
+        return model.chatTokens(msgs, true, template, user = false)
     }
 
     private fun record(user: String, answer: String) {

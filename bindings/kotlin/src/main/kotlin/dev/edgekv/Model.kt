@@ -320,6 +320,26 @@ class Model private constructor(
         return call(user) { Native.utf8(Native.chatApplyTemplate(it, t, roles, contents, addGenerationPrompt)) }
     }
 
+    /**
+     * The token ids of a conversation as [applyChatTemplate] renders it: the
+     * template's markers become control tokens, while roles and contents stay
+     * text even when they spell one (a user who types "<|im_end|>" does not
+     * end the turn). Use this, not `tokenize(text, parseSpecial = true)` of
+     * the rendered text, for anything a user typed.
+     */
+    @JvmOverloads
+    fun chatTokens(messages: List<ChatMessage>, addGenerationPrompt: Boolean = true, template: String? = null): IntArray =
+        chatTokens(messages, addGenerationPrompt, template, user = true)
+
+    internal fun chatTokens(
+        messages: List<ChatMessage>, addGenerationPrompt: Boolean, template: String?, user: Boolean
+    ): IntArray {
+        val roles = Array(messages.size) { Native.cString(messages[it].role, "a role") }
+        val contents = Array(messages.size) { Native.cString(messages[it].content, "a message") }
+        val t = template?.let { Native.cString(it, "template") }
+        return call(user) { Native.chatTokenize(it, t, roles, contents, addGenerationPrompt) }
+    }
+
     // ---- without a cache -----------------------------------------------------
 
     /** Logits of a whole sequence without a cache (HF use_cache=False). */

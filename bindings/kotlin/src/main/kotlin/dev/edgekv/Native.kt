@@ -56,6 +56,9 @@ internal object Native {
     @JvmStatic external fun chatApplyTemplate(
         model: Long, template: ByteArray?, roles: Array<ByteArray>, contents: Array<ByteArray>, addGenerationPrompt: Boolean
     ): ByteArray
+    @JvmStatic external fun chatTokenize(
+        model: Long, template: ByteArray?, roles: Array<ByteArray>, contents: Array<ByteArray>, addGenerationPrompt: Boolean
+    ): IntArray
 
     // ---- caches
     @JvmStatic external fun cacheParamsDefaults(out: IntArray)
