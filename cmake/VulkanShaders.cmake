@@ -47,3 +47,8 @@ foreach(t IN LISTS EKV_VK_WEIGHT_TYPES)
   string(TOLOWER ${t} lower)
   list(APPEND EKV_VK_SHADER_VARIANTS matmul_rows_${lower}:matmul_rows.comp:W_${t})
 endforeach()
+# Attention over plain F16/F32 segments shaped for CPU implementations
+# (lavapipe): whole key walks per invocation, no barriers.
+list(APPEND EKV_VK_SHADER_VARIANTS
+  attn_segment_rows_f16:attention_segment_rows.comp:KV_F16
+  attn_segment_rows_f32:attention_segment_rows.comp:KV_F32)

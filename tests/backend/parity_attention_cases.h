@@ -93,6 +93,13 @@ protected:
             {"odd_head_dim_window", DType::F16, 2, 1, 40, {{70, 0, 0, false}}, 9, 0, {69, 30, 5}},
             {"nothing_visible", DType::F16, 2, 2, 64, {{5, 10, 0, false}}, 0, 0, {3}},
             {"empty_view", DType::F16, 2, 2, 64, {}, 0, 0, {0}},
+            // Whisper's cross-attention: 1500 encoder keys, enough queries for
+            // several workgroups of the CPU shape.
+            {"whisper_cross_1500_keys_f32", DType::F32, 6, 6, 64, {{1500, 0, 0, false}}, 0, 0,
+             std::vector<int32_t>(36, 1499)},
+            // More keys than the CPU shape walks in one pass at head_dim 256
+            // (lavapipe's loop budget, vulkan_attention.cpp): two passes.
+            {"long_segment_hd256_f16", DType::F16, 2, 1, 256, {{5000, 0, 0, false}}, 0, 0, {4999, 2000}},
         };
         std::mt19937 rng(11);
         for (const AttentionCase& c : cases) {

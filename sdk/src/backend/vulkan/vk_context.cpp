@@ -118,7 +118,20 @@ Status Context::open(int32_t index) {
         shape.whole_rows = false;
         shape.lanes = static_cast<uint32_t>(v);
     }
-    EKV_TRY(pipelines_->init(device_, shape));
+    // Attention likewise: 64 keys per workgroup with shared-memory
+    // reductions on GPUs (attention_segment.comp), a whole key walk per
+    // invocation on CPU implementations (attention_segment_rows.comp).
+    // EKV_VULKAN_ATTENTION_SHAPE=keys|rows forces one (tests run both on lavapipe).
+    AttentionShape attention = cpu_device ? AttentionShape::Rows : AttentionShape::Keys;
+    if (const char* env = std::getenv("EKV_VULKAN_ATTENTION_SHAPE")) {
+        if (std::strcmp(env, "keys") == 0)
+            attention = AttentionShape::Keys;
+        else if (std::strcmp(env, "rows") == 0)
+            attention = AttentionShape::Rows;
+        else
+            return Error(EKV_ERR_INVALID_ARGUMENT, "EKV_VULKAN_ATTENTION_SHAPE=%s: expected keys or rows", env);
+    }
+    EKV_TRY(pipelines_->init(device_, shape, attention));
     EKV_TRY(stream_->init(*this));
     return Status::Ok();
 }

@@ -1,5 +1,6 @@
 // Small helpers shared by the files of Vulkan ops (vulkan_ops.cpp,
-// vulkan_model_ops.cpp): grid sizes and the invalid-argument status.
+// vulkan_attention.cpp, vulkan_model_ops.cpp): grid sizes and the
+// invalid-argument status.
 #pragma once
 #include <cstdarg>
 #include <cstdint>

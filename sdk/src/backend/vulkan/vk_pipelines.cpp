@@ -30,9 +30,10 @@ PipelineCache::~PipelineCache() {
     if (set_layout_ != VK_NULL_HANDLE) vkDestroyDescriptorSetLayout(device_, set_layout_, nullptr);
 }
 
-Status PipelineCache::init(VkDevice device, MatmulShape matmul_shape) {
+Status PipelineCache::init(VkDevice device, MatmulShape matmul_shape, AttentionShape attention_shape) {
     device_ = device;
     matmul_shape_ = matmul_shape;
+    attention_shape_ = attention_shape;
     VkDescriptorSetLayoutBinding binds[kNumBindings]{};
     for (uint32_t i = 0; i < kNumBindings; ++i) {
         binds[i].binding = i;

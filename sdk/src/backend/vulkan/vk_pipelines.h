@@ -38,6 +38,12 @@ struct MatmulShape {
     uint32_t lanes = 16;
 };
 
+// How attention maps queries to invocations.
+enum class AttentionShape {
+    Keys,  // attention_segment.comp: 64 keys at a time per workgroup (GPUs)
+    Rows,  // attention_segment_rows.comp: whole key walks per invocation (CPU implementations)
+};
+
 class PipelineCache {
 public:
     PipelineCache() = default;
@@ -45,9 +51,10 @@ public:
     PipelineCache(const PipelineCache&) = delete;
     PipelineCache& operator=(const PipelineCache&) = delete;
 
-    Status init(VkDevice device, MatmulShape matmul_shape);
+    Status init(VkDevice device, MatmulShape matmul_shape, AttentionShape attention_shape);
     VkPipelineLayout layout() const { return layout_; }
     const MatmulShape& matmul_shape() const { return matmul_shape_; }
+    AttentionShape attention_shape() const { return attention_shape_; }
     // Shader compilation failure -> EKV_ERR_BACKEND naming the variant.
     Status pipeline(ShaderId id, VkPipeline* out);
     Status descriptor_set(const Bindings& b, VkDescriptorSet* out);
@@ -66,6 +73,7 @@ private:
 
     VkDevice device_ = VK_NULL_HANDLE;
     MatmulShape matmul_shape_;
+    AttentionShape attention_shape_ = AttentionShape::Keys;
     VkDescriptorSetLayout set_layout_ = VK_NULL_HANDLE;
     VkPipelineLayout layout_ = VK_NULL_HANDLE;
     std::array<VkPipeline, static_cast<size_t>(ShaderId::Count)> pipelines_{};

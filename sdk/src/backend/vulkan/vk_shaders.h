@@ -23,6 +23,7 @@ enum class ShaderId : int {
     MatmulF16AccQ5_1, MatmulF16AccQ8_0, MatmulF16AccQ4_K, MatmulF16AccQ5_K, MatmulF16AccQ6_K,
     MatmulRowsF32, MatmulRowsF16, MatmulRowsBF16, MatmulRowsQ4_0, MatmulRowsQ4_1, MatmulRowsQ5_0, MatmulRowsQ5_1,
     MatmulRowsQ8_0, MatmulRowsQ4_K, MatmulRowsQ5_K, MatmulRowsQ6_K,
+    AttnSegmentRowsF16, AttnSegmentRowsF32,
     Count
 };
 
@@ -42,7 +43,8 @@ inline const char* shader_name(ShaderId id) {
         "matmul_f16acc_q6_k",
         "matmul_rows_f32", "matmul_rows_f16", "matmul_rows_bf16", "matmul_rows_q4_0", "matmul_rows_q4_1",
         "matmul_rows_q5_0", "matmul_rows_q5_1", "matmul_rows_q8_0", "matmul_rows_q4_k", "matmul_rows_q5_k",
-        "matmul_rows_q6_k"};
+        "matmul_rows_q6_k",
+        "attn_segment_rows_f16", "attn_segment_rows_f32"};
     static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<int>(ShaderId::Count), "one name per id");
     return kNames[static_cast<int>(id)];
 }

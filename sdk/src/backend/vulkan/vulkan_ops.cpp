@@ -9,7 +9,6 @@
 #include <cmath>
 #include <cstdio>
 
-#include "backend/attention_checks.h"
 #include "backend/vulkan/vk_op_util.h"
 #include "backend/vulkan/vk_pipelines.h"
 #include "backend/vulkan/vk_shaders.h"
@@ -28,8 +27,6 @@ namespace {
 
 constexpr uint32_t kMatmulTokenTile = 4;  // TT in matmul.comp and matmul_rows.comp
 constexpr uint32_t kMatmulWholeRowsPerGroup = 16 * 4;  // local_size_x * ROWS in matmul_rows.comp
-constexpr int32_t kMaxHeadDim = 256;      // MAX_HEAD_DIM in attention_segment.comp
-constexpr uint32_t kNoRotation = 0xFFFFFFFFu;
 
 size_t element_bytes(DType t) { return t == DType::F32 ? 4 : 2; }
 
@@ -314,130 +311,6 @@ void VulkanBackend::copy_rows(const Tensor& src, Tensor& dst, int64_t dst_row) {
     stream().dispatch(f16 ? vk::ShaderId::CopyRowsF16 : vk::ShaderId::CopyRowsF32,
                       {sb, db, VK_NULL_HANDLE, VK_NULL_HANDLE, VK_NULL_HANDLE}, &pc, sizeof pc, groups(per_row, kGroup),
                       static_cast<uint32_t>(src.rows));
-}
-
-void VulkanBackend::attention(const Tensor& q, const int32_t* q_pos, const KvView& kv, const AttentionParams& p,
-                              Tensor& out) {
-    if (!stream().ok() || q.rows <= 0) return;
-    const int64_t width = static_cast<int64_t>(p.n_heads) * p.head_dim;
-    Status checked = check_attention_args(q, kv, p, kMaxHeadDim, /*host_data=*/false);
-    if (!checked.ok()) return fail(Status(checked.code(), "Vulkan " + checked.message()));
-    if (!is_f32(out) || out.cols < width)
-        return fail(invalid("attention: out must be F32 rows of n_heads * head_dim (%lld)", static_cast<long long>(width)));
-    vk::Binding qb, ob;
-    uint32_t q_off, q_stride, o_off, o_stride;
-    if (!bind_plain(q, q.rows, "attention", "q", &qb, &q_off, &q_stride) ||
-        !bind_plain(out, q.rows, "attention", "out", &ob, &o_off, &o_stride))
-        return;
-    const int64_t kv_width = static_cast<int64_t>(p.n_kv_heads) * p.head_dim;
-    bool any_pinned = false;
-    for (int s = 0; s < kv.n_segments; ++s) {
-        const KvSegment& seg = kv.seg[s];
-        if (seg.format == KvFormat::Kivi) {
-            if (!kivi_layout_ok(kv_width, seg.kivi, p.head_dim))
-                return fail(invalid("attention: KIVI segment %d (%d bits, group %d) does not fit head_dim %d", s,
-                                    seg.kivi.nbits, seg.kivi.group, p.head_dim));
-        } else if (seg.k.type != seg.v.type || seg.k.cols < kv_width || seg.v.cols < kv_width) {
-            return fail(invalid("attention: segment %d has mismatched or narrow K/V", s));
-        }
-        any_pinned = any_pinned || (seg.pinned && seg.n_tokens > 0);
-    }
-    const size_t state_bytes = static_cast<size_t>(q.rows) * p.n_heads * (p.head_dim + 2) * sizeof(float);
-    if (!ensure_attention_state(state_bytes)) return;
-
-    // Params: query positions, then (pinned segments) the per-token (cos, sin)
-    // that moves the query to min(q_pos, pinned_query_pos), then each pass's
-    // (n_keys, first_pos, skip, window, k_off, v_off): every per-step value
-    // lives here (a ring's runs move through its buffer), so the recorded
-    // commands of a decode step can be replayed.
-    const bool rotate = any_pinned && p.rope->rope_dim > 0;
-    const int32_t n_pairs = rotate ? p.rope->rope_dim / 2 : 0;
-    // An empty view still runs one pass so the state starts empty.
-    const int passes = kv.n_segments > 0 ? kv.n_segments : 1;
-    const size_t pos_rot_words = static_cast<size_t>(q.rows) * (1 + 2 * static_cast<size_t>(n_pairs));
-    uint32_t pos_off = 0;
-    constexpr size_t kSegWords = 6;
-    uint8_t* prm = stream().params((pos_rot_words + kSegWords * static_cast<size_t>(passes)) * 4, &pos_off);
-    if (!prm) return;
-    int32_t* seg_words = reinterpret_cast<int32_t*>(prm) + pos_rot_words;
-    const uint32_t seg_off = pos_off + static_cast<uint32_t>(pos_rot_words);
-    int32_t* pos = reinterpret_cast<int32_t*>(prm);
-    float* rot = reinterpret_cast<float*>(prm) + q.rows;
-    for (int64_t t = 0; t < q.rows; ++t) {
-        pos[t] = q_pos[t];
-        const int32_t delta = (q_pos[t] < kv.pinned_query_pos ? q_pos[t] : kv.pinned_query_pos) - q_pos[t];
-        for (int32_t i = 0; i < n_pairs; ++i) {  // double: the distance reaches 1e5+ in long streams
-            const double angle = static_cast<double>(delta) * static_cast<double>(p.rope->inv_freq[i]);
-            *rot++ = static_cast<float>(std::cos(angle));
-            *rot++ = static_cast<float>(std::sin(angle));
-        }
-    }
-    const uint32_t rot_off = rotate ? pos_off + static_cast<uint32_t>(q.rows) : kNoRotation;
-
-    struct {
-        uint32_t q_off, q_stride, k_stride, v_stride, n_heads, group, head_dim, seg_off, pos_off, rot_off, n_pairs,
-            init;
-        float scale;
-        uint32_t neox;
-        float softcap;
-        uint32_t nbits, kgroup, code_words;
-    } pc{};
-    pc.q_off = q_off;
-    pc.q_stride = q_stride;
-    pc.n_heads = static_cast<uint32_t>(p.n_heads);
-    pc.group = static_cast<uint32_t>(p.n_heads / p.n_kv_heads);
-    pc.head_dim = static_cast<uint32_t>(p.head_dim);
-    pc.pos_off = pos_off;
-    pc.n_pairs = static_cast<uint32_t>(n_pairs);
-    pc.scale = p.scale;
-    pc.neox = rotate && p.rope->neox ? 1u : 0u;
-    pc.softcap = p.softcap;
-    const VkBuffer state = attn_state_->handle();
-    const uint32_t gx = static_cast<uint32_t>(p.n_heads), gy = static_cast<uint32_t>(q.rows);
-    for (int s = 0; s < passes; ++s) {
-        vk::Binding kb, vb;
-        vk::ShaderId shader = vk::ShaderId::AttnSegmentF32;
-        int32_t* sw = seg_words + kSegWords * s;  // n_keys, first_pos, skip, window, k_off, v_off
-        std::fill(sw, sw + kSegWords, 0);
-        uint32_t k_off = 0, v_off = 0;
-        pc.k_stride = pc.v_stride = 0;
-        pc.nbits = pc.kgroup = pc.code_words = 0;
-        pc.rot_off = kNoRotation;
-        if (kv.n_segments > 0) {
-            const KvSegment& seg = kv.seg[s];
-            const int64_t rows = static_cast<int64_t>(seg.skip) + seg.n_tokens;
-            if (seg.format == KvFormat::Kivi) {
-                const int64_t groups = (rows + seg.kivi.group - 1) / seg.kivi.group;
-                if (!bind_words(seg.k, groups, "attention", "KIVI keys", &kb, &k_off, &pc.k_stride) ||
-                    !bind_words(seg.v, rows, "attention", "KIVI values", &vb, &v_off, &pc.v_stride))
-                    return;
-                shader = vk::ShaderId::AttnSegmentKivi;
-                pc.nbits = static_cast<uint32_t>(seg.kivi.nbits);
-                pc.kgroup = static_cast<uint32_t>(seg.kivi.group);
-                pc.code_words = static_cast<uint32_t>(kivi_code_row_bytes(kv_width, seg.kivi.nbits) / 4);
-            } else {
-                if (!bind_plain(seg.k, rows, "attention", "segment K", &kb, &k_off, &pc.k_stride) ||
-                    !bind_plain(seg.v, rows, "attention", "segment V", &vb, &v_off, &pc.v_stride))
-                    return;
-                shader = seg.k.type == DType::F16 ? vk::ShaderId::AttnSegmentF16 : vk::ShaderId::AttnSegmentF32;
-            }
-            sw[0] = seg.n_tokens;
-            sw[1] = seg.first_pos;
-            sw[2] = seg.skip;
-            sw[3] = seg.pinned ? 0 : seg.window > 0 ? seg.window : kv.window;
-            sw[4] = static_cast<int32_t>(k_off);
-            sw[5] = static_cast<int32_t>(v_off);
-            pc.rot_off = seg.pinned ? rot_off : kNoRotation;
-        }
-        pc.seg_off = seg_off + static_cast<uint32_t>(kSegWords * s);
-        pc.init = s == 0 ? 1u : 0u;
-        stream().dispatch(shader, {qb, kb, vb, state, VK_NULL_HANDLE}, &pc, sizeof pc, gx, gy);
-    }
-    struct {
-        uint32_t o_off, o_stride, n_heads, head_dim;
-    } fin = {o_off, o_stride, static_cast<uint32_t>(p.n_heads), static_cast<uint32_t>(p.head_dim)};
-    stream().dispatch(vk::ShaderId::AttnFinish, {ob, VK_NULL_HANDLE, VK_NULL_HANDLE, state, VK_NULL_HANDLE}, &fin,
-                      sizeof fin, gx, gy);
 }
 
 namespace {
