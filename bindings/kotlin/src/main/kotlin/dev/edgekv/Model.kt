@@ -314,10 +314,8 @@ class Model private constructor(
     internal fun applyChatTemplate(
         messages: List<ChatMessage>, addGenerationPrompt: Boolean, template: String?, user: Boolean
     ): String {
-        val roles = Array(messages.size) { Native.cString(messages[it].role, "a role") }
-        val contents = Array(messages.size) { Native.cString(messages[it].content, "a message") }
-        val t = template?.let { Native.cString(it, "template") }
-        return call(user) { Native.utf8(Native.chatApplyTemplate(it, t, roles, contents, addGenerationPrompt)) }
+        val c = NativeChat(messages, template)
+        return call(user) { Native.utf8(Native.chatApplyTemplate(it, c.template, c.roles, c.contents, addGenerationPrompt)) }
     }
 
     /**
@@ -334,10 +332,15 @@ class Model private constructor(
     internal fun chatTokens(
         messages: List<ChatMessage>, addGenerationPrompt: Boolean, template: String?, user: Boolean
     ): IntArray {
+        val c = NativeChat(messages, template)
+        return call(user) { Native.chatTokenize(it, c.template, c.roles, c.contents, addGenerationPrompt) }
+    }
+
+    /** A conversation as the C strings the native chat calls take. */
+    private class NativeChat(messages: List<ChatMessage>, template: String?) {
         val roles = Array(messages.size) { Native.cString(messages[it].role, "a role") }
         val contents = Array(messages.size) { Native.cString(messages[it].content, "a message") }
-        val t = template?.let { Native.cString(it, "template") }
-        return call(user) { Native.chatTokenize(it, t, roles, contents, addGenerationPrompt) }
+        val template = template?.let { Native.cString(it, "template") }
     }
 
     // ---- without a cache -----------------------------------------------------
