@@ -15,6 +15,20 @@ Status need_tokenizer(const ekv_model* model, const Tokenizer** out) {
     return Status::Ok();
 }
 
+// Token ids into a caller buffer; BUFFER_TOO_SMALL with *n_tokens the count
+// needed (nothing written).
+Status copy_tokens_out(const std::vector<int32_t>& ids, const char* what, int32_t* tokens, int32_t capacity,
+                       int32_t* n_tokens) {
+    *n_tokens = static_cast<int32_t>(ids.size());
+    if (ids.size() > static_cast<size_t>(capacity))
+        return Error(EKV_ERR_BUFFER_TOO_SMALL, "%s has %zu tokens, buffer holds %d", what, ids.size(), capacity);
+    if (!ids.empty()) {
+        EKV_CHECK_HANDLE(tokens, "tokens");
+        std::memcpy(tokens, ids.data(), ids.size() * sizeof(int32_t));
+    }
+    return Status::Ok();
+}
+
 // The chat format to render with: template_name, else the model's template.
 Status chat_format_of(const ekv_model* model, const Tokenizer* tok, const char* template_name, ChatFormat* fmt) {
     if (template_name) {
@@ -67,14 +81,7 @@ ekv_status ekv_tokenize(const ekv_model* model, const char* text, size_t text_le
         if (capacity < 0) return Error(EKV_ERR_INVALID_ARGUMENT, "capacity is negative");
         std::vector<int32_t> ids;
         EKV_TRY(tok->encode(std::string_view(text ? text : "", text_len), add_special != 0, parse_special != 0, &ids));
-        *n_tokens = static_cast<int32_t>(ids.size());
-        if (ids.size() > static_cast<size_t>(capacity))
-            return Error(EKV_ERR_BUFFER_TOO_SMALL, "text has %zu tokens, buffer holds %d", ids.size(), capacity);
-        if (!ids.empty()) {
-            EKV_CHECK_HANDLE(tokens, "tokens");
-            std::memcpy(tokens, ids.data(), ids.size() * sizeof(int32_t));
-        }
-        return Status::Ok();
+        return copy_tokens_out(ids, "text", tokens, capacity, n_tokens);
     });
 }
 
@@ -203,14 +210,7 @@ ekv_status ekv_chat_tokenize(const ekv_model* model, const char* template_name, 
         // The template writes its own BOS text (Llama 3, Gemma): none added here.
         std::vector<int32_t> ids;
         EKV_TRY(tok->encode_with_literals(text, /*add_special=*/false, literal, &ids));
-        *n_tokens = static_cast<int32_t>(ids.size());
-        if (ids.size() > static_cast<size_t>(capacity))
-            return Error(EKV_ERR_BUFFER_TOO_SMALL, "conversation has %zu tokens, buffer holds %d", ids.size(), capacity);
-        if (!ids.empty()) {
-            EKV_CHECK_HANDLE(tokens, "tokens");
-            std::memcpy(tokens, ids.data(), ids.size() * sizeof(int32_t));
-        }
-        return Status::Ok();
+        return copy_tokens_out(ids, "conversation", tokens, capacity, n_tokens);
     });
 }
 
