@@ -86,8 +86,11 @@ constexpr int64_t kChunksPerThread = 8;
 // chunk's time (~0.1 ms) of each other.
 constexpr size_t kMaxChunkBytes = size_t(1) << 20;
 // Rows a chunk holds a multiple of: whole row groups of the one-token GEMV
-// (8, matmul_f32act_quant_avx2.cpp) for decode, whole GEMM panels otherwise.
+// (8, matmul_f32act_quant_avx2.cpp) for decode, whole GEMM panels otherwise
+// (f32 activations: kPanelRows; int8: two 8-row groups of
+// matmul_int8_rows8_avx2.cpp, and the K-quants' kRowBlock).
 constexpr int64_t kDecodeRowUnit = 8;
+constexpr int64_t kInt8GemmRowUnit = 16;
 
 std::atomic<bool> g_force_scalar{false};
 
@@ -256,7 +259,7 @@ void matmul(DType wtype, const void* w, int64_t rows, int64_t k_dim, const float
     int64_t chunk = (rows + target - 1) / target;
     const int64_t max_rows = static_cast<int64_t>(kMaxChunkBytes / job.w_row_bytes);
     if (chunk > max_rows) chunk = max_rows > 0 ? max_rows : 1;
-    const int64_t unit = ntok < detail::kTokenTile ? kDecodeRowUnit : detail::kPanelRows;
+    const int64_t unit = ntok < detail::kTokenTile ? kDecodeRowUnit : int8 ? kInt8GemmRowUnit : detail::kPanelRows;
     chunk = (chunk + unit - 1) / unit * unit;
     std::atomic<int64_t> next{0};
     pool.parallel([&](int, int) {

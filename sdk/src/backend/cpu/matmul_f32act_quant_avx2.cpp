@@ -39,23 +39,6 @@ constexpr int kGemmMinTokens = 4;
 constexpr int kGemvRows = 8;
 constexpr int kGemvRowsWithOffsets = 4;
 static_assert(kGemvRows <= 8 && kGemvRowsWithOffsets <= 8, "gemv_rows() runs the rest as 4 + 3/2/1 rows");
-// The GEMV prefetches the weights at least this many bytes ahead, in whole
-// groups of rows (a group's rows are contiguous). Measured on Zen 3 (Gemma 3's
-// 178 MB Q8_0 output head, one thread): 4-8 KiB alike, 16 KiB and more
-// slower; without software prefetch 40 % slower.
-constexpr int64_t kGemvPrefetchBytes = 8192;
-
-// Byte distance from a row group's weights to those the GEMV prefetches.
-static inline ptrdiff_t prefetch_lead(const MatmulJob& job, int nr) {
-    const int64_t group = static_cast<int64_t>(job.w_row_bytes) * nr;
-    return static_cast<ptrdiff_t>((kGemvPrefetchBytes + group - 1) / group * group);
-}
-
-// Inline asm, as prefetch_ahead() (GCC may drop _mm_prefetch).
-static inline void prefetch_line(const void* p) {
-    __asm__ volatile("prefetcht0 %0" : : "m"(*static_cast<const char*>(p)));
-}
-
 // Register tile of the GEMM: rows x tokens (12 accumulators + 3 weight
 // vectors + 1 activation vector = the 16 ymm registers).
 constexpr int kTileRows = 3;
@@ -143,7 +126,7 @@ struct QuantKernels {
     template <int NR, int NT>
     static void gemv(const MatmulJob& job, int64_t r, int t0) {
         const int64_t nb = job.k_dim / kElems;
-        const char* ahead = reinterpret_cast<const char*>(weight_row(job, r)) + prefetch_lead(job, NR);
+        const char* ahead = reinterpret_cast<const char*>(weight_row(job, r)) + prefetch_lead(job.w_row_bytes, NR);
         const Block* w[NR];
         const float* x[NT];
         const float* xs[NT];

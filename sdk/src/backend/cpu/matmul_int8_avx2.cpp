@@ -1,6 +1,7 @@
-// AVX2/FMA/F16C int8-activation matmul kernels for the 32-element block
-// formats, plus the AVX2 activation quantizers (8-bit blocks). Compiled with
-// -mavx2 -mfma -mf16c; used only when the CPU reports AVX2 and FMA.
+// AVX2/FMA/F16C activation quantizers (8-bit blocks) and the int8 kernel
+// dispatch: the 32-element formats are in matmul_int8_rows8_avx2.cpp, the
+// K-quants in matmul_int8_kquants_avx2.cpp. Compiled with -mavx2 -mfma
+// -mf16c; used only when the CPU reports AVX2 and FMA.
 #include "backend/cpu/matmul_kernels.h"
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
@@ -15,119 +16,6 @@ namespace detail {
 namespace {
 
 using namespace avx2;
-
-// ---- 32-element block formats against Q8_1F activations ------------------
-// Each format yields its 32 quants in element order as bytes (unsigned, or
-// signed for Q8_0) and the pair [d, o / kOffsetFactor] as floats in lanes 0-1
-// (o is the block offset of matmul_kernels.h; the power-of-two factor is
-// applied once at the end, which is exact).
-
-// Two adjacent halves (d, m) -> [d, m, 0, 0].
-static inline __m128 halves_pair(const uint16_t* dm) {
-    return _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(load_u32(reinterpret_cast<const uint8_t*>(dm)))));
-}
-
-// One half d -> [d, d, 0, 0].
-static inline __m128 half_twice(uint16_t d) {
-    return _mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(static_cast<uint32_t>(d) * 0x00010001u)));
-}
-
-struct Q4_0Weights {
-    using Block = BlockQ4_0;
-    static constexpr bool kSigned = false;
-    static constexpr float kOffsetFactor = -8.0f;
-    static __m256i quants(const Block& b) { return unpack_nibbles16(b.qs); }
-    static __m128 scales(const Block& b) { return half_twice(b.d); }
-};
-
-struct Q4_1Weights {
-    using Block = BlockQ4_1;
-    static constexpr bool kSigned = false;
-    static constexpr float kOffsetFactor = 1.0f;
-    static __m256i quants(const Block& b) { return unpack_nibbles16(b.qs); }
-    static __m128 scales(const Block& b) { return halves_pair(&b.d); }
-};
-
-struct Q5_0Weights {
-    using Block = BlockQ5_0;
-    static constexpr bool kSigned = false;
-    static constexpr float kOffsetFactor = -16.0f;
-    static __m256i quants(const Block& b) {
-        return _mm256_or_si256(unpack_nibbles16(b.qs), bits_to_fifth_bit(load_u32(b.qh)));
-    }
-    static __m128 scales(const Block& b) { return half_twice(b.d); }
-};
-
-struct Q5_1Weights {
-    using Block = BlockQ5_1;
-    static constexpr bool kSigned = false;
-    static constexpr float kOffsetFactor = 1.0f;
-    static __m256i quants(const Block& b) {
-        return _mm256_or_si256(unpack_nibbles16(b.qs), bits_to_fifth_bit(load_u32(b.qh)));
-    }
-    static __m128 scales(const Block& b) { return halves_pair(&b.d); }
-};
-
-struct Q8_0Weights {  // no offset: the second lane is never used
-    using Block = BlockQ8_0;
-    static constexpr bool kSigned = true;
-    static constexpr float kOffsetFactor = 0.0f;
-    static __m256i quants(const Block& b) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs)); }
-    static __m128 scales(const Block& b) { return _mm_cvtph_ps(_mm_cvtsi32_si128(b.d)); }
-};
-
-template <class F>
-struct Blocks32 {
-    template <int NT>
-    struct Tile {
-        static void run(const MatmulJob& job, int64_t r, int t0) {
-            const typename F::Block* w = reinterpret_cast<const typename F::Block*>(weight_row(job, r));
-            const BlockQ8_1F* x[NT];
-            // Two accumulator sets (even/odd blocks) hide the FMA latency of small
-            // tiles; every tile size uses them so that a token's summation order,
-            // and so its result, never depends on the tile it falls in.
-            __m256 acc[2][NT];
-            __m128 corr[NT];  // lane 1: sum of (o / kOffsetFactor) * s_x
-            EKV_UNROLL
-            for (int j = 0; j < NT; ++j) {
-                x[j] = reinterpret_cast<const BlockQ8_1F*>(act_row(job, t0 + j));
-                acc[0][j] = _mm256_setzero_ps();
-                acc[1][j] = _mm256_setzero_ps();
-                corr[j] = _mm_setzero_ps();
-            }
-            const int64_t nb = job.k_dim / kQK;
-            auto block = [&](int64_t b, __m256* a) {
-                prefetch_weights(job, w + b, 1);  // blocks are < 64 bytes: one line each
-                const __m256i q = F::quants(w[b]);
-                const __m128 ws = F::scales(w[b]);
-                // maddubs wants unsigned x signed: for signed weights move the sign onto x.
-                const __m256i qu = F::kSigned ? _mm256_sign_epi8(q, q) : q;
-                EKV_UNROLL
-                for (int j = 0; j < NT; ++j) {
-                    const BlockQ8_1F& xb = x[j][b];
-                    // [d_w * d_x, o * s_x] in one multiply (xb.d and xb.s are adjacent).
-                    const __m128 prod = _mm_mul_ps(ws, _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(&xb.d))));
-                    __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.qs));
-                    if (F::kSigned) xq = _mm256_sign_epi8(xq, q);
-                    const __m256 p = _mm256_cvtepi32_ps(dot_u8_s8_epi32(qu, xq));
-                    a[j] = _mm256_fmadd_ps(_mm256_broadcastss_ps(prod), p, a[j]);
-                    if (!F::kSigned) corr[j] = _mm_add_ps(corr[j], prod);
-                }
-            };
-            int64_t b = 0;
-            for (; b + 1 < nb; b += 2) {
-                block(b, acc[0]);
-                block(b + 1, acc[1]);
-            }
-            for (; b < nb; ++b) block(b, acc[0]);
-            EKV_UNROLL
-            for (int j = 0; j < NT; ++j) {
-                const float c = F::kSigned ? 0.0f : F::kOffsetFactor * _mm_cvtss_f32(_mm_movehdup_ps(corr[j]));
-                *out_at(job, t0 + j, r) = hsum_ps(_mm256_add_ps(acc[0][j], acc[1][j])) + c;
-            }
-        }
-    };
-};
 
 // ---- activation quantizers (same bytes as quantize_row_q8_1f / _q8_k) ----
 
@@ -186,11 +74,8 @@ void quantize_q8_k_avx2(const float* x, void* dst, int64_t n) {
 
 RowsKernel avx2_int8_rows_kernel(DType t) {
     switch (t) {
-        case DType::Q4_0: return drive_tiles<Blocks32<Q4_0Weights>::Tile>;
-        case DType::Q4_1: return drive_tiles<Blocks32<Q4_1Weights>::Tile>;
-        case DType::Q5_0: return drive_tiles<Blocks32<Q5_0Weights>::Tile>;
-        case DType::Q5_1: return drive_tiles<Blocks32<Q5_1Weights>::Tile>;
-        case DType::Q8_0: return drive_tiles<Blocks32<Q8_0Weights>::Tile>;
+        case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_0:
+            return avx2_int8_blocks32_rows_kernel(t);  // matmul_int8_rows8_avx2.cpp
         default: return avx2_int8_kquant_rows_kernel(t);
     }
 }

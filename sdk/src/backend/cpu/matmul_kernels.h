@@ -22,8 +22,9 @@
 // is a fixed sequence of operations that does not depend on the batch size,
 // the token tile the token falls in or the row range (tests check this
 // bitwise). SIMD kernels decode a weight block once per token tile (or, for
-// the f32-activation GEMM of the quantized formats, once per row panel) and
-// then run, for each token, exactly the operations a lone token gets.
+// the GEMMs of the quantized formats in f32 mode and of the 32-element
+// formats in int8 mode, once per row panel) and then run, for each token,
+// exactly the operations a lone token gets.
 //
 // Files compiled with -mavx2 (or -march=armv8.2-a+dotprod) define everything
 // they use with internal linkage and call no shared inline function (std::
@@ -91,9 +92,11 @@ const Int8ActKernels& scalar_int8_kernels();
 const F32ActKernels* avx2_f32act_kernels();
 const Int8ActKernels* avx2_int8_kernels();
 // AVX2 f32-activation kernels of the quantized formats
-// (matmul_f32act_quant_avx2.cpp) and int8 K-quant kernels
+// (matmul_f32act_quant_avx2.cpp), int8 kernels of the 32-element formats
+// (matmul_int8_rows8_avx2.cpp) and of the K-quants
 // (matmul_int8_kquants_avx2.cpp); nullptr where unavailable.
 RowsKernel avx2_f32act_quant_rows_kernel(DType wtype);
+RowsKernel avx2_int8_blocks32_rows_kernel(DType wtype);
 RowsKernel avx2_int8_kquant_rows_kernel(DType wtype);
 
 // A 64-byte aligned buffer of at least `floats` floats owned by the calling
