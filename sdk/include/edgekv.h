@@ -625,6 +625,33 @@ EKV_API ekv_status ekv_forward(ekv_model *model, ekv_cache *cache, const int32_t
                                int32_t n_tokens, const int32_t *cache_position,
                                ekv_logits_mode mode, float *logits, size_t logits_len);
 
+/* Options of one ekv_forward_ex call. Initialise with ekv_forward_params_init
+ * (or ekv_forward_default_params()): fields may be appended later. */
+typedef struct ekv_forward_params {
+    size_t struct_size;
+    /* Optional stop request of this call alone (default NULL). It and the
+     * request attached to the cache (ekv_cache_set_cancel) both stop the
+     * call: either one triggered before or during it returns
+     * EKV_ERR_CANCELLED with the cache as it was before the call. Borrowed
+     * for the call only: never attached to the cache nor kept after the
+     * call returns. Honoured without a cache too. */
+    ekv_cancel *cancel;
+} ekv_forward_params;
+
+EKV_API ekv_status ekv_forward_params_init(ekv_forward_params *params, size_t size);
+
+/* ekv_forward with per-call options, so that a binding can stop one call
+ * without touching the stop request an application attached to the cache.
+ * params NULL behaves as ekv_forward (which is this call with NULL). A
+ * smaller (older) struct gets the defaults for the fields it lacks, a larger
+ * (newer) one is read up to the fields this library knows; a struct_size
+ * under sizeof(size_t) or over 1 MiB is EKV_ERR_INVALID_ARGUMENT, with the
+ * cache untouched. */
+EKV_API ekv_status ekv_forward_ex(ekv_model *model, ekv_cache *cache, const int32_t *tokens,
+                                  int32_t n_tokens, const int32_t *cache_position,
+                                  ekv_logits_mode mode, float *logits, size_t logits_len,
+                                  const ekv_forward_params *params);
+
 /* ---- Generation ------------------------------------------------------------ */
 
 /* Called for every generated token with its text piece (UTF-8 complete: bytes
@@ -830,6 +857,7 @@ EKV_DEFINE_DEFAULT_(ekv_backend_stats, ekv_backend_stats_default, ekv_backend_st
 EKV_DEFINE_DEFAULT_(ekv_cache_params, ekv_cache_default_params, ekv_cache_params_init)
 EKV_DEFINE_DEFAULT_(ekv_cache_stats, ekv_cache_stats_default, ekv_cache_stats_init)
 EKV_DEFINE_DEFAULT_(ekv_cache_plan_result, ekv_cache_plan_result_default, ekv_cache_plan_result_init)
+EKV_DEFINE_DEFAULT_(ekv_forward_params, ekv_forward_default_params, ekv_forward_params_init)
 EKV_DEFINE_DEFAULT_(ekv_generate_params, ekv_generate_default_params, ekv_generate_params_init)
 EKV_DEFINE_DEFAULT_(ekv_generate_result, ekv_generate_default_result, ekv_generate_result_init)
 EKV_DEFINE_DEFAULT_(ekv_generator_event, ekv_generator_event_default, ekv_generator_event_init)

@@ -61,7 +61,8 @@ static const any_fn k_all_functions[] = {
     (any_fn)ekv_model_load_from_fd, (any_fn)ekv_model_meta_count, (any_fn)ekv_model_meta_key,
     (any_fn)ekv_cache_save_to_memory, (any_fn)ekv_cache_load_from_memory, (any_fn)ekv_cache_get_params, (any_fn)ekv_cache_get_model,
     (any_fn)ekv_model_retain, (any_fn)ekv_cache_plan_result_init, (any_fn)ekv_cache_plan_result_default,
-    (any_fn)ekv_cache_plan, (any_fn)ekv_cache_plan_candidate,
+    (any_fn)ekv_cache_plan, (any_fn)ekv_cache_plan_candidate, (any_fn)ekv_forward_ex,
+    (any_fn)ekv_forward_params_init, (any_fn)ekv_forward_default_params,
 };
 
 static void uses_every_type(void) {
@@ -99,6 +100,7 @@ static void uses_every_type(void) {
     ekv_cache_params cache_params = ekv_cache_default_params();
     ekv_cache_stats cache_stats = ekv_cache_stats_default();
     ekv_backend_stats backend_stats = ekv_backend_stats_default();
+    ekv_forward_params forward_params = ekv_forward_default_params();
     ekv_generate_params gen_params = ekv_generate_default_params();
     ekv_generate_result gen_result = ekv_generate_default_result();
     ekv_cache_plan_result plan = ekv_cache_plan_result_default();
@@ -122,6 +124,7 @@ static void uses_every_type(void) {
     CHECK(cache_stats.struct_size == sizeof cache_stats);
     CHECK(backend_stats.struct_size == sizeof backend_stats && backend_stats.submissions == 0);
     CHECK(gen_params.struct_size == sizeof gen_params);
+    CHECK(forward_params.struct_size == sizeof forward_params && forward_params.cancel == NULL);
     CHECK(gen_result.struct_size == sizeof gen_result);
     CHECK(plan.struct_size == sizeof plan && plan.chosen_index == -1 && plan.reason[0] == '\0');
 

@@ -287,8 +287,11 @@ JNIEXPORT void JNICALL FN(cacheGetParams)(JNIEnv *env, jclass cls, jlong h, jint
 
 /* ---- forward --------------------------------------------------------------------------- */
 
+/* cancel (0: none) is the call's own stop request (ekv_forward_params):
+ * whatever is attached to the cache stays attached. */
 JNIEXPORT jfloatArray JNICALL FN(forward)(JNIEnv *env, jclass cls, jlong model, jlong cache, jintArray tokens,
-                                          jintArray positions, jint mode, jint n_vocab) {
+                                          jintArray positions, jint mode, jint n_vocab, jlong cancel) {
+    ekv_forward_params fp = ekv_forward_default_params();
     jsize n = 0, n_pos = 0;
     int32_t *ids = NULL, *pos = NULL;
     float *logits = NULL;
@@ -317,7 +320,8 @@ JNIEXPORT jfloatArray JNICALL FN(forward)(JNIEnv *env, jclass cls, jlong model, 
         jni_throw_oom(env, "edgekv: logits");
         goto done;
     }
-    st = ekv_forward(H_MODEL(model), H_CACHE(cache), ids, n, pos, (ekv_logits_mode)mode, logits, n_logits);
+    fp.cancel = H_CANCEL(cancel);
+    st = ekv_forward_ex(H_MODEL(model), H_CACHE(cache), ids, n, pos, (ekv_logits_mode)mode, logits, n_logits, &fp);
     if (st != EKV_OK) {
         jni_throw_status(env, st);
         goto done;

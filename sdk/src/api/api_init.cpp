@@ -40,6 +40,9 @@ ekv_status ekv_cache_params_init(ekv_cache_params* p, size_t size) {
 ekv_status ekv_generate_params_init(ekv_generate_params* p, size_t size) {
     return api::guarded([&] { return api::init_struct(p, size, api::generate_params_defaults(), "params"); });
 }
+ekv_status ekv_forward_params_init(ekv_forward_params* p, size_t size) {
+    return api::guarded([&] { return api::init_struct(p, size, api::zeroed_struct<ekv_forward_params>(), "params"); });
+}
 ekv_status ekv_generate_result_init(ekv_generate_result* r, size_t size) {
     return api::guarded([&] { return api::init_struct(r, size, api::zeroed_struct<ekv_generate_result>(), "result"); });
 }

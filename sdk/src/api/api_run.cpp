@@ -1,4 +1,4 @@
-// Forward and generation: blocking (ekv_forward, ekv_generate) and step-wise
+// Forward and generation: blocking (ekv_forward[_ex], ekv_generate) and step-wise
 // (ekv_generator).
 #include <cstring>
 
@@ -65,10 +65,18 @@ extern "C" {
 
 ekv_status ekv_forward(ekv_model* model, ekv_cache* cache, const int32_t* tokens, int32_t n_tokens,
                        const int32_t* cache_position, ekv_logits_mode mode, float* logits, size_t logits_len) {
+    return ekv_forward_ex(model, cache, tokens, n_tokens, cache_position, mode, logits, logits_len, nullptr);
+}
+
+ekv_status ekv_forward_ex(ekv_model* model, ekv_cache* cache, const int32_t* tokens, int32_t n_tokens,
+                          const int32_t* cache_position, ekv_logits_mode mode, float* logits, size_t logits_len,
+                          const ekv_forward_params* params) {
     return api::guarded([&]() -> Status {
         EKV_CHECK_HANDLE(model, "model");
         EKV_CHECK_HANDLE(tokens, "tokens");
         EKV_TRY(check_owner(model, cache));
+        ekv_forward_params p;
+        EKV_TRY(api::read_params(params, api::zeroed_struct<ekv_forward_params>(), "params", &p));
         const int raw_mode = api::enum_int(mode);
         if (raw_mode != EKV_LOGITS_LAST && raw_mode != EKV_LOGITS_ALL)
             return Error(EKV_ERR_INVALID_ARGUMENT, "unknown logits mode %d", raw_mode);
@@ -78,8 +86,9 @@ ekv_status ekv_forward(ekv_model* model, ekv_cache* cache, const int32_t* tokens
             api::CacheUse use(cache);
             EKV_TRY(use.status());
             Session& s = *cache->session;
+            // The call's request is only borrowed: the cache's own stays attached.
             return checked_forward(m, s.cache(), s.ws(), tokens, n_tokens, cache_position, all, logits, logits_len,
-                                   api::cancel_set(nullptr, cache));
+                                   api::cancel_set(p.cancel, cache));
         }
         // use_cache=False: the tokens are the whole sequence.
         if (cache_position) {
@@ -91,7 +100,8 @@ ekv_status ekv_forward(ekv_model* model, ekv_cache* cache, const int32_t* tokens
         std::unique_ptr<Session> tmp;
         EKV_TRY(Session::create_default(m, &tmp));
         std::unique_lock<std::recursive_mutex> lock = tmp->use();
-        return checked_forward(m, tmp->cache(), tmp->ws(), tokens, n_tokens, nullptr, all, logits, logits_len);
+        return checked_forward(m, tmp->cache(), tmp->ws(), tokens, n_tokens, nullptr, all, logits, logits_len,
+                               api::cancel_set(p.cancel, nullptr));
     });
 }
 

@@ -388,16 +388,18 @@ public final class Cache: Sendable {
         return try await withTaskCancellationHandler {
             try await lane.run { [self] in
                 var out = [Float](repeating: 0, count: rows * vocabularySize)
-                try check(ekv_cache_set_cancel(handle, stop.handle), "attaching a stop request")
-                defer { ekv_cache_set_cancel(handle, nil) }
+                // This call's own stop request: whatever is attached to the
+                // native cache stays attached (and stops the call too).
+                var params = ekv_forward_default_params()
+                params.cancel = stop.handle
                 let mode = logits == .all ? EKV_LOGITS_ALL : EKV_LOGITS_LAST
                 let status: ekv_status
                 if let positions {
-                    status = ekv_forward(modelHandle, handle, tokens, Int32(clamping: tokens.count), positions, mode,
-                                         &out, out.count)
+                    status = ekv_forward_ex(modelHandle, handle, tokens, Int32(clamping: tokens.count), positions, mode,
+                                            &out, out.count, &params)
                 } else {
-                    status = ekv_forward(modelHandle, handle, tokens, Int32(clamping: tokens.count), nil, mode, &out,
-                                         out.count)
+                    status = ekv_forward_ex(modelHandle, handle, tokens, Int32(clamping: tokens.count), nil, mode, &out,
+                                            out.count, &params)
                 }
                 try check(status, "running \(tokens.count) tokens")
                 return out

@@ -35,6 +35,8 @@ class Cache private constructor(
     private val lock = ReentrantLock()
     private val changed = lock.newCondition() // signalled when a call ends
     private var handle: Long = handle
+    // This object's stop request, passed to each call (never attached to the
+    // native cache, whose attached request is left to the application).
     private var cancelHandle: Long = 0L
     private var closed = false
     private var owner: Any? = null      // the operation (a call or a stream) using the cache
@@ -49,7 +51,6 @@ class Cache private constructor(
             var cancel = 0L
             try {
                 cancel = Native.cancelCreate()
-                Native.cacheSetCancel(handle, cancel)
                 return Cache(model, handle).also { it.cancelHandle = cancel }
             } catch (t: Throwable) {
                 Native.cacheFree(handle)
@@ -220,7 +221,9 @@ class Cache private constructor(
     @JvmOverloads
     fun forward(tokens: IntArray, mode: LogitsMode = LogitsMode.LAST, cachePosition: IntArray? = null): FloatArray {
         val nVocab = model.info.nVocab
-        return exclusive { Native.forward(model.retainedHandle, it, tokens, cachePosition, mode.code, nVocab) }
+        return exclusive {
+            Native.forward(model.retainedHandle, it, tokens, cachePosition, mode.code, nVocab, cancelHandle)
+        }
     }
 
     // ---- generation -------------------------------------------------------------------
@@ -248,7 +251,7 @@ class Cache private constructor(
         val stopStrings = params.stopStringArray()
         val tokens = exclusive(stop) {
             Native.generate(
-                model.retainedHandle, it, prompt, ints, floats, params.seed, stopTokens, stopStrings, 0L, sink,
+                model.retainedHandle, it, prompt, ints, floats, params.seed, stopTokens, stopStrings, cancelHandle, sink,
                 longs, doubles
             )
         }
@@ -280,7 +283,9 @@ class Cache private constructor(
             handle
         }
         val gen = try {
-            Native.generatorCreate(model.retainedHandle, h, prompt, ints, floats, params.seed, stopTokens, stopStrings, 0L)
+            Native.generatorCreate(
+                model.retainedHandle, h, prompt, ints, floats, params.seed, stopTokens, stopStrings, cancelHandle
+            )
         } catch (t: Throwable) {
             lock.withLock { endLocked() }
             throw t

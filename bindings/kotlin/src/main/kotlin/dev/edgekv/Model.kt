@@ -348,7 +348,7 @@ class Model private constructor(
     /** Logits of a whole sequence without a cache (HF use_cache=False). */
     @JvmOverloads
     fun forward(tokens: IntArray, mode: LogitsMode = LogitsMode.LAST): FloatArray =
-        call(user = true) { Native.forward(it, 0L, tokens, null, mode.code, info.nVocab) }
+        call(user = true) { Native.forward(it, 0L, tokens, null, mode.code, info.nVocab, 0L) }
 
     override fun toString(): String = "Model(${info.architecture}, $path)"
 }

@@ -83,8 +83,9 @@ internal object Native {
     @JvmStatic external fun cacheGetParams(cache: Long, out: IntArray, budget: LongArray)
 
     // ---- forward and generation
+    /** cancel (0: none) stops this call only; the cache's attached request stays as it is. */
     @JvmStatic external fun forward(
-        model: Long, cache: Long, tokens: IntArray, positions: IntArray?, mode: Int, nVocab: Int
+        model: Long, cache: Long, tokens: IntArray, positions: IntArray?, mode: Int, nVocab: Int, cancel: Long
     ): FloatArray
     @JvmStatic external fun generateParamsDefaults(ints: IntArray, floats: FloatArray)
     @JvmStatic external fun generate(

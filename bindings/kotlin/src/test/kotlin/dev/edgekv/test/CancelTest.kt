@@ -1,15 +1,18 @@
 package dev.edgekv.test
 
+import dev.edgekv.Cache
 import dev.edgekv.CacheParams
 import dev.edgekv.ChatMessage
 import dev.edgekv.EdgeKvException
 import dev.edgekv.GenerateParams
 import dev.edgekv.GenerationEvent
+import dev.edgekv.Native
 import dev.edgekv.Status
 import dev.edgekv.StopReason
 import dev.edgekv.StopRequest
 import org.junit.Assert.assertArrayEquals
 import org.junit.Assert.assertEquals
+import org.junit.Assert.assertFalse
 import org.junit.Assert.assertTrue
 import org.junit.Assert.fail
 import org.junit.Test
@@ -58,6 +61,59 @@ class CancelTest {
             }
         }
     }
+
+    /**
+     * A stop request the app attached to the native cache itself (as a C
+     * caller sharing the cache would) stays attached and honoured across the
+     * binding's calls, and cancel() still stops a forward beside it: the
+     * binding passes its own request per call instead of attaching it.
+     */
+    @Test
+    fun anAppRequestAttachedToTheNativeCacheStaysBesideCancel() {
+        model.newCache(CacheParams.dynamic()).use { cache ->
+            model.newCache(CacheParams.dynamic()).use { reference ->
+                val app = Native.cancelCreate()
+                try {
+                    Native.cacheSetCancel(nativeHandle(cache), app)
+                    cache.forward(head)
+                    reference.forward(head)
+                    // cancel() as soon as the 2000-token forward holds the cache.
+                    val canceller = TestThread("canceller") {
+                        while (!cache.isBusy) Thread.sleep(1)
+                        cache.cancel()
+                    }.start()
+                    try {
+                        cache.forward(longPrompt)
+                        fail("cancel() did not stop the forward")
+                    } catch (e: EdgeKvException) {
+                        assertEquals(Status.CANCELLED, e.status)
+                    }
+                    canceller.join()
+                    assertEquals(16, cache.seqLen)
+                    assertFalse(Native.cancelIsTriggered(app))
+
+                    // The app's request is still attached: it stops a forward and a generation.
+                    Native.cancelTrigger(app)
+                    try {
+                        cache.forward(intArrayOf(42))
+                        fail("the app's stop request attached to the cache was not honoured")
+                    } catch (e: EdgeKvException) {
+                        assertEquals(Status.CANCELLED, e.status)
+                    }
+                    assertEquals(StopReason.CANCELLED, cache.generate(head, GenerateParams(maxNewTokens = 2)).stopReason)
+                    assertEquals(16, cache.seqLen)
+                    Native.cancelReset(app)
+                    assertArrayEquals(reference.forward(intArrayOf(1234)), cache.forward(intArrayOf(1234)), 0f)
+                } finally {
+                    Native.cancelFree(app) // the native cache keeps its own reference until it is freed
+                }
+            }
+        }
+    }
+
+    /** The native `ekv_cache` behind [cache] (private: reached as an app mixing C calls would hold it). */
+    private fun nativeHandle(cache: Cache): Long =
+        Cache::class.java.getDeclaredField("handle").apply { isAccessible = true }.getLong(cache)
 
     @Test
     fun cancelDuringThePrefillOfAGeneration() {
