@@ -6,7 +6,9 @@
 // a time (one per invocation); each invocation then accumulates its own
 // head dimensions. KV rows are read in place (F16, F32, or KIVI codes with
 // their group ranges). Optional: Gemma 2's score soft-capping, and NeoX-style
-// pairs in the pinned re-rotation.
+// pairs in the pinned re-rotation. A pass may start anywhere in a segment
+// (inside a KIVI group too): the host splits long segments on llvmpipe, which
+// ends an invocation after 65535 loop iterations (vulkan_attention.cpp).
 layout(local_size_x = 64) in;
 
 #define MAX_HEAD_DIM 256

@@ -4,7 +4,8 @@
 // (vk_pipelines.h AttentionShape): attention_segment.comp on GPUs, 64 keys
 // per workgroup; attention_segment_rows.comp on CPU implementations, a whole
 // key walk per invocation, which ends a one-pass view itself. KIVI segments
-// always take attention_segment.comp; the state layout is shared.
+// always take attention_segment.comp; the state layout is shared. On CPU
+// implementations long segments take several passes of either shape.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -31,18 +32,37 @@ constexpr uint32_t kNoRotation = 0xFFFFFFFFu;
 
 // llvmpipe silently ends an invocation after 65535 loop iterations, all
 // loops together (LP_MAX_TGSI_LOOP_ITERATIONS), counting one more per loop
-// entered (its exit test). attention_segment_rows.comp spends per key one
-// iteration of the key loop and two loops of ceil(pairs / CHUNK)
-// iterations, and at most NQ * 4 * (head_dim + 1) on its queries and state
-// (measured on lavapipe: a pass of 3288 keys at head_dim 256 fails, 3200
-// pass). The budget keeps a margin under the limit.
-constexpr int64_t kRowsLoopBudget = 60000;
+// entered (its exit test). Each pass keeps a margin under it.
+constexpr int64_t kLoopBudget = 60000;
+
+// attention_segment_rows.comp spends per key one iteration of the key loop
+// and two loops of ceil(pairs / CHUNK) iterations, and at most
+// NQ * 4 * (head_dim + 1) on its queries and state (measured on lavapipe: a
+// pass of 3288 keys at head_dim 256 fails, 3200 pass).
 constexpr int64_t kRowsPairChunk = 16;  // CHUNK
 
 int64_t rows_keys_per_pass(int32_t head_dim) {
     const int64_t pairs = (head_dim + 1) / 2;
     const int64_t per_key = 1 + 2 * ((pairs + kRowsPairChunk - 1) / kRowsPairChunk + 1);
-    return (kRowsLoopBudget - kAttnRowsQueries * 4 * (kMaxHeadDim + 1)) / per_key;
+    return (kLoopBudget - kAttnRowsQueries * 4 * (kMaxHeadDim + 1)) / per_key;
+}
+
+// attention_segment.comp spends per block of 64 keys head_dim + 1 iterations
+// on its key's dot product, 66 per accumulator slot (ceil(head_dim / 64) per
+// invocation: 64 + 1 of its value loop, 1 of the slot loop), and ~16 on the
+// block loop and its two reductions: head_dim + 17 + 66 * ceil(head_dim / 64),
+// taken here as + 20. KIVI reads its codes without loops, so F16, F32 and
+// KIVI 2/4/8-bit cost the same. Outside the blocks: q, re-rotation and state
+// loops, under 256 at head_dim 256. Measured on lavapipe (one pass, F16 and
+// KIVI alike): 7778 keys pass at head_dim 256, 7779 fail; 15061 / 15062 at
+// 128; 17024 / 17025 at 96; 28318 / 28319 at 64. This gives 7040, 13632,
+// 15360, 25472 (about 90 % of each).
+constexpr int64_t kKeysBlock = 64;  // local_size_x
+constexpr int64_t kKeysFixedLoops = 256;
+
+int64_t keys_per_pass(int32_t head_dim) {
+    const int64_t per_block = head_dim + 20 + 66 * ((head_dim + kKeysBlock - 1) / kKeysBlock);
+    return (kLoopBudget - kKeysFixedLoops) / per_block * kKeysBlock;
 }
 
 // One dispatch: keys [start, start + count) of segment `seg` (-1: the empty
@@ -54,23 +74,26 @@ struct Pass {
 };
 
 // A segment per pass, except that the CPU shape walks at most
-// rows_keys_per_pass keys per pass. The number of passes follows the
-// segment lengths, so a replayed decode step is re-recorded when it changes
-// (the command log compares the dispatches).
-std::vector<Pass> plan_passes(const KvView& kv, bool rows_shape, int32_t head_dim) {
+// rows_keys_per_pass keys per pass, and the GPU shape keys_per_pass on
+// devices that may cap loops like llvmpipe (`capped`: CPU implementations,
+// as for the choice of shape; GPUs keep a pass per segment). A part of a
+// segment starts at any key: attention_segment.comp finds a KIVI key's group
+// from its row, so a pass boundary may fall inside a group. The number of
+// passes follows the segment lengths, so a replayed decode step is
+// re-recorded when it changes (the command log compares the dispatches).
+std::vector<Pass> plan_passes(const KvView& kv, bool rows_shape, bool capped, int32_t head_dim) {
     std::vector<Pass> passes;
     if (kv.n_segments == 0) passes.push_back({-1, 0, 0, rows_shape});
-    const int32_t most = static_cast<int32_t>(rows_keys_per_pass(head_dim));
+    const int32_t most_rows = static_cast<int32_t>(rows_keys_per_pass(head_dim));
+    const int32_t most_keys = static_cast<int32_t>(keys_per_pass(head_dim));
     for (int s = 0; s < kv.n_segments; ++s) {
         const KvSegment& seg = kv.seg[s];
-        if (!rows_shape || seg.format == KvFormat::Kivi) {
-            passes.push_back({s, 0, seg.n_tokens, false});
-            continue;
-        }
+        const bool rows = rows_shape && seg.format != KvFormat::Kivi;
+        const int32_t most = rows ? most_rows : capped ? most_keys : seg.n_tokens;
         int32_t start = 0;
         do {
             const int32_t count = std::min(most, seg.n_tokens - start);
-            passes.push_back({s, start, count, true});
+            passes.push_back({s, start, count, rows});
             start += count;
         } while (start < seg.n_tokens);
     }
@@ -106,7 +129,8 @@ void VulkanBackend::attention(const Tensor& q, const int32_t* q_pos, const KvVie
         any_pinned = any_pinned || (seg.pinned && seg.n_tokens > 0);
     }
     const bool rows_shape = ctx_->pipelines().attention_shape() == vk::AttentionShape::Rows;
-    const std::vector<Pass> passes = plan_passes(kv, rows_shape, p.head_dim);
+    const bool capped = ctx_->properties().deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
+    const std::vector<Pass> passes = plan_passes(kv, rows_shape, capped, p.head_dim);
     const size_t n_passes = passes.size();
     // A single pass of the CPU shape writes `out` where the state would go;
     // otherwise the passes meet in the state.
