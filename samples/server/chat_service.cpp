@@ -64,11 +64,14 @@ public:
     std::vector<std::string> stop_storage;
     std::vector<const char*> stop_ptrs;
     ekv_cancel* cancel = nullptr;
+    ChatService* service = nullptr;  // where `cancel` is registered under `id`
     ConversationStore* store = nullptr;
     bool keep_cache = true;  // false after a failure: the cache is freed, not stored
 
     // A refused request gives back the conversation it took; a cache made
-    // for it holds nothing worth keeping and is freed.
+    // for it holds nothing worth keeping and is freed. A job dropped
+    // without run() (a stream whose headers could not be sent) must not
+    // leave its freed stop request for cancel() / cancel_all() to trigger.
     ~Job() {
         if (conv.cache) {
             if (keep_cache && store && !conv.tokens.empty()) {
@@ -77,6 +80,7 @@ public:
                 ekv_cache_free(conv.cache);
             }
         }
+        if (service && cancel) service->forget_cancel(id, cancel);
         ekv_cancel_free(cancel);
     }
 };
@@ -179,6 +183,7 @@ bool ChatService::prepare(const CompletionRequest& request, const std::string& i
     if (request.min_p) gp.min_p = *request.min_p;
     if (request.repetition_penalty) gp.repetition_penalty = *request.repetition_penalty;
     gp.seed = request.seed ? *request.seed : std::random_device{}();
+    gp.stop_at_eos = request.ignore_eos ? 0 : 1;
     job->stop_storage = request.stop;
     for (const std::string& s : job->stop_storage) job->stop_ptrs.push_back(s.c_str());
     gp.stop_strings = job->stop_ptrs.empty() ? nullptr : job->stop_ptrs.data();
@@ -192,6 +197,7 @@ bool ChatService::prepare(const CompletionRequest& request, const std::string& i
         std::lock_guard<std::mutex> lock(cancels_mu_);
         cancels_[id] = job->cancel;
     }
+    job->service = this;
     *out = std::move(job);
     return true;
 }
@@ -229,14 +235,23 @@ bool ChatService::check_limits(const CompletionRequest& request, Job& job, ApiEr
 }
 
 bool ChatService::run(Job& job, const std::function<bool(const std::string&)>& on_text, GenerationReport* report,
-                      ApiError* error) {
+                      ApiError* error, const std::function<bool()>& client_present) {
     *report = GenerationReport{};
+    bool client_gone = false;
+    // A client that left while queued costs no prefill: the triggered stop
+    // request ends the generation before its first forward pass.
+    auto stop_if_gone = [&] {
+        if (!client_gone && client_present && !client_present()) {
+            client_gone = true;
+            ekv_cancel_trigger(job.cancel);
+        }
+    };
+    stop_if_gone();
     ekv_generator* gen = nullptr;
     ekv_status st = ekv_generator_create(model_, job.conv.cache, job.prompt.data(),
                                          static_cast<int32_t>(job.prompt.size()), &job.params, &gen);
     std::vector<int32_t> generated;
     bool first_text = true;
-    bool client_gone = false;
     std::string text(256, '\0');
     while (st == EKV_OK) {
         ekv_generator_event ev = ekv_generator_event_default();
@@ -247,7 +262,10 @@ bool ChatService::run(Job& job, const std::function<bool(const std::string&)>& o
             continue;
         }
         if (st != EKV_OK) break;
-        if (ev.type == EKV_EVENT_TOKEN) generated.push_back(ev.token);
+        if (ev.type == EKV_EVENT_TOKEN) {
+            generated.push_back(ev.token);
+            stop_if_gone();
+        }
         if (first_text && (ev.text_len > 0 || ev.type == EKV_EVENT_DONE)) {
             report->time_to_first_token_ms = ms_since(job.start);
             first_text = false;
@@ -266,9 +284,12 @@ bool ChatService::run(Job& job, const std::function<bool(const std::string&)>& o
     if (gen) ekv_generator_get_result(gen, &res);
     const std::string failure = st != EKV_OK ? ekv_last_error() : "";
     ekv_generator_free(gen);  // the cache is free again
+    forget_cancel(job.id, job.cancel);
     {
         std::lock_guard<std::mutex> lock(cancels_mu_);
-        cancels_.erase(job.id);
+        ++counters_.generations;
+        if (client_gone) ++counters_.client_gone;
+        counters_.completion_tokens += res.n_generated;
     }
 
     // The cache holds the prompt and the generated tokens up to its seq_len.
@@ -293,6 +314,7 @@ bool ChatService::run(Job& job, const std::function<bool(const std::string&)>& o
     report->cache_tokens_held = cs.tokens_held;
     report->stop_reason = res.stop_reason;
     report->finish_reason = finish_reason_of(res.stop_reason);
+    report->client_gone = client_gone;
     if (st != EKV_OK) {
         job.keep_cache = false;
         *error = ApiError{500, "server_error", std::string("generation failed: ") + ekv_status_string(st) +
@@ -303,10 +325,25 @@ bool ChatService::run(Job& job, const std::function<bool(const std::string&)>& o
         return false;
     }
     // Stored now, so the report counts it (eviction may free it at once).
-    store_.checkin(std::move(job.conv));
-    job.conv = Conversation{};
+    // A generation stopped before its prompt went in holds nothing to
+    // continue: the job frees that cache when it goes.
+    if (!job.conv.tokens.empty()) {
+        store_.checkin(std::move(job.conv));
+        job.conv = Conversation{};
+    }
     report->store = store_.stats();
     return true;
+}
+
+ServiceCounters ChatService::counters() const {
+    std::lock_guard<std::mutex> lock(cancels_mu_);
+    return counters_;
+}
+
+void ChatService::forget_cancel(const std::string& id, const ekv_cancel* cancel) {
+    std::lock_guard<std::mutex> lock(cancels_mu_);
+    auto it = cancels_.find(id);
+    if (it != cancels_.end() && it->second == cancel) cancels_.erase(it);
 }
 
 bool ChatService::cancel(const std::string& id) {

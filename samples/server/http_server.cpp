@@ -1,12 +1,19 @@
 #include "http_server.h"
 
 #include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
 #include <ctime>
 #include <mutex>
 #include <random>
 
+#include <poll.h>
+#include <sys/socket.h>
+
 #include <httplib.h>
 
+#include "peer_watch.h"
 #include "response.h"
 #include "web_page.h"
 
@@ -25,12 +32,59 @@ ApiError not_found(const std::string& path) {
     return ApiError{404, "invalid_request_error", "no route " + path, "", "unknown_url"};
 }
 
+void log_client_gone(const std::string& id, const GenerationReport& report) {
+    std::fprintf(stderr, "edgekv serve: %s: the client closed the connection; generation stopped after %d tokens\n",
+                 id.c_str(), report.completion_tokens);
+}
+
+// The socket of the connection whose request this thread is handling, for
+// handlers that must notice the client leaving (cpp-httplib 0.11 tells a
+// handler nothing about its connection).
+thread_local int t_connection_socket = -1;
+
+// httplib::Server serving each connection itself, so it can record the
+// socket: the same keep-alive loop as httplib's own (at most
+// keep_alive_max_count_ requests, the next awaited keep_alive_timeout_sec_),
+// built on the protected process_request() of cpp-httplib 0.11's API.
+class ConnectionAwareServer : public httplib::Server {
+private:
+    bool process_and_close_socket(socket_t sock) override {
+        t_connection_socket = sock;
+        bool ok = false;
+        for (size_t left = keep_alive_max_count_; left > 0 && next_request_arrives(sock); --left) {
+            bool closed = false;
+            ok = httplib::detail::process_client_socket(
+                sock, read_timeout_sec_, read_timeout_usec_, write_timeout_sec_, write_timeout_usec_,
+                [&](httplib::Stream& strm) { return process_request(strm, left == 1, closed, nullptr); });
+            if (!ok || closed) break;
+        }
+        t_connection_socket = -1;
+        ::shutdown(sock, SHUT_RDWR);
+        httplib::detail::close_socket(sock);
+        return ok;
+    }
+
+    // Readable (a request, EOF or an error for process_request to meet)
+    // within the keep-alive timeout; a stopped server ends the wait.
+    bool next_request_arrives(socket_t sock) const {
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(keep_alive_timeout_sec_);
+        while (svr_sock_ != INVALID_SOCKET) {
+            pollfd p{sock, POLLIN, 0};
+            const int ready = ::poll(&p, 1, 50);
+            if (ready > 0) return true;
+            if (ready < 0 && errno != EINTR) return false;
+            if (std::chrono::steady_clock::now() >= deadline) return false;
+        }
+        return false;
+    }
+};
+
 }  // namespace
 
 struct HttpServer::Impl {
     ChatService& service;
     HttpConfig config;
-    httplib::Server server;
+    ConnectionAwareServer server;
     int port = -1;
     std::mutex id_mu;
     std::mt19937_64 id_rng{std::random_device{}()};
@@ -125,9 +179,15 @@ void HttpServer::Impl::completion(Endpoint endpoint, const httplib::Request& req
     // Shared: httplib copies the content provider.
     std::shared_ptr<Job> job(std::move(prepared));
     if (!request.stream) {
+        // Nothing is written until the answer is whole, so a client that
+        // hung up shows only when its socket is asked (peer_watch.h).
+        PeerWatch watch(t_connection_socket);
         GenerationReport report;
-        const bool ok = service.run(*job, [](const std::string&) { return true; }, &report, &error);
-        job.reset();
+        const bool ok = service.run(
+            *job, [](const std::string&) { return true; }, &report, &error,
+            [&watch] { return watch.still_connected(); });
+        job.reset();  // slot and cache back (stored for a retry) before logging
+        if (report.client_gone) log_client_gone(head.id, report);
         if (!ok) {
             send_error(res, error);
             return;
@@ -158,6 +218,7 @@ void HttpServer::Impl::completion(Endpoint endpoint, const httplib::Request& req
                     &report, &error);
             }
             job.reset();  // slot and cache back before the last bytes go out
+            if (report.client_gone) log_client_gone(head.id, report);
             if (!alive) return false;
             if (ok) {
                 alive = write(sse_final_chunk(head, report, svc->model()));

@@ -248,6 +248,9 @@ bool parse_request(Endpoint endpoint, const std::string& body, const ekv_cache_p
             r.seed = v.is_number_unsigned() ? v.get<uint64_t>() : static_cast<uint64_t>(v.get<int64_t>());
         } else if (k == "stop") {
             if (!p.stop(v, &r.stop)) return false;
+        } else if (k == "ignore_eos") {
+            if (!v.is_boolean() && !v.is_null()) return p.fail("'ignore_eos' must be a boolean", "ignore_eos");
+            r.ignore_eos = v.is_boolean() && v.get<bool>();
         } else if (k == "stream") {
             if (!v.is_boolean() && !v.is_null()) return p.fail("'stream' must be a boolean", "stream");
             r.stream = v.is_boolean() && v.get<bool>();

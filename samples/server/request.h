@@ -35,6 +35,7 @@ struct CompletionRequest {
     std::optional<float> repetition_penalty;
     std::optional<uint64_t> seed;
     std::vector<std::string> stop;
+    bool ignore_eos = false;  // edgekv (as vLLM and llama.cpp): run to max_tokens (benchmarks, load tests)
     bool stream = false;
     bool include_usage = false;
     bool has_cache = false;

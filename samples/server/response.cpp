@@ -127,6 +127,7 @@ std::string info_body(const ChatService& s) {
     const ModelDescription& m = s.model();
     const ServiceConfig& c = s.config();
     const StoreStats st = s.store_stats();
+    const ServiceCounters n = s.counters();
     json types = json::array();
     for (int t = EKV_CACHE_AUTO; t <= EKV_CACHE_ENCODER_DECODER; ++t)
         types.push_back(ekv_cache_type_name(static_cast<ekv_cache_type>(t)));
@@ -146,7 +147,9 @@ std::string info_body(const ChatService& s) {
                      {"active", s.active()},
                      {"queued", s.waiting()},
                      {"conversations", {{"count", st.count}, {"bytes", st.bytes}, {"max_count", st.max_count},
-                                        {"max_bytes", st.max_bytes}}}});
+                                        {"max_bytes", st.max_bytes}}},
+                     {"generations", {{"finished", n.generations}, {"client_gone", n.client_gone},
+                                      {"completion_tokens", n.completion_tokens}}}});
 }
 
 }  // namespace edgekv_server

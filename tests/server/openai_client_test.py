@@ -4,7 +4,8 @@ Starts `edgekv serve` on free loopback ports and checks, through the client a us
 it: models, a plain and a streamed chat completion (the same greedy text), a legacy completion, a
 3-turn chat whose turns 2 and 3 reuse the conversation's cache, OpenAI-shaped errors (malformed
 JSON, an unknown field, a huge max_tokens, a prompt over the cache, 404/405), a client that
-disconnects mid-stream (generation stops, the server stays healthy), 8 concurrent streaming clients
+disconnects mid-stream (generation stops, the server stays healthy), one that gives up on a
+non-streamed answer (its generation stops too), 8 concurrent streaming clients
 each getting the answer it gets alone, 503 when every slot and queue place is taken, and a clean
 shutdown. Prints time to first token, decode rates and reuse counts; writes a transcript.
 
@@ -218,6 +219,34 @@ def test_disconnect(url, model_id):
     step(f"client left mid-stream: generation stopped {time.monotonic() - t0:.1f} s later, server healthy")
 
 
+def test_disconnect_unstreamed(openai, server, model_id):
+    """A non-streamed request whose client gives up (the openai client's own timeout closes the
+    connection): the server stops that generation long before max_tokens, by its own counters."""
+    before = get_json(server.url + "/edgekv/v1/info")[1]["generations"]
+    impatient = openai.OpenAI(base_url=server.url + "/v1", api_key="not-needed", max_retries=0, timeout=1.5)
+    max_tokens = 2000
+    t0 = time.monotonic()
+    try:
+        impatient.chat.completions.create(
+            model=model_id, messages=[{"role": "user", "content": "Write a very long story."}],
+            max_tokens=max_tokens, temperature=0,
+            extra_body={"ignore_eos": True, "cache": {"type": "sink", "window_length": 128, "num_sink_tokens": 4}})
+        raise Failure(f"{max_tokens} tokens came back within the client's 1.5 s timeout; the test needs longer")
+    except openai.APITimeoutError:
+        pass
+    after = wait_for("the abandoned generation to finish",
+                     lambda: (lambda g: g if g["finished"] > before["finished"] else None)(
+                         get_json(server.url + "/edgekv/v1/info")[1]["generations"]), 60)
+    generated = after["completion_tokens"] - before["completion_tokens"]
+    check(after["client_gone"] == before["client_gone"] + 1,
+          f"the server did not count the timed-out client as gone: {before} -> {after}")
+    check(generated < max_tokens // 2, f"the abandoned generation ran on to {generated} of {max_tokens} tokens")
+    wait_for("the server's log line about the vanished client",
+             lambda: any("the client closed the connection" in line for line in server.tail), 10)
+    step(f"non-streamed client gave up after {time.monotonic() - t0:.1f} s: generation stopped at "
+         f"{generated} of {max_tokens} tokens")
+
+
 def test_concurrent_clients(client, openai, url, model_id, transcript):
     """8 streaming clients at once on a server without conversation reuse: each gets the text it gets
     alone. With 4 slots and 4 queue places taken, a 9th request is turned away with 503."""
@@ -300,6 +329,7 @@ def main():
         test_three_turns(client, model_id, transcript)
         test_errors(client, openai, server.url, model_id)
         test_disconnect(server.url, model_id)
+        test_disconnect_unstreamed(openai, server, model_id)
         test_basics_again = client.chat.completions.create(
             model=model_id, messages=[{"role": "user", "content": "Say OK."}], max_tokens=4, temperature=0)
         check(test_basics_again.choices[0].message.content, "the server no longer answers after the tests")

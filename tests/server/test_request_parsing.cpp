@@ -41,7 +41,7 @@ TEST(ServerRequests, AFullChatRequestIsRead) {
         "max_completion_tokens": 12, "temperature": 0, "top_p": 0.9, "seed": 7,
         "stop": ["\n\n", "END"], "stream": true, "stream_options": {"include_usage": true},
         "n": 1, "presence_penalty": 0, "user": "u1", "logprobs": false, "top_k": 40, "min_p": 0.05,
-        "repetition_penalty": 1.1})");
+        "repetition_penalty": 1.1, "ignore_eos": true})");
     EXPECT_EQ(r.model, "smollm2");
     ASSERT_EQ(r.messages.size(), 4u);
     EXPECT_EQ(r.messages[0].role, "system");  // developer is OpenAI's new name
@@ -58,6 +58,7 @@ TEST(ServerRequests, AFullChatRequestIsRead) {
     EXPECT_EQ(r.top_k.value(), 40);
     EXPECT_FLOAT_EQ(r.min_p.value(), 0.05f);
     EXPECT_FLOAT_EQ(r.repetition_penalty.value(), 1.1f);
+    EXPECT_TRUE(r.ignore_eos);
     EXPECT_FALSE(r.has_cache);
 }
 
@@ -68,6 +69,7 @@ TEST(ServerRequests, OmittedFieldsStayUnset) {
     EXPECT_FALSE(r.seed.has_value());
     EXPECT_FALSE(r.stream);
     EXPECT_TRUE(r.stop.empty());
+    EXPECT_FALSE(r.ignore_eos);
     const CompletionRequest c = parse_ok(Endpoint::kCompletion, R"({"prompt": ["Once upon"], "max_tokens": null})");
     EXPECT_EQ(c.prompt, "Once upon");
     EXPECT_FALSE(c.max_tokens.has_value());
@@ -110,6 +112,7 @@ TEST(ServerRequests, ValuesOutOfRangeAreRefused) {
     EXPECT_EQ(bad_param(R"("max_tokens": 1e12)"), "max_tokens");
     EXPECT_EQ(bad_param(R"("seed": "x")"), "seed");
     EXPECT_EQ(bad_param(R"("stream": "yes")"), "stream");
+    EXPECT_EQ(bad_param(R"("ignore_eos": 1)"), "ignore_eos");
     EXPECT_EQ(bad_param(R"("stop": ["a", "b", "c", "d", "e"])"), "stop");
     EXPECT_EQ(bad_param(R"("stop": [1])"), "stop");
     EXPECT_EQ(bad_param(R"("stream_options": {"include_usage": true})"), "stream_options");  // without stream
