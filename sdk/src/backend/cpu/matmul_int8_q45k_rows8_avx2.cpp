@@ -135,13 +135,9 @@ struct Q45Rows8 {
     }
 
     static void gemv_all(const MatmulJob& job, int64_t r0, int64_t r1) {
-        int t0 = 0;
-        auto rows = [&](auto tile) {
-            for (int64_t r = r0; r < r1; r += kLanes) tile(r, r1 - r < kLanes ? static_cast<int>(r1 - r) : kLanes);
-        };
-        for (; t0 + 3 <= job.ntok; t0 += 3) rows([&](int64_t r, int n) { gemv_group<3>(job, r, n, t0); });
-        if (job.ntok - t0 == 2) rows([&](int64_t r, int n) { gemv_group<2>(job, r, n, t0); });
-        if (job.ntok - t0 == 1) rows([&](int64_t r, int n) { gemv_group<1>(job, r, n, t0); });
+        for_token_tiles<3>(job.ntok, [&](auto nt, int t0) {
+            for_row_groups(r0, r1, [&](int64_t r, int n) { gemv_group<decltype(nt)::value>(job, r, n, t0); });
+        });
     }
 
     // ---- GEMM ---------------------------------------------------------------
@@ -238,20 +234,12 @@ struct Q45Rows8 {
         float* buf = thread_panel_buffer(static_cast<size_t>(nb) * kPanelVectors * 8);
         if (!buf) return false;
         __m256i* panel = reinterpret_cast<__m256i*>(buf);
-        for (int64_t r = r0; r < r1; r += kLanes) {
-            const int n = r1 - r < kLanes ? static_cast<int>(r1 - r) : kLanes;
+        for_row_groups(r0, r1, [&](int64_t r, int n) {
             const Block* w[kLanes];
             group_rows(job, r, n, w);
             for (int64_t b = 0; b < nb; ++b) decode_panel(w, b, panel + kPanelVectors * b);
-            int t0 = 0;
-            for (; t0 + kSweepTokens <= job.ntok; t0 += kSweepTokens) sweep<kSweepTokens>(job, panel, r, n, t0);
-            switch (job.ntok - t0) {
-                case 3: sweep<3>(job, panel, r, n, t0); break;
-                case 2: sweep<2>(job, panel, r, n, t0); break;
-                case 1: sweep<1>(job, panel, r, n, t0); break;
-                default: break;
-            }
-        }
+            for_token_tiles<kSweepTokens>(job.ntok, [&](auto nt, int t0) { sweep<decltype(nt)::value>(job, panel, r, n, t0); });
+        });
         return true;
     }
 

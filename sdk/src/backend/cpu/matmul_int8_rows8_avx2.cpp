@@ -184,18 +184,10 @@ struct Rows8 {
         store_tokens<NT>(job, r, n, t0, acc, corr);
     }
 
-    template <int NT>
-    static void gemv_rows(const MatmulJob& job, int64_t r0, int64_t r1, int t0) {
-        for (int64_t r = r0; r < r1; r += kLanes) {
-            gemv_group<NT>(job, r, r1 - r < kLanes ? static_cast<int>(r1 - r) : kLanes, t0);
-        }
-    }
-
     static void gemv_all(const MatmulJob& job, int64_t r0, int64_t r1) {
-        int t0 = 0;
-        for (; t0 + 3 <= job.ntok; t0 += 3) gemv_rows<3>(job, r0, r1, t0);
-        if (job.ntok - t0 == 2) gemv_rows<2>(job, r0, r1, t0);
-        if (job.ntok - t0 == 1) gemv_rows<1>(job, r0, r1, t0);
+        for_token_tiles<3>(job.ntok, [&](auto nt, int t0) {
+            for_row_groups(r0, r1, [&](int64_t r, int n) { gemv_group<decltype(nt)::value>(job, r, n, t0); });
+        });
     }
 
     // ---- GEMM: the group decoded once, transposed, swept by token tiles ----
@@ -256,8 +248,7 @@ struct Rows8 {
         float* buf = thread_panel_buffer(static_cast<size_t>(nb) * (16 + kBlockBytes / 4));
         if (!buf) return false;
         __m256i* quants = reinterpret_cast<__m256i*>(buf + 16 * nb);  // 64-byte aligned
-        for (int64_t r = r0; r < r1; r += kLanes) {
-            const int n = r1 - r < kLanes ? static_cast<int>(r1 - r) : kLanes;
+        for_row_groups(r0, r1, [&](int64_t r, int n) {
             const Block* w[kLanes];
             group_rows(job, r, n, w);
             for (int64_t b = 0; b < nb; ++b) {
@@ -267,15 +258,10 @@ struct Rows8 {
                 transpose_words(v, quants + 8 * b);
                 decode_scales(w, b, buf + 16 * b, buf + 16 * b + 8);
             }
-            int t0 = 0;
-            for (; t0 + kSweepTokens <= job.ntok; t0 += kSweepTokens) sweep<kSweepTokens>(job, buf, quants, r, n, t0);
-            switch (job.ntok - t0) {
-                case 3: sweep<3>(job, buf, quants, r, n, t0); break;
-                case 2: sweep<2>(job, buf, quants, r, n, t0); break;
-                case 1: sweep<1>(job, buf, quants, r, n, t0); break;
-                default: break;
-            }
-        }
+            for_token_tiles<kSweepTokens>(job.ntok, [&](auto nt, int t0) {
+                sweep<decltype(nt)::value>(job, buf, quants, r, n, t0);
+            });
+        });
         return true;
     }
 

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "backend/cpu/matmul_avx2_util.h"
 
@@ -49,6 +50,28 @@ static inline void transpose_words(const __m256i (&v)[kLanes], __m256i* dst) {
     for (int c = 0; c < 4; ++c) {
         _mm256_store_si256(dst + c, _mm256_permute2x128_si256(u[c], u[c + 4], 0x20));
         _mm256_store_si256(dst + c + 4, _mm256_permute2x128_si256(u[c], u[c + 4], 0x31));
+    }
+}
+
+// Calls group(r, n) for the row groups of [r0, r1): n = kLanes rows but for
+// a shorter last group.
+template <class Group>
+static inline void for_row_groups(int64_t r0, int64_t r1, Group&& group) {
+    for (int64_t r = r0; r < r1; r += kLanes) group(r, r1 - r < kLanes ? static_cast<int>(r1 - r) : kLanes);
+}
+
+// Calls tile(std::integral_constant<int, NT>(), t0) over tokens [0, ntok):
+// tiles of kTile tokens, then the rest as one tile.
+template <int kTile, class Tile>
+static inline void for_token_tiles(int ntok, Tile&& tile) {
+    static_assert(kTile >= 1 && kTile <= 4, "the rest is a tile of 1 to 3 tokens");
+    int t0 = 0;
+    for (; t0 + kTile <= ntok; t0 += kTile) tile(std::integral_constant<int, kTile>(), t0);
+    switch (ntok - t0) {
+        case 3: tile(std::integral_constant<int, 3>(), t0); break;
+        case 2: tile(std::integral_constant<int, 2>(), t0); break;
+        case 1: tile(std::integral_constant<int, 1>(), t0); break;
+        default: break;
     }
 }
 
