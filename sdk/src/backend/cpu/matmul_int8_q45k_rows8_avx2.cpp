@@ -31,9 +31,6 @@ namespace {
 
 using namespace avx2;
 
-constexpr int kGemmMinTokens = 4;
-constexpr int kSweepTokens = 4;
-
 template <bool kFiveBit>
 struct Q45Rows8 {
     using Block = typename std::conditional<kFiveBit, BlockQ5_K, BlockQ4_K>::type;

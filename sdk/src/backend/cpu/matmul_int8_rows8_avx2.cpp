@@ -36,9 +36,6 @@ namespace {
 
 using namespace avx2;
 
-constexpr int kGemmMinTokens = 4;  // from here the rows are decoded once for all tokens
-constexpr int kSweepTokens = 4;    // tokens per tile of the GEMM sweep
-
 // Each format gives its 32 quants in element order as bytes (unsigned, or
 // signed for Q8_0); the scale d is the block's first half, the offset (if
 // kOffsetInM) its second, else d itself.

@@ -20,6 +20,10 @@ namespace detail {
 namespace avx2 {
 
 constexpr int kLanes = 8;  // rows per group: one per 32-bit lane
+// From this many tokens on the GEMM decodes a row group once for all of them
+// (a panel) and sweeps it with tiles of kSweepTokens tokens.
+constexpr int kGemmMinTokens = 4;
+constexpr int kSweepTokens = 4;
 
 // Lane i of the result = the sum of the 8 lanes of v[i] (integers: exact in
 // any order).
