@@ -235,6 +235,8 @@ void matmul(DType wtype, const void* w, int64_t rows, int64_t k_dim, const float
     job.ntok = ntok;
     job.rows = rows;
     job.y = y;
+    static std::atomic<uint64_t> calls{0};
+    job.call_id = calls.fetch_add(1, std::memory_order_relaxed) + 1;
 
     if (fmt != ActFormat::F32) {
         const ActLayout l = act_layout(fmt);

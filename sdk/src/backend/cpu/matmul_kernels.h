@@ -7,10 +7,10 @@
 //    weights are decoded per block as w_i = d * q_i + m (q centred on zero
 //    for the 32-element formats; m = 0 but for Q4_1, Q5_1 and the sub-block
 //    mins of Q4_K/Q5_K); the SIMD kernels compute
-//      acc += d * sum_i(q_i * x_i)      corr += m * sum_i(x_i)
-//    in f32, with sum_i(x_i) precomputed once per call and block of 32
-//    (ActFormat::F32BlockSums); the scalar kernels accumulate the
-//    dequantize_row values times x in double.
+//      acc += (d * q_i) * x_i           corr += m * sum_i(x_i)
+//    in f32 (d * q_i exact but for Q6_K), with sum_i(x_i) precomputed once
+//    per call and block of 32 (ActFormat::F32BlockSums); the scalar kernels
+//    accumulate the dequantize_row values times x in double.
 //  - int8-activation kernels (matmul_int8_*): quantized weights against
 //    activations quantized to 8-bit blocks with the same rounding in every
 //    kernel set (the SIMD quantizers produce the scalar quantizers' bytes);
@@ -65,6 +65,10 @@ struct MatmulJob {
     int ntok;
     int64_t rows;
     float* y;              // y[t * rows + r]
+    // Distinct for every matmul() call (0: unknown). A call's row chunks
+    // reach a thread several times; per-call work on the activations (the
+    // f32 GEMM's regrouping) is then done once per thread, not per chunk.
+    uint64_t call_id = 0;
 };
 
 // Computes y for rows [row_begin, row_end) and every token.
