@@ -407,6 +407,33 @@ TEST_P(MatmulTypeTest, LargeBatchBitwiseMatchesSingleTokens) {
     }
 }
 
+// Many row chunks per thread in one call, then calls with other
+// activations on the same threads: per-call work a thread keeps between its
+// chunks (the f32 GEMM's regrouped activations) must be redone for every
+// call and never leak into the next one.
+TEST_P(MatmulTypeTest, ManyRowChunksPerThreadAndBackToBackCalls) {
+    const DType t = GetParam();
+    const bool kquant = t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K;
+    const int64_t k = is_float_type(t) ? 203 : (kquant ? 512 : 320);
+    const int64_t rows = 301;  // ~20 claims of whole panels for 2 threads
+    const int kTokens = 9;
+    std::mt19937 rng(static_cast<unsigned>(t) * 7727u + 5u);
+    const auto w = random_weights(t, rows, k, false, rng);
+    const auto xa = random_floats(static_cast<size_t>(k) * kTokens, rng);
+    const auto xb = random_floats(static_cast<size_t>(k) * kTokens, rng);
+    ThreadPool pool1(1), pool2(2);
+    for (ActivationPrecision p : {ActivationPrecision::F32, ActivationPrecision::Int8}) {
+        for (const auto* x : {&xa, &xb, &xa}) {
+            const auto batch = run_matmul(t, w, {k, rows, kTokens}, x->data(), pool2, p);
+            for (int tok = 0; tok < kTokens; ++tok) {
+                const auto alone = run_matmul(t, w, {k, rows, 1}, x->data() + tok * k, pool1, p);
+                ASSERT_EQ(0, std::memcmp(batch.data() + tok * rows, alone.data(), rows * sizeof(float)))
+                    << describe(t, {k, rows, kTokens}, p, matmul_isa(), 2) << ": token " << tok;
+            }
+        }
+    }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllTypes, MatmulTypeTest, ::testing::ValuesIn(kAllTypes),
                          [](const ::testing::TestParamInfo<DType>& info) {
                              return std::string(dtype_name(info.param));
