@@ -6,8 +6,11 @@
 # GPU machine: tools/cuda_device_check.sh) and all its tests, the AddressSanitizer/UBSan build + tests (without the
 # longest real-model comparisons, which add no memory paths the tiny models
 # do not cover), the ThreadSanitizer build of the thread, C ABI and chat server tests, and
-# the libFuzzer targets for a bounded time, and the aarch64 cross build's
-# kernel tests (NEON) under qemu. Prints each part's time and a summary.
+# the libFuzzer targets for a bounded time, the aarch64 cross build's
+# kernel tests (NEON) under qemu, and the CUDA backend's device tests on the
+# CUDA emulator (tests/cuda_emu: the backend and kernels compiled as host C++
+# under ASan, kernels run block by block on the CPU; a GPU's numbers still
+# come from tools/cuda_device_check.sh). Prints each part's time and a summary.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -15,7 +18,7 @@ cd "$root"
 # At least this many tests must run per preset (a little under the real
 # counts): a test that CMake silently drops (an empty model path, a lost
 # source glob) fails the run instead of shrinking it.
-declare -A min_tests=([ci]=525 [asan]=455 [tsan]=40 [fuzz]=9 [arm64]=105)
+declare -A min_tests=([ci]=525 [asan]=455 [tsan]=40 [fuzz]=9 [arm64]=105 [cuda-emu]=38)
 
 parts=() times=()
 record() { parts+=("$1"); times+=("$2"); echo "== $1: $2 s"; }
@@ -31,7 +34,8 @@ record setup $((SECONDS - t))
 
 total_passed=0
 # arm64: the aarch64 cross build's kernel tests (NEON kernels) under qemu.
-for preset in ci asan tsan fuzz arm64; do
+# cuda-emu: the CUDA tests on the CUDA emulator (not the real-model ones).
+for preset in ci asan tsan fuzz arm64 cuda-emu; do
   echo "== workflow preset: $preset"
   t=$SECONDS
   launcher=()

@@ -258,6 +258,83 @@ protected:
             EXPECT_LT(normalized_error(out[1], out[0]), 1e-4);
         }
     }
+
+    // A sink cache's KIVI view after a crop (seen in CudaCacheOps'
+    // crop/clone test): pinned f16 sinks, a KIVI run that starts inside one
+    // key group and ends in the next, the f16 residual, a window.
+    void kivi_run_between_pinned_sinks_and_a_window_matches_cpu() {
+        const int n_heads = 4, n_kv_heads = 2, head_dim = 16, group = 8, nbits = 4, kv_width = n_kv_heads * head_dim;
+        const int q_width = n_heads * head_dim, n_sinks = 4, skip = 6, n_groups = 2, residual = 10;
+        std::mt19937 rng(12);
+        KiviParams kp;
+        kp.nbits = nbits;
+        kp.group = group;
+        kp.head_dim = head_dim;
+        const int q_tokens = n_groups * group, n_quant = q_tokens - skip;
+        const std::vector<float> kx = kv_rows(q_tokens, kv_width, rng), vx = kv_rows(q_tokens, kv_width, rng);
+        const size_t kb = kivi_key_group_bytes(kv_width, group, nbits), vb = kivi_value_row_bytes(kv_width, group, nbits);
+        std::vector<uint8_t> kq(kb * n_groups), vq(vb * q_tokens);
+        for (int g = 0; g < n_groups; ++g)
+            kivi_quantize_key_group(kx.data() + static_cast<size_t>(g) * group * kv_width, false, 4 * kv_width, kv_width,
+                                    head_dim, group, nbits, kq.data() + g * kb);
+        for (int t = 0; t < q_tokens; ++t)
+            kivi_quantize_value_row(vx.data() + static_cast<size_t>(t) * kv_width, false, kv_width, head_dim, group,
+                                    nbits, vq.data() + t * vb);
+        const std::vector<uint8_t> sk = rows_of(DType::F16, kv_rows(n_sinks, kv_width, rng));
+        const std::vector<uint8_t> sv = rows_of(DType::F16, kv_rows(n_sinks, kv_width, rng));
+        const std::vector<uint8_t> rk = rows_of(DType::F16, kv_rows(residual, kv_width, rng));
+        const std::vector<uint8_t> rv = rows_of(DType::F16, kv_rows(residual, kv_width, rng));
+        std::vector<float> inv_freq(head_dim / 2);
+        for (size_t i = 0; i < inv_freq.size(); ++i)
+            inv_freq[i] = std::pow(10000.f, -2.f * static_cast<float>(i) / static_cast<float>(head_dim));
+        RopeParams rope;
+        rope.n_heads = n_kv_heads;
+        rope.head_dim = head_dim;
+        rope.rope_dim = head_dim;
+        rope.inv_freq = inv_freq.data();
+        AttentionParams ap;
+        ap.n_heads = n_heads;
+        ap.n_kv_heads = n_kv_heads;
+        ap.head_dim = head_dim;
+        ap.scale = 1.f / std::sqrt(static_cast<float>(head_dim));
+        ap.rope = &rope;
+        const int32_t first = 178;  // the KIVI run's first position
+        for (std::vector<int32_t> q_pos : {std::vector<int32_t>{197}, std::vector<int32_t>{198}, std::vector<int32_t>{197, 196}}) {
+            SCOPED_TRACE("query at " + std::to_string(q_pos[0]));
+            const int n_q = static_cast<int>(q_pos.size());
+            const std::vector<float> q = random_floats(static_cast<size_t>(n_q) * q_width, rng, -1.f, 1.f);
+            std::vector<float> out[2];
+            for (int b = 0; b < 2; ++b) {
+                Backend& be = b ? *dev_ : *cpu_;
+                KvView view;
+                view.n_segments = 3;
+                view.window = 20;
+                view.pinned_query_pos = 23;
+                KvSegment& s0 = view.seg[0];
+                s0.k = upload(be, DType::F16, n_sinks, kv_width, sk.data());
+                s0.v = upload(be, DType::F16, n_sinks, kv_width, sv.data());
+                s0.n_tokens = n_sinks;
+                s0.pinned = true;
+                KvSegment& s1 = view.seg[1];
+                s1.format = KvFormat::Kivi;
+                s1.k = upload(be, DType::I8, n_groups, static_cast<int64_t>(kb), kq.data());
+                s1.v = upload(be, DType::I8, q_tokens, static_cast<int64_t>(vb), vq.data());
+                s1.n_tokens = n_quant;
+                s1.skip = skip;
+                s1.first_pos = first;
+                s1.kivi = kp;
+                KvSegment& s2 = view.seg[2];
+                s2.k = upload(be, DType::F16, residual, kv_width, rk.data());
+                s2.v = upload(be, DType::F16, residual, kv_width, rv.data());
+                s2.n_tokens = residual;
+                s2.first_pos = first + n_quant;
+                Tensor qt = upload_f32(be, n_q, q_width, q), ot = zeros(be, DType::F32, n_q, q_width);
+                be.attention(qt, q_pos.data(), view, ap, ot);
+                out[b] = download_f32(be, ot);
+            }
+            EXPECT_LT(normalized_error(out[1], out[0]), 1e-4);
+        }
+    }
 };
 
 }  // namespace ekv_parity

@@ -37,6 +37,9 @@ TEST_F(CudaAttention, KiviQuantizeWritesTheReferenceBytes) { kivi_quantize_write
 TEST_F(CudaAttention, KiviAttentionOverQuantizedGroupsMatchesCpu) {
     kivi_attention_over_quantized_groups_matches_cpu();
 }
+TEST_F(CudaAttention, KiviRunBetweenPinnedSinksAndAWindowMatchesCpu) {
+    kivi_run_between_pinned_sinks_and_a_window_matches_cpu();
+}
 
 class CudaModelOps : public ModelOpsParityCases<CudaParity> {};
 

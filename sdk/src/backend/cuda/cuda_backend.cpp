@@ -163,7 +163,13 @@ Status CudaBackend::take_error() {
     return st.ok() ? unsupported : st;
 }
 
-BackendStats CudaBackend::stats() const { return stats_; }
+BackendStats CudaBackend::stats() const {
+    BackendStats s;
+    s.submissions = dev_->submissions.load();
+    s.replayed_submissions = dev_->replayed_submissions.load();
+    s.record_ns = dev_->record_ns.load();
+    return s;
+}
 
 // ---- memory -----------------------------------------------------------------
 
@@ -505,7 +511,7 @@ void CudaBackend::synchronize() {
     finish_host_copies();
     arena_used_ = 0;
     rope_tables_.reset();
-    ++stats_.submissions;
+    dev_->submissions.fetch_add(1);
 }
 
 }  // namespace ekv

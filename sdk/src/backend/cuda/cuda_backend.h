@@ -227,7 +227,6 @@ private:
     // Scratch buffers: 0 = matmul int8 activations, 1 = attention partials.
     std::unique_ptr<CudaBuffer> scratch_[2];
     Status error_;
-    BackendStats stats_;
     // Graph state: the step's queued launches and their log, the recordings
     // (graph_keys_ slot i runs with graph_execs_[i]), and reads staged in the
     // arena while graphs are on (copied to `to` after the stream is idle).

@@ -17,6 +17,12 @@ struct Device {
     std::atomic<bool> lost{false};
     std::mutex lost_mutex;
     Status lost_status;  // the fault that lost it (under lost_mutex)
+    // Backend stats of the model: every stream's submissions and graph
+    // launches (ekv_model_get_backend_stats asks the model's backend, not
+    // the cache's stream that did the work).
+    std::atomic<uint64_t> submissions{0};
+    std::atomic<uint64_t> replayed_submissions{0};
+    std::atomic<uint64_t> record_ns{0};
 
     void mark_lost(const Status& st);
     Status lost_error();

@@ -57,8 +57,9 @@ bool CudaBackend::run_graph() {
         drop_graphs();
         return false;  // nothing was enqueued: run directly (a lost device then reports itself)
     }
-    ++stats_.replayed_submissions;
-    stats_.record_ns += static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count());
+    dev_->replayed_submissions.fetch_add(1);
+    dev_->record_ns.fetch_add(
+        static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count()));
     return true;
 }
 
