@@ -6,9 +6,12 @@
 // never reaches (divergence, a shuffle with an exited lane) and a launch
 // configuration a GPU refuses are launch failures. Under ASan the switches
 // are announced (__sanitizer_start/finish_switch_fiber).
+// EKV_CUDA_EMU_REVERSE=1 runs blocks and threads in the opposite order.
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <vector>
@@ -175,6 +178,18 @@ void resume(BlockRun& b, Fiber& f) {
     t_coords = nullptr;
 }
 
+// EKV_CUDA_EMU_REVERSE=1: blocks, and threads between barriers, run last to
+// first. A kernel whose result depends on that order reads what another
+// thread writes without a barrier (or another block's writes): a race a
+// GPU may or may not show.
+bool reversed_order() {
+    static const bool reversed = [] {
+        const char* v = std::getenv("EKV_CUDA_EMU_REVERSE");
+        return v && *v && *v != '0';
+    }();
+    return reversed;
+}
+
 // Runs one block to completion; false (and a report) on a fault.
 bool run_block(BlockRun& b, const char* kernel_name) {
     const size_t n = b.fibers.size();
@@ -182,7 +197,8 @@ bool run_block(BlockRun& b, const char* kernel_name) {
     for (size_t i = 0; i < n; ++i) prepare(b.fibers[i]);
     while (live > 0) {
         bool ran = false;
-        for (Fiber& f : b.fibers) {
+        for (size_t k = 0; k < n; ++k) {
+            Fiber& f = b.fibers[reversed_order() ? n - 1 - k : k];
             if (f.state != FiberState::Ready) continue;
             ran = true;
             resume(b, f);
@@ -237,7 +253,17 @@ void fiber_fault(const char* why) {
 
 }  // namespace
 
+namespace {
+std::atomic<long> g_fault_countdown{-1};
+}  // namespace
+
+void inject_kernel_fault(long after) { g_fault_countdown.store(after); }
+
 bool run_grid(const char* name, dim3 grid, dim3 block, size_t shared_bytes, const std::function<void()>& body) {
+    if (g_fault_countdown.load() >= 0 && g_fault_countdown.fetch_sub(1) == 0) {
+        report("kernel %s: injected fault", name);
+        return false;
+    }
     const size_t n = static_cast<size_t>(block.x) * block.y * block.z;
     BlockRun b;
     b.body = &body;
@@ -252,28 +278,29 @@ bool run_grid(const char* name, dim3 grid, dim3 block, size_t shared_bytes, cons
     BlockRun* outer = t_block;
     t_block = &b;
     bool ok = true;
-    for (unsigned bz = 0; ok && bz < grid.z; ++bz)
-        for (unsigned by = 0; ok && by < grid.y; ++by)
-            for (unsigned bx = 0; ok && bx < grid.x; ++bx) {
-                b.dynamic_shared.assign(shared_bytes, 0xFF);
-                size_t i = 0;
-                for (unsigned tz = 0; tz < block.z; ++tz)
-                    for (unsigned ty = 0; ty < block.y; ++ty)
-                        for (unsigned tx = 0; tx < block.x; ++tx, ++i) {
-                            Fiber& f = b.fibers[i];
-                            f.coords = ThreadCoords{{tx, ty, tz}, {bx, by, bz}, block, grid};
-                            f.state = FiberState::Ready;
-                            f.warp = static_cast<int>(i / 32);
-                            f.lane = static_cast<int>(i % 32);
-                            f.shuffles = 0;
-                        }
-                ok = run_block(b, name);
-            }
+    const uint64_t n_blocks = uint64_t(grid.x) * grid.y * grid.z;
+    for (uint64_t k = 0; ok && k < n_blocks; ++k) {
+        const uint64_t linear = reversed_order() ? n_blocks - 1 - k : k;
+        const unsigned bx = static_cast<unsigned>(linear % grid.x);
+        const unsigned by = static_cast<unsigned>(linear / grid.x % grid.y);
+        const unsigned bz = static_cast<unsigned>(linear / grid.x / grid.y);
+        b.dynamic_shared.assign(shared_bytes, 0xFF);
+        size_t i = 0;
+        for (unsigned tz = 0; tz < block.z; ++tz)
+            for (unsigned ty = 0; ty < block.y; ++ty)
+                for (unsigned tx = 0; tx < block.x; ++tx, ++i) {
+                    Fiber& f = b.fibers[i];
+                    f.coords = ThreadCoords{{tx, ty, tz}, {bx, by, bz}, block, grid};
+                    f.state = FiberState::Ready;
+                    f.warp = static_cast<int>(i / 32);
+                    f.lane = static_cast<int>(i % 32);
+                    f.shuffles = 0;
+                }
+        ok = run_block(b, name);
+    }
     t_block = outer;
     return ok;
 }
-
-
 
 // ---- kernel-side entry points ---------------------------------------------------
 

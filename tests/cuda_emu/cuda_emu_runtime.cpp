@@ -54,8 +54,36 @@ const Config& config() {
 std::recursive_mutex g_mu;
 cudaError_t g_sticky = cudaSuccess;
 thread_local cudaError_t t_last = cudaSuccess;
-std::map<const void*, size_t> g_device_allocs, g_host_allocs;
 size_t g_device_used = 0;
+
+// Live device and pinned blocks. Never destroyed: after a kernel fault a
+// dead context keeps its memory (frees fail, as on a GPU), and LSan then
+// sees those blocks as still owned; while the device is healthy, blocks
+// left at exit are the SDK's leaks and fail the process (leak_check).
+struct Allocations {
+    std::map<const void*, size_t> device, host;
+    std::map<const void*, bool> events;
+};
+Allocations& allocations() {
+    static Allocations* a = new Allocations;
+    return *a;
+}
+
+std::vector<CUstream_st*>& streams();
+
+void leak_check() {
+    Lock lock(g_mu);
+    const Allocations& a = allocations();
+    if (g_sticky != cudaSuccess || (a.device.empty() && a.host.empty() && a.events.empty() && streams().empty()))
+        return;
+    size_t bytes = 0;
+    for (const auto& x : a.device) bytes += x.second;
+    for (const auto& x : a.host) bytes += x.second;
+    std::fprintf(stderr,
+                 "cuda_emu: %zu device and %zu pinned blocks (%zu bytes), %zu streams and %zu events were never freed\n",
+                 a.device.size(), a.host.size(), bytes, streams().size(), a.events.size());
+    std::_Exit(1);
+}
 
 }  // namespace
 
@@ -108,8 +136,8 @@ namespace cuda_emu {
 namespace {
 
 std::vector<CUstream_st*>& streams() {
-    static std::vector<CUstream_st*> all;
-    return all;
+    static auto* all = new std::vector<CUstream_st*>;  // never destroyed, as the blocks above
+    return *all;
 }
 
 bool valid_stream(cudaStream_t s) {
@@ -257,13 +285,15 @@ cudaError_t allocate(void** ptr, size_t size, bool device) {
     if (g_sticky != cudaSuccess) return fail(g_sticky);
     if (size == 0) return cudaSuccess;
     size_t used = 0;
-    for (const auto& a : device ? g_device_allocs : g_host_allocs) used += a.second;
+    static const bool checked_at_exit = std::atexit(leak_check) == 0;
+    (void)checked_at_exit;
+    for (const auto& a : device ? allocations().device : allocations().host) used += a.second;
     const size_t limit = device ? config().device_bytes : config().host_bytes;
     if (size > limit - used) return fail(cudaErrorMemoryAllocation);
     void* p = nullptr;
     if (posix_memalign(&p, 256, size) != 0 || !p) return fail(cudaErrorMemoryAllocation);
     std::memset(p, 0xFF, size);  // never-written memory reads as NaN
-    (device ? g_device_allocs : g_host_allocs)[p] = size;
+    (device ? allocations().device : allocations().host)[p] = size;
     if (device) g_device_used += size;
     *ptr = p;
     return cudaSuccess;
@@ -271,7 +301,8 @@ cudaError_t allocate(void** ptr, size_t size, bool device) {
 
 cudaError_t release(void* ptr, bool device) {
     if (!ptr) return cudaSuccess;
-    auto& allocs = device ? g_device_allocs : g_host_allocs;
+    if (g_sticky != cudaSuccess) return fail(g_sticky);  // a dead context keeps its memory
+    auto& allocs = device ? allocations().device : allocations().host;
     const auto it = allocs.find(ptr);
     if (it == allocs.end()) return fail(cudaErrorInvalidValue);
     if (device) g_device_used -= it->second;
@@ -303,7 +334,7 @@ cudaError_t cudaFreeHost(void* ptr) {
 
 cudaError_t cudaHostGetDevicePointer(void** device_ptr, void* host_ptr, unsigned flags) {
     Lock lock(g_mu);
-    if (!device_ptr || flags != 0 || !g_host_allocs.count(host_ptr)) return fail(cudaErrorInvalidValue);
+    if (!device_ptr || flags != 0 || !allocations().host.count(host_ptr)) return fail(cudaErrorInvalidValue);
     *device_ptr = host_ptr;  // unified addressing: the same address
     return cudaSuccess;
 }
@@ -344,6 +375,8 @@ cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t 
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned) {
     Lock lock(g_mu);
     if (!stream) return fail(cudaErrorInvalidValue);
+    static const bool checked_at_exit = std::atexit(leak_check) == 0;
+    (void)checked_at_exit;
     *stream = new CUstream_st;
     streams().push_back(*stream);
     return check_sticky();
@@ -374,13 +407,16 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned) {
     Lock lock(g_mu);
     if (!event) return fail(cudaErrorInvalidValue);
+    static const bool checked_at_exit = std::atexit(leak_check) == 0;
+    (void)checked_at_exit;
     *event = new CUevent_st;
+    allocations().events[*event] = true;
     return check_sticky();
 }
 
 cudaError_t cudaEventDestroy(cudaEvent_t event) {
     Lock lock(g_mu);
-    if (!event) return fail(cudaErrorInvalidResourceHandle);
+    if (!event || !allocations().events.erase(event)) return fail(cudaErrorInvalidResourceHandle);
     delete event;
     return cudaSuccess;
 }

@@ -19,7 +19,6 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
-#define __noinline__ __attribute__((noinline))
 #define __launch_bounds__(...)
 #define __shared__ static
 
@@ -52,6 +51,10 @@ template <class T>
 T* dynamic_shared() {
     return static_cast<T*>(dynamic_shared_memory());
 }
+
+// Test hook: the kernel run `after` kernel runs from now faults (a sticky
+// launch failure, as an illegal address on a GPU); negative: never.
+void inject_kernel_fault(long after);
 
 // Runs (or, on a capturing stream, records) grid x block threads of `body`.
 cudaError_t launch_kernel(const char* name, const void* kernel, dim3 grid, dim3 block, size_t shared_bytes,
