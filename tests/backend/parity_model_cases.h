@@ -313,14 +313,15 @@ inline void smollm2_greedy_tokens_equal_cpu(ekv_backend_kind kind) {
         ekv_cache_type type;
         int steps;
         const char* name;
+        double tolerance;  // KIVI: a code a rounding apart moves logits more (as CacheFamily's 1e-2)
     };
     // The 30-token prompt fills KIVI groups of 8 past an 8-token residual,
     // and wraps the sink cache's 24-token ring, within the prefill. (Static,
     // and KIVI and sink rings filled while decoding, are
     // expect_greedy_steps_equal's; lavapipe spends seconds per step, so each
     // case here runs only as long as it adds.)
-    for (const Spec& s : {Spec{EKV_CACHE_DYNAMIC, 4, "dynamic"}, Spec{EKV_CACHE_QUANTIZED, 2, "quantized"},
-                          Spec{EKV_CACHE_SINK, 2, "sink"}}) {
+    for (const Spec& s : {Spec{EKV_CACHE_DYNAMIC, 4, "dynamic", 5e-3}, Spec{EKV_CACHE_QUANTIZED, 2, "quantized", 1e-2},
+                          Spec{EKV_CACHE_SINK, 2, "sink", 5e-3}}) {
         SCOPED_TRACE(s.name);
         std::vector<int32_t> tokens[2];
         std::vector<float> logits[2];
@@ -354,7 +355,7 @@ inline void smollm2_greedy_tokens_equal_cpu(ekv_backend_kind kind) {
             // inside the 1e-2 the CPU backend is held to against HF transformers.
             EXPECT_LT(ekv_test::normalized_max_error(logits[1].data() + static_cast<size_t>(step) * nv,
                                                      logits[0].data() + static_cast<size_t>(step) * nv, nv),
-                      5e-3)
+                      s.tolerance)
                 << "step " << step;
         }
     }

@@ -241,8 +241,9 @@ TEST(CudaCacheOpsReal, Gemma3GreedyStepsEqualCpu) {
         ekv_cache_params cp = ekv_cache_default_params();
         cp.type = s.type;
         cp.max_cache_len = 64;
-        cp.window_length = 24;
-        cp.num_sink_tokens = 4;
+        // The hybrid cache takes the model's window (512): a window of its own is refused.
+        cp.window_length = s.type == EKV_CACHE_AUTO ? 0 : 24;
+        cp.num_sink_tokens = s.type == EKV_CACHE_SINK ? 4 : 0;
         cp.nbits = 4;
         cp.q_group_size = 8;
         cp.residual_length = 8;
