@@ -24,6 +24,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -54,35 +55,43 @@ const Config& config() {
 std::recursive_mutex g_mu;
 cudaError_t g_sticky = cudaSuccess;
 thread_local cudaError_t t_last = cudaSuccess;
-size_t g_device_used = 0;
 
-// Live device and pinned blocks. Never destroyed: after a kernel fault a
-// dead context keeps its memory (frees fail, as on a GPU), and LSan then
-// sees those blocks as still owned; while the device is healthy, blocks
-// left at exit are the SDK's leaks and fail the process (leak_check).
-struct Allocations {
+// Live device and pinned blocks, streams and events. Never destroyed: after
+// a kernel fault a dead context keeps them (frees fail, as on a GPU), and
+// LSan then sees them as still owned; while the device is healthy, what is
+// left at exit is the SDK's leak and fails the process (leak_check, set up
+// with the registry).
+struct Registry {
     std::map<const void*, size_t> device, host;
-    std::map<const void*, bool> events;
+    std::vector<CUstream_st*> streams;
+    std::set<const void*> events;
 };
-Allocations& allocations() {
-    static Allocations* a = new Allocations;
-    return *a;
-}
+Registry& registry();
 
-std::vector<CUstream_st*>& streams();
+size_t bytes_of(const std::map<const void*, size_t>& blocks) {
+    size_t bytes = 0;
+    for (const auto& b : blocks) bytes += b.second;
+    return bytes;
+}
 
 void leak_check() {
     Lock lock(g_mu);
-    const Allocations& a = allocations();
-    if (g_sticky != cudaSuccess || (a.device.empty() && a.host.empty() && a.events.empty() && streams().empty()))
+    const Registry& r = registry();
+    if (g_sticky != cudaSuccess || (r.device.empty() && r.host.empty() && r.events.empty() && r.streams.empty()))
         return;
-    size_t bytes = 0;
-    for (const auto& x : a.device) bytes += x.second;
-    for (const auto& x : a.host) bytes += x.second;
     std::fprintf(stderr,
                  "cuda_emu: %zu device and %zu pinned blocks (%zu bytes), %zu streams and %zu events were never freed\n",
-                 a.device.size(), a.host.size(), bytes, streams().size(), a.events.size());
+                 r.device.size(), r.host.size(), bytes_of(r.device) + bytes_of(r.host), r.streams.size(),
+                 r.events.size());
     std::_Exit(1);
+}
+
+Registry& registry() {
+    static Registry* r = [] {
+        std::atexit(leak_check);
+        return new Registry;
+    }();
+    return *r;
 }
 
 }  // namespace
@@ -135,10 +144,7 @@ struct CUevent_st {
 namespace cuda_emu {
 namespace {
 
-std::vector<CUstream_st*>& streams() {
-    static auto* all = new std::vector<CUstream_st*>;  // never destroyed, as the blocks above
-    return *all;
-}
+std::vector<CUstream_st*>& streams() { return registry().streams; }
 
 bool valid_stream(cudaStream_t s) {
     if (!s) return true;
@@ -269,7 +275,7 @@ cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
     if (!free_bytes || !total_bytes) return fail(cudaErrorInvalidValue);
     if (g_sticky != cudaSuccess) return fail(g_sticky);
     *total_bytes = config().device_bytes;
-    *free_bytes = config().device_bytes - g_device_used;
+    *free_bytes = config().device_bytes - bytes_of(registry().device);
     return cudaSuccess;
 }
 
@@ -284,17 +290,14 @@ cudaError_t allocate(void** ptr, size_t size, bool device) {
     *ptr = nullptr;
     if (g_sticky != cudaSuccess) return fail(g_sticky);
     if (size == 0) return cudaSuccess;
-    size_t used = 0;
-    static const bool checked_at_exit = std::atexit(leak_check) == 0;
-    (void)checked_at_exit;
-    for (const auto& a : device ? allocations().device : allocations().host) used += a.second;
+    auto& blocks = device ? registry().device : registry().host;
+    const size_t used = bytes_of(blocks);
     const size_t limit = device ? config().device_bytes : config().host_bytes;
     if (size > limit - used) return fail(cudaErrorMemoryAllocation);
     void* p = nullptr;
     if (posix_memalign(&p, 256, size) != 0 || !p) return fail(cudaErrorMemoryAllocation);
     std::memset(p, 0xFF, size);  // never-written memory reads as NaN
-    (device ? allocations().device : allocations().host)[p] = size;
-    if (device) g_device_used += size;
+    blocks[p] = size;
     *ptr = p;
     return cudaSuccess;
 }
@@ -302,13 +305,12 @@ cudaError_t allocate(void** ptr, size_t size, bool device) {
 cudaError_t release(void* ptr, bool device) {
     if (!ptr) return cudaSuccess;
     if (g_sticky != cudaSuccess) return fail(g_sticky);  // a dead context keeps its memory
-    auto& allocs = device ? allocations().device : allocations().host;
-    const auto it = allocs.find(ptr);
-    if (it == allocs.end()) return fail(cudaErrorInvalidValue);
-    if (device) g_device_used -= it->second;
-    allocs.erase(it);
+    auto& blocks = device ? registry().device : registry().host;
+    const auto it = blocks.find(ptr);
+    if (it == blocks.end()) return fail(cudaErrorInvalidValue);
+    blocks.erase(it);
     std::free(ptr);
-    return g_sticky != cudaSuccess ? fail(g_sticky) : cudaSuccess;
+    return cudaSuccess;
 }
 }  // namespace
 
@@ -334,7 +336,7 @@ cudaError_t cudaFreeHost(void* ptr) {
 
 cudaError_t cudaHostGetDevicePointer(void** device_ptr, void* host_ptr, unsigned flags) {
     Lock lock(g_mu);
-    if (!device_ptr || flags != 0 || !allocations().host.count(host_ptr)) return fail(cudaErrorInvalidValue);
+    if (!device_ptr || flags != 0 || !registry().host.count(host_ptr)) return fail(cudaErrorInvalidValue);
     *device_ptr = host_ptr;  // unified addressing: the same address
     return cudaSuccess;
 }
@@ -375,8 +377,6 @@ cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t 
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned) {
     Lock lock(g_mu);
     if (!stream) return fail(cudaErrorInvalidValue);
-    static const bool checked_at_exit = std::atexit(leak_check) == 0;
-    (void)checked_at_exit;
     *stream = new CUstream_st;
     streams().push_back(*stream);
     return check_sticky();
@@ -407,16 +407,14 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned) {
     Lock lock(g_mu);
     if (!event) return fail(cudaErrorInvalidValue);
-    static const bool checked_at_exit = std::atexit(leak_check) == 0;
-    (void)checked_at_exit;
     *event = new CUevent_st;
-    allocations().events[*event] = true;
+    registry().events.insert(*event);
     return check_sticky();
 }
 
 cudaError_t cudaEventDestroy(cudaEvent_t event) {
     Lock lock(g_mu);
-    if (!event || !allocations().events.erase(event)) return fail(cudaErrorInvalidResourceHandle);
+    if (!event || !registry().events.erase(event)) return fail(cudaErrorInvalidResourceHandle);
     delete event;
     return cudaSuccess;
 }
