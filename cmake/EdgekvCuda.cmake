@@ -34,7 +34,7 @@ set(CMAKE_CUDA_RUNTIME_LIBRARY Static)
 enable_language(CUDA)
 set(CMAKE_CUDA_FLAGS "${CMAKE_CUDA_FLAGS} --threads 0")
 # Register-spill check: the decode matvec / matmul (cuda/matmul*.cu) and
-# attention (cuda/attention.cu) kernels must keep everything in registers, so
+# attention (cuda/attention*.cu) kernels must keep everything in registers, so
 # ptxas turns a spill into an error for every SASS architecture built
 # ("ptxas error: Registers are spilled to local memory in function ..."). It
 # costs nothing: ptxas computes the spill counts anyway. sdk/CMakeLists.txt

@@ -2,7 +2,8 @@
 // semantics, CPU: backend/cpu/cpu_attention*.cpp), read in place: plain
 // F16/F32 rows and KIVI 2/4/8-bit codes.
 //
-// One kernel serves decode and prefill. A block owns one KV head and a set of
+// One kernel serves decode and prefill (prefill over plain F16 segments goes
+// to attention_tc.cu's tensor-core kernel instead). A block owns one KV head and a set of
 // query rows (tq tokens x pack query heads of that KV head; decode: 1 token x
 // every query head), so each KV element a block needs is read and decoded
 // once, into shared memory, and used by all of its rows. Keys go in tiles of
@@ -19,6 +20,9 @@
 // only) re-rotated by the host-built cos/sin of min(q_pos, pinned_query_pos)
 // - q_pos; softcap gives cap * tanh(s / cap); a query with no visible key
 // outputs zeros.
+#include <atomic>
+#include <cstdlib>
+
 #include "attn_common.cuh"
 #include "common.cuh"
 
@@ -282,9 +286,36 @@ size_t attention_scratch_bytes(const AttnShape& shape, int64_t n_tokens, int64_t
     return most * sizeof(float);
 }
 
+namespace {
+std::atomic<int> g_tensor_cores{-1};  // -1: not yet read from the environment
+std::atomic<uint64_t> g_tensor_core_launches{0};
+}  // namespace
+
+uint64_t attention_tensor_core_launches() { return g_tensor_core_launches.load(); }
+
+void set_attention_tensor_cores(bool on) { g_tensor_cores.store(on ? 1 : 0); }
+
+bool attention_tensor_cores() {
+    int v = g_tensor_cores.load();
+    if (v < 0) {
+        const char* e = std::getenv("EKV_CUDA_TENSOR_CORES");
+        int from_env = e && e[0] == '0' && e[1] == 0 ? 0 : 1;
+        g_tensor_cores.compare_exchange_strong(v, from_env);
+        v = g_tensor_cores.load();
+    }
+    return v != 0;
+}
+
 void attention(Stream s, ConstRows q, const int32_t* q_pos, const AttnStep* step, const AttnShape& shape,
                const float* pinned_cos_sin, int64_t max_kv_tokens, void* scratch, Rows out) {
     if (q.rows <= 0 || !shape_ok(shape)) return;
+    if (shape.plain_f16 && attention_tensor_cores()) {
+        const attn::TcPlan tp = attn::make_tc_plan(shape, q.rows);
+        if (tp.ok) {
+            g_tensor_core_launches.fetch_add(1);
+            return attention_prefill_tc(s, q, q_pos, step, shape, pinned_cos_sin, tp, out);
+        }
+    }
     const attn::Plan p = attn::make_plan(shape, q.rows, max_kv_tokens);
     Args a{q.data, q.stride, q_pos, q.rows, step, shape, pinned_cos_sin, p, static_cast<float*>(scratch),
            out.data, out.stride};

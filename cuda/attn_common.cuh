@@ -73,6 +73,80 @@ inline size_t partial_floats(const AttnShape& shape, int64_t n_tokens, const Pla
            static_cast<size_t>(shape.head_dim + 2);
 }
 
+// The tensor-core prefill kernel (attention_tc.cu): used when every segment
+// holds plain F16 rows (keys and values are then exact halves) and the call
+// has at least kTcMinTokens queries. A warp owns 16 rows; the block's warps share
+// each tile of tk keys. Queries and softmax weights go to the tensor cores
+// as two halves each (x = hi + lo, the rest of the float after the first
+// half), so scores and outputs keep float accuracy.
+constexpr int kTcMaxWarps = 2;
+constexpr int kTcMaxRows = 16 * kTcMaxWarps;
+constexpr int64_t kTcMinTokens = 16;
+constexpr size_t kTcSmemBudget = size_t(44) << 10;  // plus ~2.6 KiB of static shared memory
+
+struct TcPlan {
+    bool ok = false;
+    int32_t gq = 1, pack = 1, n_packs = 1, tq = 1, rows = 1;
+    int32_t warps = 1, tk = 32;
+    int32_t ldh = 0;  // halves per row of the query and key/value tiles (head_dim + 8: fewer bank conflicts)
+    int32_t ldo = 0;  // floats per row of the output accumulators (head_dim + 4)
+    int64_t token_tiles = 1;
+    // Byte offsets into the dynamic shared memory, each 128-aligned.
+    size_t q_hi = 0, q_lo = 0, kv = 0, scores = 0, acc = 0, smem_bytes = 0;
+};
+
+inline size_t align128(size_t n) { return (n + 127) / 128 * 128; }
+
+inline TcPlan make_tc_plan(const AttnShape& shape, int64_t n_tokens) {
+    TcPlan p;
+    const int hd = shape.head_dim;
+    if (hd <= 0 || hd % 16 != 0 || hd > kMaxHeadDim || n_tokens <= 0 || shape.n_kv_heads <= 0 ||
+        shape.n_heads % shape.n_kv_heads != 0)
+        return p;
+    p.gq = shape.n_heads / shape.n_kv_heads;
+    p.ldh = hd + 8;
+    p.ldo = hd + 4;
+    bool fits = false;
+    for (int warps = kTcMaxWarps; warps >= 1 && !fits; --warps) {
+        for (int tk = 32; tk >= 16 && !fits; tk -= 16) {
+            const size_t r = static_cast<size_t>(16 * warps);
+            p.q_hi = 0;
+            p.q_lo = align128(r * p.ldh * 2);
+            p.kv = p.q_lo + align128(r * p.ldh * 2);
+            p.scores = p.kv + align128(static_cast<size_t>(tk) * p.ldh * 2);
+            p.acc = p.scores + align128(r * tk * 4);
+            p.smem_bytes = p.acc + align128(r * p.ldo * 4);
+            p.warps = warps;
+            p.tk = tk;
+            fits = p.smem_bytes <= kTcSmemBudget;
+        }
+    }
+    if (!fits) return p;
+    const int cap = 16 * p.warps;
+    p.pack = p.gq < cap ? p.gq : cap;
+    p.n_packs = (p.gq + p.pack - 1) / p.pack;
+    int64_t tq = cap / p.pack;
+    if (tq > n_tokens) tq = n_tokens;
+    p.tq = static_cast<int32_t>(tq);
+    p.rows = p.pack * p.tq;
+    p.token_tiles = (n_tokens + p.tq - 1) / p.tq;
+    // Prompts only: a few tokens (decode) would leave most of each warp's 16
+    // rows empty and want attention.cu's split-K over long caches. The
+    // grid's y dimension holds the token tiles.
+    p.ok = n_tokens >= kTcMinTokens && p.token_tiles <= 65535;
+    return p;
+}
+
+}  // namespace ekv::cuda::attn
+
+namespace ekv::cuda {
+// attention_tc.cu's launcher (attention() picks it when the plan is ok).
+void attention_prefill_tc(Stream s, ConstRows q, const int32_t* q_pos, const AttnStep* step,
+                            const AttnShape& shape, const float* pinned_cos_sin, const attn::TcPlan& plan, Rows out);
+}  // namespace ekv::cuda
+
+namespace ekv::cuda::attn {
+
 // Visible token range [lo, hi) of a segment for a query at q_pos (causal by
 // position, the view's or the segment's own window unless pinned).
 EKV_HD void visible_range(const AttnSegment& seg, int32_t view_window, int32_t q_pos, int32_t* lo_out,

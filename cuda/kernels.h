@@ -128,6 +128,7 @@ struct AttnShape {
     float softcap = 0.f;   // > 0: scores = softcap * tanh(score / softcap)
     int32_t rope_dim = 0;  // the pinned re-rotation's rotated dims (0: none)
     int32_t neox = 0;
+    int32_t plain_f16 = 0;  // 1: every segment with tokens holds plain F16 rows (tensor cores may serve prefill)
 };
 
 // Causal attention of q (rows = tokens, n_heads * head_dim floats) at
@@ -144,6 +145,12 @@ struct AttnShape {
 size_t attention_scratch_bytes(const AttnShape& shape, int64_t n_tokens, int64_t max_kv_tokens);
 void attention(Stream s, ConstRows q, const int32_t* q_pos, const AttnStep* step, const AttnShape& shape,
                const float* pinned_cos_sin, int64_t max_kv_tokens, void* scratch, Rows out);
+// Prefill over plain F16 segments runs on tensor cores (attention_tc.cu)
+// unless turned off here or by EKV_CUDA_TENSOR_CORES=0 (for comparisons;
+// process-wide).
+void set_attention_tensor_cores(bool on);
+bool attention_tensor_cores();
+uint64_t attention_tensor_core_launches();  // since the process started (tests)
 
 // KIVI quantization, byte-identical to core/kivi.cpp. Keys: `group` rows of
 // src (F16 or F32 rows of kv_width elements, src_row_bytes apart) into one

@@ -5,7 +5,9 @@
 //    same bytes as the CPU's quantizers (q8_act.cuh, checked on the host);
 // 2. one warp per weight row: integer block sums with dp4a, scaled per block
 //    exactly like the CPU (per block for Q4_0..Q8_0, per super-block for the
-//    K-quants, whose 8 slices are summed as integers across 8 lanes first).
+//    K-quants, whose 8 slices are summed as integers across 8 lanes first);
+//    for more than 8 tokens of the 32-element formats, tiles of 64 rows x
+//    32 tokens (tile32_kernel) instead, each weight block unpacked once.
 // Only the order in which the per-block floats are added differs from the CPU.
 #include "common.cuh"
 #include "matmul_internal.cuh"
@@ -112,6 +114,82 @@ __global__ void __launch_bounds__(kWarps * 32, 1)
     }
 }
 
+// Many tokens, 32-element formats: a block takes kTileRows weight rows x
+// kTileTokens tokens, kTileBlocks weight blocks at a time. Each weight block
+// is unpacked once into shared memory (not once per 8 tokens) and each
+// activation block loaded once; a thread then owns 2 rows x 4 tokens. The
+// per-block integer sums and float scalings are the CPU's; the blocks'
+// floats are added in order.
+constexpr int kTileRows = 64, kTileTokens = 32, kTileBlocks = 4, kTileThreads = 256;
+static_assert(kTileRows * kTileBlocks == kTileThreads, "a thread unpacks one weight block per step");
+static_assert((kTileRows / 2) * (kTileTokens / 4) == kTileThreads, "a thread owns 2 rows x 4 tokens");
+
+template <DType T>
+__global__ void __launch_bounds__(kTileThreads, 1)
+    tile32_kernel(const uint8_t* w, int64_t rows, int64_t nb, size_t row_bytes, const uint8_t* act,
+                  size_t act_row_bytes, int64_t n_tok, float* out, int64_t out_stride) {
+    __shared__ int wq[kTileRows][kTileBlocks][8];
+    __shared__ float wd[kTileRows][kTileBlocks], wo[kTileRows][kTileBlocks];
+    __shared__ int xq[kTileTokens][kTileBlocks * 8 + 1];  // + 1: the 8 token groups' reads hit 8 banks
+    __shared__ float xd[kTileTokens][kTileBlocks], xs[kTileTokens][kTileBlocks];
+    const int tid = threadIdx.x;
+    const int64_t r0 = static_cast<int64_t>(blockIdx.x) * kTileRows;
+    const int64_t t0 = static_cast<int64_t>(blockIdx.y) * kTileTokens;
+    const int my_r = (tid / (kTileTokens / 4)) * 2, my_t = (tid % (kTileTokens / 4)) * 4;
+    float acc[2][4], corr[2][4];
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[i][j] = corr[i][j] = 0.0f;
+    for (int64_t b0 = 0; b0 < nb; b0 += kTileBlocks) {
+        {  // one weight block per thread; blocks past the row or k end are zeros
+            const int r = tid / kTileBlocks, kb = tid % kTileBlocks;
+            int q[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            float d = 0.0f, o = 0.0f;
+            if (r0 + r < rows && b0 + kb < nb)
+                q8::Block32<T>::unpack(w + static_cast<size_t>(r0 + r) * row_bytes + (b0 + kb) * q8::Block32<T>::kBytes,
+                                       q, &d, &o);
+#pragma unroll
+            for (int i = 0; i < 8; ++i) wq[r][kb][i] = q[i];
+            wd[r][kb] = d;
+            wo[r][kb] = o;
+        }
+        for (int e = tid; e < kTileTokens * kTileBlocks; e += kTileThreads) {
+            const int t = e / kTileBlocks, kb = e % kTileBlocks;
+            const bool live = t0 + t < n_tok && b0 + kb < nb;
+            const BlockQ8_1F* xb =
+                live ? reinterpret_cast<const BlockQ8_1F*>(act + static_cast<size_t>(t0 + t) * act_row_bytes) + b0 + kb
+                     : nullptr;
+#pragma unroll
+            for (int i = 0; i < 8; ++i) xq[t][kb * 8 + i] = live ? q8::load_i32(xb->qs + 4 * i) : 0;
+            xd[t][kb] = live ? xb->d : 0.0f;
+            xs[t][kb] = live ? xb->s : 0.0f;
+        }
+        __syncthreads();
+        const int n_blocks = nb - b0 < kTileBlocks ? static_cast<int>(nb - b0) : kTileBlocks;
+        for (int kb = 0; kb < n_blocks; ++kb) {
+#pragma unroll
+            for (int i = 0; i < 2; ++i)
+#pragma unroll
+                for (int j = 0; j < 4; ++j) {
+                    int isum = 0;
+#pragma unroll
+                    for (int k = 0; k < 8; ++k) isum = q8::dot4(wq[my_r + i][kb][k], xq[my_t + j][kb * 8 + k], isum);
+                    acc[i][j] += blocks::mul_rn(blocks::mul_rn(wd[my_r + i][kb], xd[my_t + j][kb]),
+                                                static_cast<float>(isum));
+                    corr[i][j] += blocks::mul_rn(wo[my_r + i][kb], xs[my_t + j][kb]);
+                }
+        }
+        __syncthreads();  // before the next step overwrites the tiles
+    }
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+            if (r0 + my_r + i < rows && t0 + my_t + j < n_tok)
+                out[(t0 + my_t + j) * out_stride + r0 + my_r + i] = acc[i][j] + corr[i][j];
+}
+
 template <DType T, int NT>
 void launch_dot(Stream s, const WeightRef& w, ConstRows x, Rows out, const uint8_t* act, size_t act_row_bytes) {
     const dim3 grid(static_cast<unsigned>(ceil_div(w.rows, kWarps)), static_cast<unsigned>(ceil_div(x.rows, NT)));
@@ -127,11 +205,18 @@ void launch_dot(Stream s, const WeightRef& w, ConstRows x, Rows out, const uint8
 
 template <DType T>
 void launch_dot_tokens(Stream s, const WeightRef& w, ConstRows x, Rows out, const uint8_t* act, size_t arb) {
-    if (x.rows <= 1) {
-        launch_dot<T, 1>(s, w, x, out, act, arb);
-    } else {
-        launch_dot<T, kTokens>(s, w, x, out, act, arb);
+    constexpr bool k_quant = T == DType::Q4_K || T == DType::Q5_K || T == DType::Q6_K;
+    if (x.rows <= 1) return launch_dot<T, 1>(s, w, x, out, act, arb);
+    if constexpr (!k_quant) {
+        if (x.rows > kTokens) {
+            const dim3 grid(static_cast<unsigned>(ceil_div(w.rows, kTileRows)),
+                            static_cast<unsigned>(ceil_div(x.rows, kTileTokens)));
+            tile32_kernel<T><<<grid, kTileThreads, 0, s>>>(static_cast<const uint8_t*>(w.data), w.rows, w.cols / kQK,
+                                                           w.row_bytes, act, arb, x.rows, out.data, out.stride);
+            return;
+        }
     }
+    launch_dot<T, kTokens>(s, w, x, out, act, arb);
 }
 
 }  // namespace

@@ -45,6 +45,10 @@ if command -v compute-sanitizer >/dev/null; then
   compute-sanitizer --tool memcheck --error-exitcode 3 "$build/tests/edgekv_cuda_tests" \
     --gtest_filter='CudaOps.*:CudaKivi.*:CudaAttention.*:CudaGraphs.*' --gtest_brief=1 >"$out/memcheck.log" 2>&1 || status=1
   tail -15 "$out/memcheck.log"
+  stamp "compute-sanitizer racecheck, tensor-core prefill attention and the int8 tiles"
+  compute-sanitizer --tool racecheck --error-exitcode 3 "$build/tests/edgekv_cuda_tests" \
+    --gtest_filter='CudaAttention.Prefill*:CudaOps.Int8*' --gtest_brief=1 >"$out/racecheck.log" 2>&1 || status=1
+  tail -15 "$out/racecheck.log"
 fi
 stamp "decode speed (tiny fixtures and real models when given)"
 for m in tests/fixtures/tiny_llama/tiny_llama_q8_0.gguf ${EKV_SMOLLM2_GGUF:-} ${EKV_GEMMA3_GGUF:-}; do
@@ -55,6 +59,9 @@ for m in tests/fixtures/tiny_llama/tiny_llama_q8_0.gguf ${EKV_SMOLLM2_GGUF:-} ${
   done
   # CUDA graphs off, for comparison (the run above has them on).
   EKV_CUDA_GRAPHS=0 "$build/samples/edgekv" bench --model "$m" --backend cuda --ctx 512 --n-decode 64 --json \
+    >>"$out/bench.jsonl" 2>>"$out/bench.err" || status=1
+  # Prefill attention on CUDA cores instead of tensor cores, for comparison.
+  EKV_CUDA_TENSOR_CORES=0 "$build/samples/edgekv" bench --model "$m" --backend cuda --ctx 512 --n-decode 8 --json \
     >>"$out/bench.jsonl" 2>>"$out/bench.err" || status=1
 done
 [ -f "$out/bench.jsonl" ] && cat "$out/bench.jsonl"

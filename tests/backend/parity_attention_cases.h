@@ -23,7 +23,15 @@ struct AttentionCase {
     std::vector<SegSpec> segs;
     int32_t window, pinned_query_pos;
     std::vector<int32_t> q_pos;
+    float softcap = 0.f;
 };
+
+// Positions from .. to, inclusive.
+inline std::vector<int32_t> positions(int32_t from, int32_t to) {
+    std::vector<int32_t> p;
+    for (int32_t i = from; i <= to; ++i) p.push_back(i);
+    return p;
+}
 
 inline std::vector<uint8_t> kv_bytes(DType t, size_t n, std::mt19937& rng) {
     std::vector<float> v = random_floats(n, rng, -2.f, 2.f);
@@ -102,60 +110,85 @@ protected:
             {"long_segment_hd256_f16", DType::F16, 2, 1, 256, {{5000, 0, 0, false}}, 0, 0, {4999, 2000}},
         };
         std::mt19937 rng(11);
-        for (const AttentionCase& c : cases) {
-            SCOPED_TRACE(c.name);
-            const int64_t kv_width = static_cast<int64_t>(c.n_kv_heads) * c.head_dim;
-            const int64_t q_width = static_cast<int64_t>(c.n_heads) * c.head_dim;
-            const int64_t n_q = static_cast<int64_t>(c.q_pos.size());
-            std::vector<float> inv_freq(static_cast<size_t>(c.head_dim / 2));
-            for (size_t i = 0; i < inv_freq.size(); ++i)
-                inv_freq[i] = std::pow(10000.f, -2.f * static_cast<float>(i) / static_cast<float>(c.head_dim));
-            RopeParams rope;
-            rope.n_heads = c.n_kv_heads;
-            rope.head_dim = c.head_dim;
-            rope.rope_dim = c.head_dim;
-            rope.inv_freq = inv_freq.data();
-            AttentionParams p;
-            p.n_heads = c.n_heads;
-            p.n_kv_heads = c.n_kv_heads;
-            p.head_dim = c.head_dim;
-            p.scale = 1.f / std::sqrt(static_cast<float>(c.head_dim));
-            p.rope = &rope;
+        for (const AttentionCase& c : cases) check_attention_case(c, rng);
+    }
 
-            KvView view_c, view_v;
-            view_c.n_segments = view_v.n_segments = static_cast<int>(c.segs.size());
-            view_c.window = view_v.window = c.window;
-            view_c.pinned_query_pos = view_v.pinned_query_pos = c.pinned_query_pos;
-            for (size_t s = 0; s < c.segs.size(); ++s) {
-                const SegSpec& ss = c.segs[s];
-                const int64_t rows = ss.skip + ss.n_tokens + 2;  // spare rows after the segment
-                std::vector<uint8_t> k = kv_bytes(c.type, static_cast<size_t>(rows * kv_width), rng);
-                std::vector<uint8_t> v = kv_bytes(c.type, static_cast<size_t>(rows * kv_width), rng);
-                for (KvView* view : {&view_c, &view_v}) {
-                    Backend& b = view == &view_c ? *cpu_ : *dev_;
-                    const size_t pad = view == &view_c ? 0 : 2 * s;  // device: F16 rows at half-word offsets
-                    KvSegment& seg = view->seg[s];
-                    seg.k = upload(b, c.type, rows, kv_width, k.data(), c.type == DType::F32 ? 4 * s : pad);
-                    seg.v = upload(b, c.type, rows, kv_width, v.data());
-                    seg.n_tokens = ss.n_tokens;
-                    seg.first_pos = ss.first_pos;
-                    seg.skip = ss.skip;
-                    seg.pinned = ss.pinned;
-                }
+    // Many queries at once (a prompt's prefill): on CUDA, plain F16 views
+    // take the tensor-core kernel; F32 and head_dim 40 stay on the other.
+    void prefill_attention_matches_cpu() {
+        const std::vector<AttentionCase> cases = {
+            {"prefill_gqa_hd64", DType::F16, 9, 3, 64, {{60, 0, 0, false}}, 0, 0, positions(0, 59)},
+            {"prefill_hd128_two_segments_skip", DType::F16, 8, 2, 128,
+             {{40, 0, 0, false}, {30, 40, 7, false}}, 0, 0, positions(35, 69)},
+            {"prefill_hd256_window_softcap", DType::F16, 4, 1, 256, {{50, 0, 0, false}}, 16, 0, positions(10, 49),
+             4.f},
+            {"prefill_sink_ring_window_pinned", DType::F16, 9, 3, 64,
+             {{4, 0, 0, true}, {20, 30, 5, false}, {12, 50, 0, false}}, 24, 40, positions(45, 61)},
+            {"prefill_no_gqa_hd32_two_token_tiles", DType::F16, 2, 2, 32, {{33, 0, 0, false}}, 0, 0,
+             positions(0, 32)},
+            {"prefill_f32", DType::F32, 4, 2, 64, {{30, 0, 0, false}}, 0, 0, positions(0, 29)},
+            {"prefill_hd40", DType::F16, 4, 2, 40, {{30, 0, 0, false}}, 0, 0, positions(0, 29)},
+        };
+        std::mt19937 rng(12);
+        for (const AttentionCase& c : cases) check_attention_case(c, rng);
+    }
+
+    void check_attention_case(const AttentionCase& c, std::mt19937& rng) {
+        SCOPED_TRACE(c.name);
+        const int64_t kv_width = static_cast<int64_t>(c.n_kv_heads) * c.head_dim;
+        const int64_t q_width = static_cast<int64_t>(c.n_heads) * c.head_dim;
+        const int64_t n_q = static_cast<int64_t>(c.q_pos.size());
+        std::vector<float> inv_freq(static_cast<size_t>(c.head_dim / 2));
+        for (size_t i = 0; i < inv_freq.size(); ++i)
+            inv_freq[i] = std::pow(10000.f, -2.f * static_cast<float>(i) / static_cast<float>(c.head_dim));
+        RopeParams rope;
+        rope.n_heads = c.n_kv_heads;
+        rope.head_dim = c.head_dim;
+        rope.rope_dim = c.head_dim;
+        rope.inv_freq = inv_freq.data();
+        AttentionParams p;
+        p.n_heads = c.n_heads;
+        p.n_kv_heads = c.n_kv_heads;
+        p.head_dim = c.head_dim;
+        p.scale = 1.f / std::sqrt(static_cast<float>(c.head_dim));
+        p.rope = &rope;
+        p.softcap = c.softcap;
+
+        KvView view_c, view_v;
+        view_c.n_segments = view_v.n_segments = static_cast<int>(c.segs.size());
+        view_c.window = view_v.window = c.window;
+        view_c.pinned_query_pos = view_v.pinned_query_pos = c.pinned_query_pos;
+        for (size_t s = 0; s < c.segs.size(); ++s) {
+            const SegSpec& ss = c.segs[s];
+            const int64_t rows = ss.skip + ss.n_tokens + 2;  // spare rows after the segment
+            std::vector<uint8_t> k = kv_bytes(c.type, static_cast<size_t>(rows * kv_width), rng);
+            std::vector<uint8_t> v = kv_bytes(c.type, static_cast<size_t>(rows * kv_width), rng);
+            for (KvView* view : {&view_c, &view_v}) {
+                Backend& b = view == &view_c ? *cpu_ : *dev_;
+                const size_t pad = view == &view_c ? 0 : 2 * s;  // device: F16 rows at half-word offsets
+                KvSegment& seg = view->seg[s];
+                seg.k = upload(b, c.type, rows, kv_width, k.data(), c.type == DType::F32 ? 4 * s : pad);
+                seg.v = upload(b, c.type, rows, kv_width, v.data());
+                seg.n_tokens = ss.n_tokens;
+                seg.first_pos = ss.first_pos;
+                seg.skip = ss.skip;
+                seg.pinned = ss.pinned;
             }
-            std::vector<float> q = random_floats(static_cast<size_t>(n_q * q_width), rng, -2.f, 2.f);
-            Tensor qc = upload_f32(*cpu_, n_q, q_width, q), qv = upload_f32(*dev_, n_q, q_width, q, 8);
-            Tensor oc = zeros(*cpu_, DType::F32, n_q, q_width), ov = zeros(*dev_, DType::F32, n_q, q_width);
-            cpu_->attention(qc, c.q_pos.data(), view_c, p, oc);
-            dev_->attention(qv, c.q_pos.data(), view_v, p, ov);
-            const std::vector<float> want = download_f32(*cpu_, oc), got = download_f32(*dev_, ov);
-            bool all_zero = true;
-            for (float x : want) all_zero = all_zero && x == 0.f;
-            if (all_zero)
-                EXPECT_EQ(got, want);
-            else
-                EXPECT_LT(normalized_error(got, want), 1e-4);
         }
+        std::vector<float> q = random_floats(static_cast<size_t>(n_q * q_width), rng, -2.f, 2.f);
+        Tensor qc = upload_f32(*cpu_, n_q, q_width, q), qv = upload_f32(*dev_, n_q, q_width, q, 8);
+        Tensor oc = zeros(*cpu_, DType::F32, n_q, q_width), ov = zeros(*dev_, DType::F32, n_q, q_width);
+        cpu_->attention(qc, c.q_pos.data(), view_c, p, oc);
+        dev_->attention(qv, c.q_pos.data(), view_v, p, ov);
+        const std::vector<float> want = download_f32(*cpu_, oc), got = download_f32(*dev_, ov);
+        bool all_zero = true;
+        for (float x : want) all_zero = all_zero && x == 0.f;
+        if (all_zero)
+            EXPECT_EQ(got, want);
+        else
+            EXPECT_LT(normalized_error(got, want), 1e-4);
+        if (std::getenv("EKV_PRINT_ATTENTION_ERROR"))
+            std::printf("%s: %.3g\n", c.name, static_cast<double>(normalized_error(got, want)));
     }
 
     void kivi_quantize_writes_the_reference_bytes() {

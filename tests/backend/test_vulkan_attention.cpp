@@ -17,6 +17,10 @@ namespace {
 class VulkanAttention : public AttentionParityCases<VulkanParity> {};
 
 TEST_F(VulkanAttention, MatchesCpuOverSegmentViews) { attention_matches_cpu_over_segment_views(); }
+TEST_F(VulkanAttention, PrefillMatchesCpu) { prefill_attention_matches_cpu(); }
+TEST_F(VulkanAttention, KiviRunBetweenPinnedSinksAndAWindowMatchesCpu) {
+    kivi_run_between_pinned_sinks_and_a_window_matches_cpu();
+}
 
 // Every attention case (plain and KIVI segments, windows, pinned sinks,
 // soft-capping, GQA) again on a backend made with
@@ -33,6 +37,10 @@ protected:
 };
 
 TEST_F(VulkanAttentionGpuShape, MatchesCpuOverSegmentViews) { attention_matches_cpu_over_segment_views(); }
+TEST_F(VulkanAttentionGpuShape, PrefillMatchesCpu) { prefill_attention_matches_cpu(); }
+TEST_F(VulkanAttentionGpuShape, KiviRunBetweenPinnedSinksAndAWindowMatchesCpu) {
+    kivi_run_between_pinned_sinks_and_a_window_matches_cpu();
+}
 
 TEST_F(VulkanAttentionGpuShape, KiviOverQuantizedGroupsMatchesCpu) {
     kivi_attention_over_quantized_groups_matches_cpu();

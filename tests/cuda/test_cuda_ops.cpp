@@ -10,6 +10,7 @@
 #include "backend/parity_model_ops_cases.h"
 #include "backend/parity_ops_cases.h"
 #include "cuda/cuda_parity.h"
+#include "kernels.h"
 
 namespace ekv_cuda_test {
 namespace {
@@ -33,6 +34,17 @@ TEST_F(CudaOps, BadOpsAreReportedNotCrashing) { bad_ops_are_reported_not_crashin
 class CudaAttention : public AttentionParityCases<CudaParity> {};
 
 TEST_F(CudaAttention, MatchesCpuOverSegmentViews) { attention_matches_cpu_over_segment_views(); }
+TEST_F(CudaAttention, PrefillMatchesCpuOnTensorCoresAndOff) {
+    ASSERT_TRUE(cuda::attention_tensor_cores());  // the default
+    const uint64_t before = cuda::attention_tensor_core_launches();
+    prefill_attention_matches_cpu();
+    // Five of the seven cases are plain F16 with head_dim a multiple of 16.
+    EXPECT_EQ(cuda::attention_tensor_core_launches() - before, 5u);
+    cuda::set_attention_tensor_cores(false);
+    prefill_attention_matches_cpu();
+    cuda::set_attention_tensor_cores(true);
+    EXPECT_EQ(cuda::attention_tensor_core_launches() - before, 5u);
+}
 TEST_F(CudaAttention, KiviQuantizeWritesTheReferenceBytes) { kivi_quantize_writes_the_reference_bytes(); }
 TEST_F(CudaAttention, KiviAttentionOverQuantizedGroupsMatchesCpu) {
     kivi_attention_over_quantized_groups_matches_cpu();
@@ -68,9 +80,11 @@ TEST_F(CudaOps, Int8ActivationMatmulMatchesCpuInt8Path) {
     const DType quantized[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
                                DType::Q4_K, DType::Q5_K, DType::Q6_K};
     for (DType t : quantized) {
-        for (int64_t tokens : {1, 3, 9}) {
+        // 9 and 70 tokens: the tiled kernel for the 32-element formats (70:
+        // three token tiles, the last partial; 544 columns: a partial step).
+        for (int64_t tokens : {1, 3, 9, 70}) {
             SCOPED_TRACE(std::string(dtype_name(t)) + ", " + std::to_string(tokens) + " tokens");
-            const int64_t rows = 37, cols = cols_for(t, 512);
+            const int64_t rows = 37, cols = cols_for(t, tokens == 70 ? 544 : 512);
             const std::vector<uint8_t> w = random_weight(t, rows, cols, rng);
             const std::vector<float> x = random_floats(static_cast<size_t>(tokens * cols), rng);
             Tensor wc = upload(*cpu8, t, rows, cols, w.data()), wd = upload(*cuda8, t, rows, cols, w.data(), 2);

@@ -14,6 +14,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <memory>
+#include <new>
 #include <vector>
 
 #include "cuda_emu_internal.h"
@@ -109,15 +111,20 @@ struct Fiber {
     FiberState state = FiberState::Ready;
     int warp = 0, lane = 0;
     uint64_t shuffles = 0;  // shuffles done: partners must be at the same one
+    bool collective = false;  // waiting at a barrier every lane of the warp must reach
     alignas(16) unsigned char slot[kSlotBytes];
 };
+
+void free_shared(unsigned char* p) { ::operator delete[](p, std::align_val_t(128)); }
 
 struct BlockRun {
     std::vector<Fiber> fibers;
     const std::function<void()>* body = nullptr;
     Fiber* current = nullptr;
     void* scheduler_sp = nullptr;
-    std::vector<unsigned char> dynamic_shared;
+    // 128-byte aligned like a GPU's (wmma wants 32), exactly the launch's
+    // size so ASan sees a read past its end.
+    std::unique_ptr<unsigned char[], void (*)(unsigned char*)> dynamic_shared{nullptr, free_shared};
     const char* fault = nullptr;  // set by a fiber: the block is abandoned
 #if defined(CUDA_EMU_ASAN)
     const void* scheduler_stack_bottom = nullptr;
@@ -227,6 +234,15 @@ bool run_block(BlockRun& b, const char* kernel_name) {
                 waiting += b.fibers[i].state == FiberState::AtWarpBarrier;
             }
             if (waiting > 0 && waiting == lanes) {
+                bool collective = false;
+                for (size_t i = w0; i < w1; ++i) collective = collective || b.fibers[i].collective;
+                if (collective && lanes < w1 - w0) {
+                    report("kernel %s, block (%u,%u,%u), warp %zu: a warp-wide operation (wmma) that a lane of "
+                           "the warp exited before reaching",
+                           kernel_name, b.fibers[w0].coords.block.x, b.fibers[w0].coords.block.y,
+                           b.fibers[w0].coords.block.z, w0 / 32);
+                    return false;
+                }
                 for (size_t i = w0; i < w1; ++i)
                     if (b.fibers[i].state == FiberState::AtWarpBarrier) b.fibers[i].state = FiberState::Ready;
                 released = true;
@@ -284,7 +300,9 @@ bool run_grid(const char* name, dim3 grid, dim3 block, size_t shared_bytes, cons
         const unsigned bx = static_cast<unsigned>(linear % grid.x);
         const unsigned by = static_cast<unsigned>(linear / grid.x % grid.y);
         const unsigned bz = static_cast<unsigned>(linear / grid.x / grid.y);
-        b.dynamic_shared.assign(shared_bytes, 0xFF);
+        b.dynamic_shared.reset(static_cast<unsigned char*>(::operator new[](shared_bytes ? shared_bytes : 1,
+                                                                             std::align_val_t(128))));
+        std::memset(b.dynamic_shared.get(), 0xFF, shared_bytes);
         size_t i = 0;
         for (unsigned tz = 0; tz < block.z; ++tz)
             for (unsigned ty = 0; ty < block.y; ++ty)
@@ -295,6 +313,7 @@ bool run_grid(const char* name, dim3 grid, dim3 block, size_t shared_bytes, cons
                     f.warp = static_cast<int>(i / 32);
                     f.lane = static_cast<int>(i % 32);
                     f.shuffles = 0;
+                    f.collective = false;
                 }
         ok = run_block(b, name);
     }
@@ -332,7 +351,26 @@ void shuffle_xor(unsigned mask, const void* value, void* out, size_t bytes, int 
     yield_to_scheduler(false);
 }
 
-void* dynamic_shared_memory() { return t_block->dynamic_shared.data(); }
+void sync_warp(unsigned mask) {
+    if (mask != 0xffffffffu) {
+        fiber_fault("__syncwarp with a partial mask (not emulated)");
+        return;
+    }
+    t_block->current->state = FiberState::AtWarpBarrier;
+    yield_to_scheduler(false);
+}
+
+void device_fault(const char* why) { fiber_fault(why); }
+
+void warp_collective() {
+    Fiber& f = *t_block->current;
+    f.state = FiberState::AtWarpBarrier;
+    f.collective = true;  // the scheduler refuses to release it with a lane exited
+    yield_to_scheduler(false);
+    f.collective = false;
+}
+
+void* dynamic_shared_memory() { return t_block->dynamic_shared.get(); }
 
 cudaError_t launch_kernel(const char* name, const void* kernel, dim3 grid, dim3 block, size_t shared_bytes,
                           cudaStream_t stream, std::function<void()> body) {

@@ -6,10 +6,13 @@
 // LSan would count the child's abandoned allocations).
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
+#include <mma.h>
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <vector>
 
 namespace {
@@ -56,6 +59,44 @@ __global__ void fill(float* out, float value, int n) {
 __global__ void add_one(float* out, int n) {
     const int i = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
     if (i < n) out[i] += 1.0f;
+}
+
+// One warp: d = a * b + c, then the product added once more into d in place
+// (a load, multiply, store back, as attention's accumulators do).
+__global__ void wmma_tiles(const __half* a, const __half* b_cols, const float* c, float* d) {
+    namespace wmma = nvcuda::wmma;
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> fa;
+    wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major> fb;
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+    wmma::load_matrix_sync(fa, a, 16);
+    wmma::load_matrix_sync(fb, b_cols, 16);
+    wmma::load_matrix_sync(acc, c, 16, wmma::mem_row_major);
+    wmma::mma_sync(acc, fa, fb, acc);
+    wmma::store_matrix_sync(d, acc, 16, wmma::mem_row_major);
+    wmma::load_matrix_sync(acc, d, 16, wmma::mem_row_major);
+    wmma::mma_sync(acc, fa, fb, acc);
+    wmma::store_matrix_sync(d, acc, 16, wmma::mem_row_major);
+}
+
+// A tile 16 bytes off the 32-byte alignment a GPU needs, or a load half the
+// warp never reaches.
+__global__ void wmma_misaligned(const __half* a) {
+    nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, __half, nvcuda::wmma::row_major> fa;
+    nvcuda::wmma::load_matrix_sync(fa, a + 8, 16);
+}
+__global__ void wmma_divergent(const __half* a) {
+    nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, __half, nvcuda::wmma::row_major> fa;
+    if (threadIdx.x < 16) nvcuda::wmma::load_matrix_sync(fa, a, 16);
+}
+
+// Small integers are exact halves: sign, biased exponent, top mantissa bits.
+__half half_of(int v) {
+    const float f = static_cast<float>(v);
+    uint32_t bits;
+    std::memcpy(&bits, &f, 4);
+    const uint16_t h = static_cast<uint16_t>(((bits >> 16) & 0x8000u) |
+                                             (v == 0 ? 0u : ((((bits >> 23) & 0xffu) - 112u) << 10) | ((bits >> 13) & 0x3ffu)));
+    return __half{h};
 }
 
 float* device_floats(int n) {
@@ -128,6 +169,57 @@ TEST(CudaEmulator, BarriersAndShufflesExchangeValues) {
     EXPECT_EQ(warp_total[0], 496.0f);    // 0 + ... + 31
     EXPECT_EQ(warp_total[3], 3568.0f);   // 96 + ... + 127
     for (float* p : {dx, block_total, warp_total}) EXPECT_EQ(cudaFree(p), cudaSuccess);
+}
+
+TEST(CudaEmulator, WmmaMultipliesWholeTilesOncePerWarp) {
+    std::vector<__half> a(256), b_cols(256);
+    std::vector<float> c(256), want(256);
+    for (int i = 0; i < 256; ++i) {
+        a[i] = half_of(i % 7 - 3);
+        b_cols[i] = half_of(i % 5 - 2);
+        c[i] = static_cast<float>(i % 11);
+    }
+    for (int r = 0; r < 16; ++r)
+        for (int col = 0; col < 16; ++col) {
+            float ab = 0;
+            for (int k = 0; k < 16; ++k)
+                ab += static_cast<float>((r * 16 + k) % 7 - 3) * static_cast<float>((col * 16 + k) % 5 - 2);
+            want[r * 16 + col] = c[r * 16 + col] + 2 * ab;
+        }
+    void *da = nullptr, *db = nullptr;
+    ASSERT_EQ(cudaMalloc(&da, 512), cudaSuccess);
+    ASSERT_EQ(cudaMalloc(&db, 512), cudaSuccess);
+    float* dc = device_floats(256);
+    float* dd = device_floats(256);
+    ASSERT_EQ(cudaMemcpyAsync(da, a.data(), 512, cudaMemcpyHostToDevice), cudaSuccess);
+    ASSERT_EQ(cudaMemcpyAsync(db, b_cols.data(), 512, cudaMemcpyHostToDevice), cudaSuccess);
+    ASSERT_EQ(cudaMemcpyAsync(dc, c.data(), 1024, cudaMemcpyHostToDevice), cudaSuccess);
+    ::cuda_emu::launch("wmma_tiles", wmma_tiles, 1, 32)(static_cast<const __half*>(da),
+                                                         static_cast<const __half*>(db), dc, dd);
+    ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+    for (int i = 0; i < 256; ++i) EXPECT_EQ(dd[i], want[i]) << i;
+    for (void* p : {da, db, static_cast<void*>(dc), static_cast<void*>(dd)}) EXPECT_EQ(cudaFree(p), cudaSuccess);
+}
+
+[[noreturn]] void wmma_child(bool misaligned) {
+    void* p = nullptr;
+    (void)cudaMalloc(&p, 1024);
+    const __half* a = static_cast<const __half*>(p);
+    if (misaligned)
+        ::cuda_emu::launch("wmma_misaligned", wmma_misaligned, 1, 32)(a);
+    else
+        ::cuda_emu::launch("wmma_divergent", wmma_divergent, 1, 32)(a);
+    _exit(cudaGetLastError() == cudaErrorLaunchFailure ? 0 : 1);
+}
+
+TEST(CudaEmulatorDeathTest, AMisalignedWmmaTileIsALaunchFailure) {
+    GTEST_FLAG_SET(death_test_style, "threadsafe");
+    EXPECT_EXIT(wmma_child(true), ::testing::ExitedWithCode(0), "not 32-byte aligned");
+}
+
+TEST(CudaEmulatorDeathTest, AWmmaLoadHalfTheWarpSkipsIsALaunchFailure) {
+    GTEST_FLAG_SET(death_test_style, "threadsafe");
+    EXPECT_EXIT(wmma_child(false), ::testing::ExitedWithCode(0), "lane of the warp exited");
 }
 
 TEST(CudaEmulator, NeverWrittenMemoryReadsAsNaN) {

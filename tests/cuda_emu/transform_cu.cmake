@@ -1,7 +1,7 @@
 # Turns a CUDA source into host C++ for the CUDA emulator (cmake -P, with
 # -DIN=file.cu -DOUT=file.cpp): every `kernel<args><<<config>>>(` becomes
 # `::cuda_emu::launch("kernel<args>", kernel<args>, config)(`, and the
-# dynamic shared array `extern __shared__ T name[];` a pointer to the
+# dynamic shared array `extern __shared__ [__align__(N)] T name[];` a pointer to the
 # launch's dynamic shared memory, and alignas moves before __shared__
 # (which becomes `static`). Everything else is compiled as written.
 cmake_minimum_required(VERSION 3.25)
@@ -30,8 +30,10 @@ while(TRUE)
   set(src "${rest}")
 endwhile()
 string(APPEND out "${src}")
-string(REGEX REPLACE "extern __shared__ ([A-Za-z_0-9:]+) ([A-Za-z_0-9]+)\\[\\];"
-       "\\1* \\2 = ::cuda_emu::dynamic_shared<\\1>();" out "${out}")
+# (An __align__(N) on it is dropped: the emulator's dynamic shared memory is
+# 128-byte aligned.)
+string(REGEX REPLACE "extern __shared__ (__align__\\([0-9]+\\) )?([A-Za-z_0-9:]+) ([A-Za-z_0-9]+)\\[\\];"
+       "\\2* \\3 = ::cuda_emu::dynamic_shared<\\2>();" out "${out}")
 # `__shared__ alignas(...) T x` would be `static alignas(...)`: attributes go first.
 string(REGEX REPLACE "__shared__ (alignas\\((alignof\\([^()]*\\)|[^()]*)\\))" "\\1 __shared__" out "${out}")
 if(out MATCHES "<<<|extern __shared__")

@@ -544,5 +544,45 @@ TEST(CudaHostAttention, PlanFitsSharedMemoryAndAccumulators) {
                 }
 }
 
+TEST(CudaHostAttention, TensorCorePlanFitsSharedMemoryWithAlignedTiles) {
+    for (int hd = 8; hd <= 272; hd += 8)
+        for (int gq : {1, 2, 3, 4, 7, 8, 16, 32, 64})
+            for (int64_t n_tok : {1, 2, 5, 15, 16, 17, 100, 1000}) {
+                AttnShape sh;
+                sh.n_kv_heads = 2;
+                sh.n_heads = 2 * gq;
+                sh.head_dim = hd;
+                sh.kv_width = 2 * hd;
+                const cuda::attn::TcPlan p = cuda::attn::make_tc_plan(sh, n_tok);
+                SCOPED_TRACE(testing::Message() << "hd " << hd << " gq " << gq << " tokens " << n_tok);
+                const bool tile_shape = hd % 16 == 0 && hd <= cuda::attn::kMaxHeadDim;
+                // Prompts of 16+ tokens get the kernel, decode steps never.
+                ASSERT_EQ(p.ok, tile_shape && n_tok >= 16);
+                if (!p.ok) continue;
+                // The kernel's static shared memory is ~2.6 KiB: together under 48 KiB.
+                ASSERT_LE(p.smem_bytes + 4096, size_t(48) << 10);
+                const size_t r = 16 * static_cast<size_t>(p.warps);
+                ASSERT_TRUE(p.warps >= 1 && p.warps <= cuda::attn::kTcMaxWarps);
+                ASSERT_TRUE(p.tk == 16 || p.tk == 32);
+                // wmma: tiles 32-byte aligned, leading dimensions multiples of 16 bytes.
+                for (size_t off : {p.q_hi, p.q_lo, p.kv, p.scores, p.acc}) ASSERT_EQ(off % 128, 0u);
+                ASSERT_EQ(p.ldh * 2 % 16, 0);
+                ASSERT_EQ(p.ldo * 4 % 16, 0);
+                ASSERT_GE(p.ldh, hd);
+                ASSERT_GE(p.ldo, hd);
+                // The regions do not overlap.
+                ASSERT_GE(p.q_lo, p.q_hi + r * p.ldh * 2);
+                ASSERT_GE(p.kv, p.q_lo + r * p.ldh * 2);
+                ASSERT_GE(p.scores, p.kv + static_cast<size_t>(p.tk) * p.ldh * 2);
+                ASSERT_GE(p.acc, p.scores + r * p.tk * 4);
+                ASSERT_GE(p.smem_bytes, p.acc + r * p.ldo * 4);
+                ASSERT_LE(p.rows, static_cast<int>(r));
+                ASSERT_EQ(p.rows, p.pack * p.tq);
+                ASSERT_TRUE(p.pack * p.n_packs >= gq && p.pack * (p.n_packs - 1) < gq);
+                ASSERT_GE(p.token_tiles * p.tq, n_tok);
+                ASSERT_LT((p.token_tiles - 1) * p.tq, n_tok);
+            }
+}
+
 }  // namespace
 }  // namespace ekv

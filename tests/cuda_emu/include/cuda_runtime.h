@@ -43,6 +43,13 @@ extern thread_local const ThreadCoords* t_coords;
 inline const ThreadCoords& coords() { return *t_coords; }
 
 void sync_block();
+void sync_warp(unsigned mask);
+// Ends the calling CUDA thread's kernel with a launch failure (sticky), as a
+// GPU's trap would: for device functions the emulator checks (wmma).
+void device_fault(const char* why);
+// A barrier of the calling warp that every lane must reach (a lane that
+// exited instead is a fault): the wmma operations' rule.
+void warp_collective();
 // Writes this lane's `bytes` (<= 16) and reads lane (lane ^ lane_mask)'s
 // value of the same shuffle into `out`.
 void shuffle_xor(unsigned mask, const void* value, void* out, size_t bytes, int lane_mask, int width);
@@ -93,6 +100,7 @@ Launcher<P...> launch(const char* name, void (*kernel)(P...), dim3 grid, dim3 bl
 #define gridDim (::cuda_emu::coords().grid_dim)
 
 inline void __syncthreads() { ::cuda_emu::sync_block(); }
+inline void __syncwarp(unsigned mask = 0xffffffffu) { ::cuda_emu::sync_warp(mask); }
 
 template <class T>
 T __shfl_xor_sync(unsigned mask, T value, int lane_mask, int width = 32) {

@@ -55,6 +55,7 @@ void CudaBackend::attention(const Tensor& q, const int32_t* q_pos, const KvView&
     step->window = kv.window;
     step->pinned_query_pos = kv.pinned_query_pos;
     int64_t kv_tokens = 0;
+    bool plain_f16 = true;
     for (int s = 0; s < kv.n_segments; ++s) {
         const KvSegment& seg = kv.seg[s];
         cuda::AttnSegment& d = step->seg[s];
@@ -68,6 +69,7 @@ void CudaBackend::attention(const Tensor& q, const int32_t* q_pos, const KvView&
         if (!d.k || !d.v) return;
         d.kivi = kivi ? 1 : 0;
         d.plain_type = seg.k.type;
+        plain_f16 = plain_f16 && !kivi && seg.k.type == DType::F16;
         if (!kivi && seg.k.type != seg.v.type)
             return fail(Error(EKV_ERR_UNSUPPORTED, "CUDA attention: segment %d mixes %s keys and %s values", s,
                               dtype_name(seg.k.type), dtype_name(seg.v.type)));
@@ -84,6 +86,8 @@ void CudaBackend::attention(const Tensor& q, const int32_t* q_pos, const KvView&
         // grid (what graph replay needs); empty slices merge as nothing.
         kv_tokens += kivi ? seg.k.rows * seg.kivi.group : seg.k.rows;
     }
+
+    shape.plain_f16 = plain_f16 ? 1 : 0;
 
     // The pinned re-rotation by min(q_pos, pinned_query_pos) - q_pos.
     const float* pinned_table = nullptr;
