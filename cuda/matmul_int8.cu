@@ -6,8 +6,8 @@
 // 2. one warp per weight row: integer block sums with dp4a, scaled per block
 //    exactly like the CPU (per block for Q4_0..Q8_0, per super-block for the
 //    K-quants, whose 8 slices are summed as integers across 8 lanes first);
-//    for more than 8 tokens of the 32-element formats, tiles of 64 rows x
-//    32 tokens (tile32_kernel) instead, each weight block unpacked once.
+//    for more than 8 tokens, tiles of 64 rows x 32 tokens instead
+//    (tile32_kernel, tilek_kernel), each weight block read once per tile.
 // Only the order in which the per-block floats are added differs from the CPU.
 #include "common.cuh"
 #include "matmul_internal.cuh"
@@ -190,6 +190,68 @@ __global__ void __launch_bounds__(kTileThreads, 1)
                 out[(t0 + my_t + j) * out_stride + r0 + my_r + i] = acc[i][j] + corr[i][j];
 }
 
+// The K-quants over many tokens: the same 64-row x 32-token tiles, one
+// super-block step at a time, its weight bytes and activation blocks copied
+// once into shared memory; a thread sums each (row, token)'s 8 slices as
+// integers, then scales once per super-block, as dotk_kernel and the CPU do.
+template <DType T>
+__global__ void __launch_bounds__(kTileThreads, 1)
+    tilek_kernel(const uint8_t* w, int64_t rows, int64_t nb, size_t row_bytes, const uint8_t* act,
+                 size_t act_row_bytes, int64_t n_tok, float* out, int64_t out_stride) {
+    constexpr int kWordsPerBlock = (q8::BlockK<T>::kBytes + 3) / 4;  // 4-byte aligned copies
+    constexpr int kActWords = sizeof(BlockQ8_K) / 4;
+    static_assert(sizeof(BlockQ8_K) % 4 == 0, "Q8_K blocks copy as words");
+    __shared__ uint32_t wsb[kTileRows][kWordsPerBlock];
+    __shared__ uint32_t xsb[kTileTokens][kActWords];
+    const int tid = threadIdx.x;
+    const int64_t r0 = static_cast<int64_t>(blockIdx.x) * kTileRows;
+    const int64_t t0 = static_cast<int64_t>(blockIdx.y) * kTileTokens;
+    const int my_r = (tid / (kTileTokens / 4)) * 2, my_t = (tid % (kTileTokens / 4)) * 4;
+    float acc[2][4], corr[2][4];
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[i][j] = corr[i][j] = 0.0f;
+    for (int64_t b = 0; b < nb; ++b) {
+        // Weight bytes (rows past the end: zeros, never written out).
+        for (int e = tid; e < kTileRows * q8::BlockK<T>::kBytes; e += kTileThreads) {
+            const int r = e / q8::BlockK<T>::kBytes, k = e % q8::BlockK<T>::kBytes;
+            const uint8_t v = r0 + r < rows ? w[static_cast<size_t>(r0 + r) * row_bytes + b * q8::BlockK<T>::kBytes + k] : 0;
+            reinterpret_cast<uint8_t*>(wsb[r])[k] = v;
+        }
+        for (int e = tid; e < kTileTokens * kActWords; e += kTileThreads) {
+            const int t = e / kActWords, k = e % kActWords;
+            xsb[t][k] = t0 + t < n_tok ? reinterpret_cast<const uint32_t*>(
+                                             act + static_cast<size_t>(t0 + t) * act_row_bytes + b * sizeof(BlockQ8_K))[k]
+                                       : 0u;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+            const uint8_t* wb = reinterpret_cast<const uint8_t*>(wsb[my_r + i]);
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const BlockQ8_K& xb = *reinterpret_cast<const BlockQ8_K*>(xsb[my_t + j]);
+                int isum = 0, msum = 0;
+                for (int sl = 0; sl < 8; ++sl) {
+                    int is, ms;
+                    q8::BlockK<T>::slice(wb, xb, sl, &is, &ms);
+                    isum += is;
+                    msum += ms;
+                }
+                q8::BlockK<T>::finish(wb, xb.d, isum, msum, &acc[i][j], &corr[i][j]);
+            }
+        }
+        __syncthreads();  // before the next super-block overwrites the tiles
+    }
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+            if (r0 + my_r + i < rows && t0 + my_t + j < n_tok)
+                out[(t0 + my_t + j) * out_stride + r0 + my_r + i] = acc[i][j] - corr[i][j];
+}
+
 template <DType T, int NT>
 void launch_dot(Stream s, const WeightRef& w, ConstRows x, Rows out, const uint8_t* act, size_t act_row_bytes) {
     const dim3 grid(static_cast<unsigned>(ceil_div(w.rows, kWarps)), static_cast<unsigned>(ceil_div(x.rows, NT)));
@@ -207,16 +269,17 @@ template <DType T>
 void launch_dot_tokens(Stream s, const WeightRef& w, ConstRows x, Rows out, const uint8_t* act, size_t arb) {
     constexpr bool k_quant = T == DType::Q4_K || T == DType::Q5_K || T == DType::Q6_K;
     if (x.rows <= 1) return launch_dot<T, 1>(s, w, x, out, act, arb);
-    if constexpr (!k_quant) {
-        if (x.rows > kTokens) {
-            const dim3 grid(static_cast<unsigned>(ceil_div(w.rows, kTileRows)),
-                            static_cast<unsigned>(ceil_div(x.rows, kTileTokens)));
-            tile32_kernel<T><<<grid, kTileThreads, 0, s>>>(static_cast<const uint8_t*>(w.data), w.rows, w.cols / kQK,
-                                                           w.row_bytes, act, arb, x.rows, out.data, out.stride);
-            return;
-        }
+    if (x.rows <= kTokens) return launch_dot<T, kTokens>(s, w, x, out, act, arb);
+    const dim3 grid(static_cast<unsigned>(ceil_div(w.rows, kTileRows)),
+                    static_cast<unsigned>(ceil_div(x.rows, kTileTokens)));
+    const uint8_t* wd = static_cast<const uint8_t*>(w.data);
+    if constexpr (k_quant) {
+        tilek_kernel<T><<<grid, kTileThreads, 0, s>>>(wd, w.rows, w.cols / kQK_K, w.row_bytes, act, arb, x.rows,
+                                                      out.data, out.stride);
+    } else {
+        tile32_kernel<T><<<grid, kTileThreads, 0, s>>>(wd, w.rows, w.cols / kQK, w.row_bytes, act, arb, x.rows,
+                                                       out.data, out.stride);
     }
-    launch_dot<T, kTokens>(s, w, x, out, act, arb);
 }
 
 }  // namespace
