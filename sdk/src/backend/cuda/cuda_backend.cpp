@@ -95,7 +95,21 @@ Status CudaBackend::init_stream() {
     err = cudaHostGetDevicePointer(&device, host, 0);
     if (err != cudaSuccess) return status_of(err, "parameter arena mapping");
     arena_device_ = static_cast<uint8_t*>(device);
+    alloc_mirror();
     return Status::Ok();
+}
+
+void CudaBackend::alloc_mirror() {
+    if (arena_mirror_) (void)cudaFree(arena_mirror_);
+    arena_mirror_ = nullptr;
+    mirror_from_ = 0;
+    if (!graphs_ || dev_->integrated) return;
+    void* p = nullptr;
+    if (cudaMalloc(&p, arena_bytes_) != cudaSuccess) {
+        (void)cudaGetLastError();  // kernels read the mapped arena instead
+        return;
+    }
+    arena_mirror_ = static_cast<uint8_t*>(p);
 }
 
 CudaBackend::~CudaBackend() {
@@ -113,6 +127,7 @@ CudaBackend::~CudaBackend() {
         if (staging_[i]) (void)cudaFreeHost(staging_[i]);
     }
     if (arena_host_) (void)cudaFreeHost(arena_host_);
+    if (arena_mirror_) (void)cudaFree(arena_mirror_);
     if (copy_stream_) (void)cudaStreamDestroy(as_stream(copy_stream_));
     if (stream_) (void)cudaStreamDestroy(as_stream(stream_));
     (void)cudaGetLastError();
@@ -325,6 +340,7 @@ bool CudaBackend::grow_arena(size_t bytes, bool required) {
     arena_host_ = static_cast<uint8_t*>(host);
     arena_device_ = static_cast<uint8_t*>(dev);
     arena_bytes_ = bytes;
+    alloc_mirror();
     return true;
 }
 
@@ -334,6 +350,7 @@ uint8_t* CudaBackend::params(size_t bytes, const void** device) {
         // Everything queued has read its values once the stream is idle.
         if (!wait_idle("parameter arena")) return nullptr;
         arena_used_ = 0;
+        mirror_from_ = 0;  // the flush in wait_idle copied what was queued
         rope_tables_.reset();
         const size_t grown = std::max(need, arena_bytes_ * 2);
         if (need > arena_bytes_) {
@@ -345,7 +362,7 @@ uint8_t* CudaBackend::params(size_t bytes, const void** device) {
         }
     }
     uint8_t* p = arena_host_ + arena_used_;
-    *device = arena_device_ + arena_used_;
+    *device = (graphs_ && arena_mirror_ ? arena_mirror_ : arena_device_) + arena_used_;
     arena_used_ += need;
     return p;
 }
@@ -510,6 +527,7 @@ void CudaBackend::synchronize() {
     }
     finish_host_copies();
     arena_used_ = 0;
+    mirror_from_ = 0;
     rope_tables_.reset();
     dev_->submissions.fetch_add(1);
 }

@@ -2,8 +2,9 @@
 // cuda/kernels.h) enqueued on this backend's CUDA stream; synchronize() is the
 // only wait. Weights stay in their GGUF format in device memory. Per-step
 // values (token ids, positions, RoPE tables, attention segments) go into a
-// parameter arena of mapped pinned host memory the kernels read in place, so
-// a step's launches depend only on shapes and addresses.
+// parameter arena of mapped pinned host memory, so a step's launches depend
+// only on shapes and addresses; with graphs on a discrete GPU the queue
+// first copies them into a device copy of the arena, which kernels read.
 //
 // The CUDA runtime is linked statically and the driver library is never
 // linked: on a machine without an NVIDIA driver the library loads, the CUDA
@@ -159,6 +160,8 @@ private:
     // Replaces the (idle) arena by one of `bytes`; a failure is recorded
     // only when `required`.
     bool grow_arena(size_t bytes, bool required);
+    void alloc_mirror();  // arena_mirror_ for arena_bytes_ (optional: a failure just leaves it null)
+    void queue_arena_copy();  // cuda_graphs.cpp: the copy into the mirror, first in the queue
     // Scratch of at least `bytes` (grown after a wait when smaller).
     void* scratch(int which, size_t bytes);
 
@@ -223,6 +226,13 @@ private:
     uint8_t* arena_device_ = nullptr;
     size_t arena_bytes_ = 0;
     size_t arena_used_ = 0;
+    // With graphs on a discrete GPU, a device copy of the arena: a queue's
+    // values go over in one copy, its first command (a graph's first node),
+    // and kernels read them from device memory instead of across PCIe. Null
+    // when graphs are off (launches run as they are made), on an integrated
+    // GPU (the arena is already in its memory) or when it cannot be had.
+    uint8_t* arena_mirror_ = nullptr;
+    size_t mirror_from_ = 0;  // arena bytes [mirror_from_, arena_used_) not yet copied
     RopeTableCache rope_tables_;  // tables in the arena; reset whenever arena_used_ restarts
     // Scratch buffers: 0 = matmul int8 activations, 1 = attention partials.
     std::unique_ptr<CudaBuffer> scratch_[2];

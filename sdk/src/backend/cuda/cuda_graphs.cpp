@@ -10,7 +10,9 @@
 // stream capture (thread-local mode), so the launchers are the same code as
 // without graphs. A failed capture, update, instantiation or graph launch
 // turns graphs off for the stream and the queue runs directly: a forward
-// never fails because of a graph.
+// never fails because of a graph. A queue's per-step values go to the
+// arena's device copy first (queue_arena_copy), so kernels read them from
+// device memory.
 #include <cuda_runtime_api.h>
 
 #include <chrono>
@@ -22,6 +24,7 @@
 namespace ekv {
 
 namespace {
+constexpr uint64_t kLogArenaCopy = 6;  // command log id (cuda_backend.cpp and cuda_copy_ahead.cpp use 1-5)
 cudaStream_t as_stream(CUstream_st* s) { return reinterpret_cast<cudaStream_t>(s); }
 cudaGraphExec_t as_exec(CUgraphExec_st* e) { return reinterpret_cast<cudaGraphExec_t>(e); }
 }  // namespace
@@ -32,11 +35,27 @@ void CudaBackend::flush(bool may_graph) {
         log_.clear();
         return;
     }
+    queue_arena_copy();
     bool done = false;
     if (may_graph && graphs_ && ok() && current()) done = run_graph();
     if (!done) run_direct();
     pending_.clear();
     log_.clear();
+}
+
+void CudaBackend::queue_arena_copy() {
+    if (!arena_mirror_ || arena_used_ <= mirror_from_) return;
+    uint8_t* to = arena_mirror_ + mirror_from_;
+    const uint8_t* from = arena_host_ + mirror_from_;
+    const size_t bytes = arena_used_ - mirror_from_;
+    mirror_from_ = arena_used_;
+    // Logged last but run first: the log only has to tell steps apart.
+    log_.begin(kLogArenaCopy);
+    for (const size_t v : {reinterpret_cast<size_t>(to), reinterpret_cast<size_t>(from), bytes}) log_.append_value(v);
+    pending_.insert(pending_.begin(), Pending{"parameter copy", [=](CUstream_st* st) {
+                                                  return static_cast<int>(cudaMemcpyAsync(
+                                                      to, from, bytes, cudaMemcpyHostToDevice, as_stream(st)));
+                                              }});
 }
 
 void CudaBackend::run_direct() {
