@@ -14,6 +14,7 @@
 #include "backend/parity_cache_ops_cases.h"
 #include "backend/parity_model_cases.h"
 #include "cuda/cuda_parity.h"
+#include "kernels.h"
 
 namespace ekv_cuda_test {
 namespace {
@@ -132,9 +133,13 @@ TEST(CudaModel, HostAndDevicePlacedCachesMatchCpu) {
         spec.name = s.name;
         ekv_test::CachePtr want_cache = ekv_test::make(cpu.get(), spec), got_cache = ekv_test::make(dev.get(), spec);
         ASSERT_TRUE(want_cache && got_cache);
-        // A chunk of 40, then single tokens.
+        // A chunk of 40 (over F16 KV: prefill attention on tensor cores), then single tokens.
+        const uint64_t tc_before = cuda::attention_tensor_core_launches();
         std::vector<float> want = ekv_test::feed(cpu.get(), want_cache.get(), stream, 0, 40, 40);
         std::vector<float> got = ekv_test::feed(dev.get(), got_cache.get(), stream, 0, 40, 40);
+        if (s.dtype == EKV_KV_F16) {
+            EXPECT_GT(cuda::attention_tensor_core_launches(), tc_before);
+        }
         const std::vector<float> want_steps = ekv_test::feed(cpu.get(), want_cache.get(), stream, 40, 20, 1);
         const std::vector<float> got_steps = ekv_test::feed(dev.get(), got_cache.get(), stream, 40, 20, 1);
         want.insert(want.end(), want_steps.begin(), want_steps.end());
