@@ -97,12 +97,13 @@ const F32ActKernels* avx2_f32act_kernels();
 const Int8ActKernels* avx2_int8_kernels();
 // AVX2 f32-activation kernels of the quantized formats
 // (matmul_f32act_quant_avx2.cpp), int8 kernels of the 32-element formats
-// (matmul_int8_rows8_avx2.cpp), of Q4_K/Q5_K (matmul_int8_q45k_rows8_avx2.cpp)
-// and of the K-quants (matmul_int8_kquants_avx2.cpp: Q6_K, and the dispatch);
-// nullptr where unavailable.
+// (matmul_int8_rows8_avx2.cpp), of Q4_K/Q5_K (matmul_int8_q45k_rows8_avx2.cpp),
+// of Q6_K (matmul_int8_q6k_rows8_avx2.cpp) and the K-quant dispatch
+// (matmul_int8_kquants_avx2.cpp); nullptr where unavailable.
 RowsKernel avx2_f32act_quant_rows_kernel(DType wtype);
 RowsKernel avx2_int8_blocks32_rows_kernel(DType wtype);
 RowsKernel avx2_int8_q45k_rows_kernel(DType wtype);
+RowsKernel avx2_int8_q6k_rows_kernel(DType wtype);
 RowsKernel avx2_int8_kquant_rows_kernel(DType wtype);
 
 // A 64-byte aligned buffer of at least `floats` floats owned by the calling
