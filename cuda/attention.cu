@@ -33,7 +33,6 @@ using attn::kAccPerThread;
 using attn::kMaxRows;
 using attn::kThreads;
 constexpr float kNegInf = -__builtin_huge_valf();
-static_assert(sizeof(AttnStep) % 4 == 0, "the step is copied to shared memory as 32-bit words");
 
 struct Args {
     const float* q;
@@ -77,25 +76,16 @@ __global__ void __launch_bounds__(kThreads, 1) attention_kernel(Args a) {
     auto row_head = [&](int r) { return kv_head * pl.gq + pack_idx * pl.pack + r % pl.pack; };
     auto row_active = [&](int r) { return row_token(r) < a.n_tokens && pack_idx * pl.pack + r % pl.pack < pl.gq; };
 
-    {  // the step's descriptors into shared memory (they live in mapped host memory)
-        const uint32_t* src = reinterpret_cast<const uint32_t*>(a.step);
-        uint32_t* dst = reinterpret_cast<uint32_t*>(st_raw);
-        for (int i = tid; i < static_cast<int>(sizeof(AttnStep) / 4); i += kThreads) dst[i] = src[i];
-    }
+    attn::copy_step(a.step, st_raw, tid, kThreads);
     __syncthreads();
-    const int n_seg = st.n_segments < 0 ? 0 : (st.n_segments > kMaxAttnSegments ? kMaxAttnSegments : st.n_segments);
+    const int n_seg = attn::segment_count(st);
     if (tid < rows) {
         const bool active = row_active(tid);
         const int32_t pos = active ? a.q_pos[row_token(tid)] : 0;
         row_pos[tid] = pos;
         row_max[tid] = kNegInf;
         row_sum[tid] = 0.0f;
-        for (int s = 0; s < n_seg; ++s) {
-            int32_t lo = 0, hi = 0;
-            if (active) attn::visible_range(st.seg[s], st.window, pos, &lo, &hi);
-            row_lo[tid][s] = lo;
-            row_hi[tid][s] = hi;
-        }
+        attn::row_ranges(st, n_seg, active, pos, row_lo[tid], row_hi[tid]);
     }
     __syncthreads();
     if (tid == 0) {  // the union of the rows' ranges, per segment

@@ -93,26 +93,17 @@ __global__ void __launch_bounds__(kTcThreads) attention_tc_kernel(TcArgs a) {
         return r < pl.rows && row_token(r) < a.n_tokens && pack_idx * pl.pack + r % pl.pack < pl.gq;
     };
 
-    {  // the step's descriptors (mapped host or device memory) into shared memory
-        const uint32_t* src = reinterpret_cast<const uint32_t*>(a.step);
-        uint32_t* dst = reinterpret_cast<uint32_t*>(st_raw);
-        for (int i = tid; i < static_cast<int>(sizeof(AttnStep) / 4); i += nthreads) dst[i] = src[i];
-    }
+    attn::copy_step(a.step, st_raw, tid, nthreads);
     for (int e = tid; e < n_rows * ldo; e += nthreads) acc_s[e] = 0.0f;
     __syncthreads();
-    const int n_seg = st.n_segments < 0 ? 0 : (st.n_segments > kMaxAttnSegments ? kMaxAttnSegments : st.n_segments);
+    const int n_seg = attn::segment_count(st);
     if (tid < n_rows) {
         const bool active = row_active(tid);
         const int32_t pos = active ? a.q_pos[row_token(tid)] : 0;
         row_pos[tid] = pos;
         row_max[tid] = kNegInf;
         row_sum[tid] = 0.0f;
-        for (int s = 0; s < n_seg; ++s) {
-            int32_t lo = 0, hi = 0;
-            if (active) attn::visible_range(st.seg[s], st.window, pos, &lo, &hi);
-            row_lo[tid][s] = lo;
-            row_hi[tid][s] = hi;
-        }
+        attn::row_ranges(st, n_seg, active, pos, row_lo[tid], row_hi[tid]);
     }
     __syncthreads();
     if (tid == 0)

@@ -164,6 +164,28 @@ EKV_HD void visible_range(const AttnSegment& seg, int32_t view_window, int32_t q
     *hi_out = static_cast<int32_t>(hi);
 }
 
+// Threads tid, tid + nthreads, ... copy the step's descriptors (mapped host
+// or device memory) into shared memory, as 32-bit words.
+EKV_HD void copy_step(const AttnStep* src, void* dst, int tid, int nthreads) {
+    static_assert(sizeof(AttnStep) % 4 == 0, "the step is copied as 32-bit words");
+    const uint32_t* from = reinterpret_cast<const uint32_t*>(src);
+    uint32_t* to = static_cast<uint32_t*>(dst);
+    for (int i = tid; i < static_cast<int>(sizeof(AttnStep) / 4); i += nthreads) to[i] = from[i];
+}
+
+EKV_HD int segment_count(const AttnStep& st) {
+    return st.n_segments < 0 ? 0 : (st.n_segments > kMaxAttnSegments ? kMaxAttnSegments : st.n_segments);
+}
+
+// A query row's visible range [lo[s], hi[s]) in each segment; [0, 0) for
+// an inactive row (padding, or past the last token).
+EKV_HD void row_ranges(const AttnStep& st, int n_seg, bool active, int32_t q_pos, int32_t* lo, int32_t* hi) {
+    for (int s = 0; s < n_seg; ++s) {
+        lo[s] = hi[s] = 0;
+        if (active) visible_range(st.seg[s], st.window, q_pos, &lo[s], &hi[s]);
+    }
+}
+
 // Union [u_lo, u_hi) of the non-empty ranges lo[r * stride], hi[r * stride]
 // (r < rows); [0, 0) when all are empty.
 EKV_HD void union_range(const int32_t* lo, const int32_t* hi, int stride, int rows, int32_t* u_lo, int32_t* u_hi) {

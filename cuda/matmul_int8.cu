@@ -124,6 +124,18 @@ constexpr int kTileRows = 64, kTileTokens = 32, kTileBlocks = 4, kTileThreads = 
 static_assert(kTileRows * kTileBlocks == kTileThreads, "a thread unpacks one weight block per step");
 static_assert((kTileRows / 2) * (kTileTokens / 4) == kTileThreads, "a thread owns 2 rows x 4 tokens");
 
+// A thread's 2 rows x 4 tokens: acc + corr (or acc - corr), inside the matrix.
+__device__ __forceinline__ void store_tile(const float (&acc)[2][4], const float (&corr)[2][4], bool subtract,
+                                          int64_t r, int64_t rows, int64_t t, int64_t n_tok, float* out,
+                                          int64_t out_stride) {
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+            if (r + i < rows && t + j < n_tok)
+                out[(t + j) * out_stride + r + i] = subtract ? acc[i][j] - corr[i][j] : acc[i][j] + corr[i][j];
+}
+
 template <DType T>
 __global__ void __launch_bounds__(kTileThreads, 1)
     tile32_kernel(const uint8_t* w, int64_t rows, int64_t nb, size_t row_bytes, const uint8_t* act,
@@ -136,11 +148,7 @@ __global__ void __launch_bounds__(kTileThreads, 1)
     const int64_t r0 = static_cast<int64_t>(blockIdx.x) * kTileRows;
     const int64_t t0 = static_cast<int64_t>(blockIdx.y) * kTileTokens;
     const int my_r = (tid / (kTileTokens / 4)) * 2, my_t = (tid % (kTileTokens / 4)) * 4;
-    float acc[2][4], corr[2][4];
-#pragma unroll
-    for (int i = 0; i < 2; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) acc[i][j] = corr[i][j] = 0.0f;
+    float acc[2][4] = {}, corr[2][4] = {};
     for (int64_t b0 = 0; b0 < nb; b0 += kTileBlocks) {
         {  // one weight block per thread; blocks past the row or k end are zeros
             const int r = tid / kTileBlocks, kb = tid % kTileBlocks;
@@ -182,12 +190,7 @@ __global__ void __launch_bounds__(kTileThreads, 1)
         }
         __syncthreads();  // before the next step overwrites the tiles
     }
-#pragma unroll
-    for (int i = 0; i < 2; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j)
-            if (r0 + my_r + i < rows && t0 + my_t + j < n_tok)
-                out[(t0 + my_t + j) * out_stride + r0 + my_r + i] = acc[i][j] + corr[i][j];
+    store_tile(acc, corr, false, r0 + my_r, rows, t0 + my_t, n_tok, out, out_stride);
 }
 
 // The K-quants over many tokens: the same 64-row x 32-token tiles, one
@@ -207,11 +210,7 @@ __global__ void __launch_bounds__(kTileThreads, 1)
     const int64_t r0 = static_cast<int64_t>(blockIdx.x) * kTileRows;
     const int64_t t0 = static_cast<int64_t>(blockIdx.y) * kTileTokens;
     const int my_r = (tid / (kTileTokens / 4)) * 2, my_t = (tid % (kTileTokens / 4)) * 4;
-    float acc[2][4], corr[2][4];
-#pragma unroll
-    for (int i = 0; i < 2; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) acc[i][j] = corr[i][j] = 0.0f;
+    float acc[2][4] = {}, corr[2][4] = {};
     for (int64_t b = 0; b < nb; ++b) {
         // Weight bytes (rows past the end: zeros, never written out).
         for (int e = tid; e < kTileRows * q8::BlockK<T>::kBytes; e += kTileThreads) {
@@ -244,12 +243,7 @@ __global__ void __launch_bounds__(kTileThreads, 1)
         }
         __syncthreads();  // before the next super-block overwrites the tiles
     }
-#pragma unroll
-    for (int i = 0; i < 2; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j)
-            if (r0 + my_r + i < rows && t0 + my_t + j < n_tok)
-                out[(t0 + my_t + j) * out_stride + r0 + my_r + i] = acc[i][j] - corr[i][j];
+    store_tile(acc, corr, true, r0 + my_r, rows, t0 + my_t, n_tok, out, out_stride);
 }
 
 template <DType T, int NT>

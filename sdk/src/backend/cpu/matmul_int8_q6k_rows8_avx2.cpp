@@ -27,26 +27,22 @@ namespace {
 
 using namespace avx2;
 
-// A row's super-block: slice s's 32 quants (elements 32 s .. 32 s + 31,
-// 6 bits, offset 32 not removed) in q[s].
-inline void q6k_quants(const BlockQ6_K& blk, __m256i (&q)[8]) {
+// Slices 4 half .. 4 half + 3 of a row's super-block (elements 128 half ..
+// 128 half + 127): 32 quants each, 6 bits, offset 32 not removed.
+inline void q6k_half(const BlockQ6_K& blk, int half, __m256i* q) {
     const __m256i low4 = _mm256_set1_epi8(0x0F);
     const __m256i low2 = _mm256_set1_epi8(0x03);
-    EKV_UNROLL
-    for (int half = 0; half < 2; ++half) {
-        const uint8_t* ql = blk.ql + 64 * half;
-        const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
-        const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
-        const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qh + 32 * half));
-        __m256i* out = q + 4 * half;
-        out[0] = _mm256_or_si256(_mm256_and_si256(ql0, low4), _mm256_slli_epi16(_mm256_and_si256(qh, low2), 4));
-        out[1] = _mm256_or_si256(_mm256_and_si256(ql1, low4),
-                                 _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), low2), 4));
-        out[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
-                                 _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), low2), 4));
-        out[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
-                                 _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), low2), 4));
-    }
+    const uint8_t* ql = blk.ql + 64 * half;
+    const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
+    const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
+    const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qh + 32 * half));
+    q[0] = _mm256_or_si256(_mm256_and_si256(ql0, low4), _mm256_slli_epi16(_mm256_and_si256(qh, low2), 4));
+    q[1] = _mm256_or_si256(_mm256_and_si256(ql1, low4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), low2), 4));
+    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), low2), 4));
+    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), low2), 4));
 }
 
 // The rows' d (the half at the end of each block) as floats.
@@ -85,8 +81,6 @@ struct GemvTile {
             x[j] = reinterpret_cast<const BlockQ8_K*>(act_row(job, t0 + j));
             acc[j] = 0.0f;
         }
-        const __m256i low4 = _mm256_set1_epi8(0x0F);
-        const __m256i low2 = _mm256_set1_epi8(0x03);
         const int64_t nb = job.k_dim / kQK_K;
         for (int64_t b = 0; b < nb; ++b) {
             const BlockQ6_K& blk = w[b];
@@ -101,18 +95,8 @@ struct GemvTile {
             }
             EKV_UNROLL
             for (int half = 0; half < 2; ++half) {  // four slices at a time: fewer live registers
-                const uint8_t* ql = blk.ql + 64 * half;
-                const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
-                const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
-                const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qh + 32 * half));
                 __m256i q[4];
-                q[0] = _mm256_or_si256(_mm256_and_si256(ql0, low4), _mm256_slli_epi16(_mm256_and_si256(qh, low2), 4));
-                q[1] = _mm256_or_si256(_mm256_and_si256(ql1, low4),
-                                       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), low2), 4));
-                q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4),
-                                       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), low2), 4));
-                q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
-                                       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), low2), 4));
+                q6k_half(blk, half, q);
                 EKV_UNROLL
                 for (int m = 0; m < 4; ++m) {
                     const int k = 8 * half + 2 * m;  // scales of elements [0,16) and [16,32) of this slice
@@ -151,7 +135,8 @@ void decode_panel(const BlockQ6_K* const (&w)[kLanes], int64_t b, __m256i* p) {
     __m256i q[kLanes][8];
     EKV_UNROLL
     for (int i = 0; i < kLanes; ++i) {
-        q6k_quants(w[i][b], q[i]);
+        q6k_half(w[i][b], 0, q[i]);
+        q6k_half(w[i][b], 1, q[i] + 4);
         for (int k = 0; k < 16; ++k) sc[k][i][0] = sc[k][i][1] = w[i][b].scales[k];
         for (int k = 0; k < 8; ++k) {
             pairs[k][i][0] = w[i][b].scales[2 * k];
