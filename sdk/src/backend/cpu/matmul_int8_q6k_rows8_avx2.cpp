@@ -7,9 +7,9 @@
 //        - 32 * sum over the 16 sub-blocks of sc[k] * (their 16 activations)
 //   acc  = fma(d * d_x, float(isum), acc)
 // The integer sums are exact, so the GEMV (row by row, each super-block's
-// total reduced at once) and the GEMM (a row group
-// decoded once for the whole k into a transposed per-thread panel, swept by
-// token tiles) agree bit for bit whatever the batch, tile or row split.
+// total reduced at once) and the GEMM (a row group decoded once for the
+// whole k into a transposed per-thread panel, swept by token tiles) agree
+// bit for bit whatever the batch, tile or row split.
 #include "backend/cpu/matmul_kernels.h"
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
