@@ -203,22 +203,13 @@ void sweep(const MatmulJob& job, const __m256i* panel, int64_t r, int n, int t0)
     for (int j = 0; j < NT; ++j) store_lanes(job, r, n, t0 + j, acc[j]);
 }
 
-bool gemm(const MatmulJob& job, int64_t r0, int64_t r1) {
-    const int64_t nb = job.k_dim / kQK_K;
-    float* buf = thread_panel_buffer(static_cast<size_t>(nb) * kPanelVectors * 8);
-    if (!buf) return false;
-    __m256i* panel = reinterpret_cast<__m256i*>(buf);
-    for_row_groups(r0, r1, [&](int64_t r, int n) {
-        const BlockQ6_K* w[kLanes];
-        group_rows(job, r, n, w);
-        for (int64_t b = 0; b < nb; ++b) decode_panel(w, b, panel + kPanelVectors * b);
-        for_token_tiles<kSweepTokens>(job.ntok, [&](auto nt, int t0) { sweep<decltype(nt)::value>(job, panel, r, n, t0); });
-    });
-    return true;
-}
-
 void rows(const MatmulJob& job, int64_t r0, int64_t r1) {
-    if (job.ntok >= kGemmMinTokens && gemm(job, r0, r1)) return;
+    const auto tile = [&](auto nt, const __m256i* panel, int64_t r, int n, int t0) {
+        sweep<decltype(nt)::value>(job, panel, r, n, t0);
+    };
+    if (job.ntok >= kGemmMinTokens &&
+        panel_gemm<BlockQ6_K, kPanelVectors>(job, r0, r1, job.k_dim / kQK_K, decode_panel, tile))
+        return;
     drive_tiles<GemvTile>(job, r0, r1);
 }
 

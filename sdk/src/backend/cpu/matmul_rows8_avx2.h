@@ -127,6 +127,25 @@ static inline void gather_half_pairs(const Block* const (&w)[kLanes], int64_t b,
     *second = _mm256_shuffle_ps(a, c, _MM_SHUFFLE(3, 1, 3, 1));
 }
 
+// The K-quant GEMM's shape: per row group, decode(w, b, panel + kVectors * b)
+// for each of the nb super-blocks into the thread's panel, then
+// sweep(std::integral_constant<int, NT>(), panel, r, n, t0) over token tiles.
+// False (nothing done) when the panel cannot be had.
+template <class Block, int kVectors, class Decode, class Sweep>
+static inline bool panel_gemm(const MatmulJob& job, int64_t r0, int64_t r1, int64_t nb, Decode&& decode,
+                              Sweep&& sweep) {
+    float* buf = thread_panel_buffer(static_cast<size_t>(nb) * kVectors * 8);
+    if (!buf) return false;
+    __m256i* panel = reinterpret_cast<__m256i*>(buf);
+    for_row_groups(r0, r1, [&](int64_t r, int n) {
+        const Block* w[kLanes];
+        group_rows(job, r, n, w);
+        for (int64_t b = 0; b < nb; ++b) decode(w, b, panel + kVectors * b);
+        for_token_tiles<kSweepTokens>(job.ntok, [&](auto nt, int t0) { sweep(nt, panel, r, n, t0); });
+    });
+    return true;
+}
+
 // Prefetch, while block b of a group of n rows is read, of the b-th
 // block-sized slice of the bytes `ahead` (the groups ahead as one stream).
 static inline void prefetch_group_slice(const char* ahead, int64_t b, size_t slice) {
